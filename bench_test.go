@@ -1,0 +1,161 @@
+package runnel
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Benchmarks of the engine: 100-byte records, 4 shards, limits off.
+
+const benchRecordSize = 100
+
+func benchStream(b *testing.B) (*Cluster, *Stream) {
+	b.Helper()
+	c := NewCluster()
+	b.Cleanup(func() { c.Close() })
+	s, err := c.CreateStream(context.Background(), "bench", WithShardCount(4), WithLimits(Unlimited), WithRetention(1000*time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, s
+}
+
+func benchKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("partition-%06d", i)
+	}
+	return keys
+}
+
+func reportRecords(b *testing.B, records int) {
+	secs := b.Elapsed().Seconds()
+	b.ReportMetric(float64(records)/secs, "records/s")
+	b.ReportMetric(float64(records)*benchRecordSize/secs/1e6, "MB/s")
+}
+
+func BenchmarkPutRecord(b *testing.B) {
+	for _, g := range []int{1, 2} {
+		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
+			_, s := benchStream(b)
+			keys := benchKeys(1024)
+			data := make([]byte, benchRecordSize)
+			ctx := context.Background()
+			b.ReportAllocs()
+			var wg sync.WaitGroup
+			per := b.N / g
+			b.ResetTimer()
+			for w := range g {
+				wg.Go(func() {
+					for i := range per {
+						if _, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: keys[(i+w*7)&1023], Data: data}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			reportRecords(b, per*g)
+		})
+	}
+}
+
+func BenchmarkPutRecords(b *testing.B) {
+	for _, g := range []int{1, 2} {
+		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
+			_, s := benchStream(b)
+			keys := benchKeys(1024)
+			data := make([]byte, benchRecordSize)
+			batch := make([]PutRecordsEntry, MaxPutRecordsEntries)
+			for i := range batch {
+				batch[i] = PutRecordsEntry{PartitionKey: keys[i], Data: data}
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			var wg sync.WaitGroup
+			per := b.N / g
+			b.ResetTimer()
+			for range g {
+				wg.Go(func() {
+					for range per {
+						if out, err := s.PutRecords(ctx, batch); err != nil || out.FailedRecordCount > 0 {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			reportRecords(b, per*g*len(batch))
+		})
+	}
+}
+
+func fillStream(b *testing.B, s *Stream, n int) {
+	b.Helper()
+	keys := benchKeys(1024)
+	data := make([]byte, benchRecordSize)
+	batch := make([]PutRecordsEntry, MaxPutRecordsEntries)
+	for i := 0; i < n; i += len(batch) {
+		for j := range batch {
+			batch[j] = PutRecordsEntry{PartitionKey: keys[(i+j)&1023], Data: data}
+		}
+		if _, err := s.PutRecords(context.Background(), batch[:min(len(batch), n-i)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGetRecords(b *testing.B) {
+	_, s := benchStream(b)
+	const n = 1 << 20
+	fillStream(b, s, n)
+	ctx := context.Background()
+	buf := make([]Record, 0, MaxGetRecordsLimit)
+	b.ReportAllocs()
+	read := 0
+	for b.Loop() {
+		for _, sh := range s.shards.Load().open {
+			it, err := s.GetShardIterator(ctx, sh.id, StartingPosition{Type: TrimHorizon})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				out, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it, Buffer: buf})
+				if err != nil {
+					b.Fatal(err)
+				}
+				read += len(out.Records)
+				if len(out.Records) == 0 {
+					break
+				}
+				it, buf = out.NextShardIterator, out.Records
+			}
+		}
+	}
+	reportRecords(b, read)
+}
+
+// BenchmarkRetainedMemory measures heap bytes per retained record beyond its
+// data and partition key, at 1M records.
+func BenchmarkRetainedMemory(b *testing.B) {
+	const n = 1 << 20
+	keyBytes := len(benchKeys(1)[0])
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		_, s := benchStream(b)
+		fillStream(b, s, n)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		overhead := float64(after.HeapAlloc-before.HeapAlloc)/n - benchRecordSize - float64(keyBytes)
+		b.ReportMetric(overhead, "overhead-bytes/record")
+		runtime.KeepAlive(s)
+	}
+}

@@ -1,0 +1,242 @@
+package runnel
+
+import (
+	"context"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Cluster is a set of named streams: the in-process equivalent of one AWS
+// account in one region. It owns the background sweep that releases expired
+// records. All methods are safe for concurrent use.
+type Cluster struct {
+	cfg clusterConfig
+
+	mu         sync.Mutex
+	streams    map[string]*Stream
+	openShards int // open shards of all streams, counted against the quota
+	nextID     uint64
+	closed     bool
+
+	faults faultSet
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type clusterConfig struct {
+	region, account string
+	shardQuota      int
+	sweepInterval   time.Duration
+}
+
+// ClusterOption configures a Cluster.
+type ClusterOption func(*clusterConfig)
+
+// WithRegion sets the region named in ARNs. Default "us-east-1".
+func WithRegion(region string) ClusterOption {
+	return func(c *clusterConfig) { c.region = region }
+}
+
+// WithAccountID sets the account id named in ARNs. Default "000000000000".
+func WithAccountID(id string) ClusterOption {
+	return func(c *clusterConfig) { c.account = id }
+}
+
+// WithShardQuota sets the most open shards all streams may have together
+// (Kinesis's account shard quota). Default 20,000, the quota of the largest
+// regions; values below 1 keep the default.
+func WithShardQuota(n int) ClusterOption {
+	return func(c *clusterConfig) {
+		if n > 0 {
+			c.shardQuota = n
+		}
+	}
+}
+
+// WithSweepInterval sets how often the cluster releases the memory of
+// expired records in shards that nobody reads or writes (shards that are
+// used drop expired records as they go). Default one minute.
+func WithSweepInterval(d time.Duration) ClusterOption {
+	return func(c *clusterConfig) {
+		if d > 0 {
+			c.sweepInterval = d
+		}
+	}
+}
+
+// NewCluster returns an empty cluster and starts its background sweep. Call
+// Close to stop it. Inside a testing/synctest bubble the cluster runs on the
+// bubble's virtual clock; create and close it inside the bubble.
+func NewCluster(opts ...ClusterOption) *Cluster {
+	cfg := clusterConfig{region: "us-east-1", account: "000000000000", shardQuota: 20_000, sweepInterval: time.Minute}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c := &Cluster{cfg: cfg, streams: make(map[string]*Stream), stop: make(chan struct{})}
+	c.wg.Go(c.sweep)
+	return c
+}
+
+// sweep drops expired records and shards until Close.
+func (c *Cluster) sweep() {
+	t := time.NewTicker(c.cfg.sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case now := <-t.C:
+			for _, s := range c.snapshot() {
+				s.expire(now)
+			}
+		}
+	}
+}
+
+func (c *Cluster) snapshot() []*Stream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Stream, 0, len(c.streams))
+	for _, s := range c.streams {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Close stops the background sweep and closes every stream: later calls on
+// the cluster and its streams return ErrClosed. Close waits for the sweep to
+// end and may be called more than once.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	streams := c.streams
+	c.streams = map[string]*Stream{}
+	close(c.stop)
+	c.mu.Unlock()
+	for _, s := range streams {
+		s.state.Store(streamClosed)
+	}
+	c.wg.Wait()
+	return nil
+}
+
+var streamNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
+
+// validateStreamName checks Kinesis's stream-name constraint.
+func validateStreamName(op, name string) error {
+	if !streamNamePattern.MatchString(name) {
+		return errorf(op, ErrValidation, "stream name %.140q must be 1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and '-'", name)
+	}
+	return nil
+}
+
+// CreateStream creates a stream and returns it ACTIVE (Kinesis takes a few
+// seconds in CREATING; runnel is done at once). An existing name is an
+// ErrResourceInUse; more shards than the quota leaves is an ErrLimitExceeded.
+func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamOption) (*Stream, error) {
+	const op = "CreateStream"
+	if err := validateStreamName(op, name); err != nil {
+		return nil, err
+	}
+	cfg, err := newStreamConfig(op, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.begin(ctx, op, name); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := c.streams[name]; ok {
+		return nil, errorf(op, ErrResourceInUse, "stream %s already exists", name)
+	}
+	if c.openShards+cfg.shardCount > c.cfg.shardQuota {
+		return nil, errorf(op, ErrLimitExceeded, "stream %s asks for %d shards but the shard quota of %d leaves %d",
+			name, cfg.shardCount, c.cfg.shardQuota, c.cfg.shardQuota-c.openShards)
+	}
+	c.nextID++
+	s := newStream(c, c.nextID, name, cfg, time.Now())
+	c.streams[name] = s
+	c.openShards += cfg.shardCount
+	s.quotaShards = cfg.shardCount
+	return s, nil
+}
+
+// Stream returns the stream with the given name, or ErrResourceNotFound.
+func (c *Cluster) Stream(name string) (*Stream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	s, ok := c.streams[name]
+	if !ok {
+		return nil, errorf("DescribeStream", ErrResourceNotFound, "stream %.140q does not exist", name)
+	}
+	return s, nil
+}
+
+// DeleteStream deletes a stream and its records. Later calls on its *Stream
+// return ErrResourceNotFound; the name may be used again at once.
+func (c *Cluster) DeleteStream(ctx context.Context, name string) error {
+	const op = "DeleteStream"
+	if err := c.begin(ctx, op, name); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	s, ok := c.streams[name]
+	if !ok {
+		return errorf(op, ErrResourceNotFound, "stream %.140q does not exist", name)
+	}
+	delete(c.streams, name)
+	c.openShards -= s.quotaShards
+	s.state.Store(streamDeleted)
+	return nil
+}
+
+// ListStreams returns the names of all streams in lexical order.
+func (c *Cluster) ListStreams(ctx context.Context) ([]string, error) {
+	if err := c.begin(ctx, "ListStreams", ""); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	names := make([]string, 0, len(c.streams))
+	for n := range c.streams {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// ShardQuota returns the quota and how many open shards count against it.
+func (c *Cluster) ShardQuota() (quota, used int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.shardQuota, c.openShards
+}
+
+// begin checks ctx and applies injected faults for a cluster operation.
+func (c *Cluster) begin(ctx context.Context, op, stream string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.faults.apply(ctx, op, stream, "")
+}

@@ -1,0 +1,383 @@
+package runnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const shard1 = "shardId-000000000001"
+
+// low and high hash keys route to shard0 and shard1 of a two-shard stream.
+var (
+	toShard0 = "0"
+	toShard1 = maxHashKeyText
+)
+
+func TestFaultOnce(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(1))
+	ctx := context.Background()
+	c.InjectFault(Fault{Op: "PutRecord", Err: ErrInternalFailure, Times: 1})
+
+	_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: []byte("lost")})
+	assertKind(t, err, ErrInternalFailure, "PutRecord", "injected fault")
+	assert.Equal(t, "InternalFailure", ErrorName(err))
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "PutRecord", e.Op)
+
+	putString(t, s, "k", "kept")
+	putString(t, s, "k", "kept too")
+	assert.Equal(t, []string{"kept", "kept too"}, datas(readAll(t, s, shard0, StartingPosition{Type: TrimHorizon})))
+}
+
+func TestFaultTimes(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(1))
+	ctx := context.Background()
+	c.InjectFault(Fault{Op: "ListShards", Err: ErrLimitExceeded, Times: 3})
+	var errs []error
+	for range 5 {
+		_, err := s.ListShards(ctx, ListShardsInput{})
+		errs = append(errs, err)
+	}
+	for i, err := range errs {
+		if i < 3 {
+			assert.ErrorIs(t, err, ErrLimitExceeded, "call %d", i)
+		} else {
+			assert.NoError(t, err, "call %d", i)
+		}
+	}
+}
+
+func TestFaultUntilRemoved(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(1))
+	ctx := context.Background()
+	remove := c.InjectFault(Fault{Op: "GetShardIterator", Err: ErrProvisionedThroughputExceeded})
+	for range 20 {
+		_, err := s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
+		require.ErrorIs(t, err, ErrProvisionedThroughputExceeded)
+	}
+	// Other operations are not affected.
+	putString(t, s, "k", "v")
+
+	remove()
+	_, err := s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
+	assert.NoError(t, err)
+	remove() // removing twice is harmless
+	_, err = s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
+	assert.NoError(t, err)
+}
+
+func TestFaultAllOperations(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(1))
+	it := iterator(t, s, shard0, StartingPosition{Type: TrimHorizon})
+	remove := c.InjectFault(Fault{Err: ErrInternalFailure})
+	for name, op := range streamOps(it) {
+		if name == "GetRecords without iterator" {
+			continue // rejected before any operation starts
+		}
+		assert.ErrorIs(t, op(s), ErrInternalFailure, name)
+	}
+	remove()
+	for name, op := range streamOps(it) {
+		if name == "GetRecords without iterator" {
+			continue
+		}
+		assert.NoError(t, op(s), name)
+	}
+}
+
+func TestFaultStreamName(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(1))
+	ctx := context.Background()
+	other, err := c.CreateStream(ctx, "other", WithShardCount(1))
+	require.NoError(t, err)
+	c.InjectFault(Fault{StreamName: "other", Err: ErrInternalFailure})
+	_, err = other.PutRecord(ctx, PutRecordInput{PartitionKey: "k"})
+	assert.ErrorIs(t, err, ErrInternalFailure)
+	_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k"})
+	assert.NoError(t, err)
+}
+
+func TestFaultFirstMatchFires(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(1))
+	ctx := context.Background()
+	c.InjectFault(Fault{Op: "PutRecord", Err: ErrInternalFailure, Times: 1})
+	c.InjectFault(Fault{Op: "PutRecord", Err: ErrProvisionedThroughputExceeded, Times: 1})
+	_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k"})
+	assert.ErrorIs(t, err, ErrInternalFailure)
+	_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k"})
+	assert.ErrorIs(t, err, ErrProvisionedThroughputExceeded)
+	_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k"})
+	assert.NoError(t, err)
+}
+
+func TestFaultCustomError(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(1))
+	boom := errors.New("boom")
+	c.InjectFault(Fault{Op: "Describe", Err: boom}) // not an op name: never fires
+	c.InjectFault(Fault{Op: "DescribeStreamSummary", Err: boom})
+	_, err := s.Describe(context.Background())
+	assert.ErrorIs(t, err, boom)
+	assert.Empty(t, ErrorName(err))
+}
+
+func TestFaultRecordPredicate(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(2))
+	ctx := context.Background()
+	var calls atomic.Int64
+	c.InjectFault(Fault{
+		Record: func(key string, data []byte) bool {
+			calls.Add(1)
+			return strings.HasPrefix(key, "bad")
+		},
+		Err: ErrInternalFailure,
+	})
+
+	entries := []PutRecordsEntry{
+		{PartitionKey: "good0", ExplicitHashKey: toShard0, Data: []byte("g0")},
+		{PartitionKey: "bad1", ExplicitHashKey: toShard0, Data: []byte("b1")},
+		{PartitionKey: "good2", ExplicitHashKey: toShard1, Data: []byte("g2")},
+		{PartitionKey: "bad3", ExplicitHashKey: toShard1, Data: []byte("b3")},
+		{PartitionKey: "good4", ExplicitHashKey: toShard0, Data: []byte("g4")},
+	}
+	out, err := s.PutRecords(ctx, entries)
+	require.NoError(t, err, "a record fault fails entries, not the call")
+	assert.Equal(t, 2, out.FailedRecordCount)
+	for i, r := range out.Records {
+		if strings.HasPrefix(entries[i].PartitionKey, "bad") {
+			assert.ErrorIs(t, r.Err, ErrInternalFailure, "entry %d", i)
+			assert.Empty(t, r.ShardID)
+			continue
+		}
+		assert.NoError(t, r.Err, "entry %d", i)
+	}
+	assert.EqualValues(t, 5, calls.Load(), "the predicate sees every entry once")
+
+	// PutRecord is affected the same way.
+	_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "bad5"})
+	assert.ErrorIs(t, err, ErrInternalFailure)
+	_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "good6", ExplicitHashKey: toShard0, Data: []byte("g6")})
+	require.NoError(t, err)
+
+	// Record faults do not affect whole operations.
+	assert.Equal(t, []string{"g0", "g4", "g6"}, datas(readAll(t, s, shard0, StartingPosition{Type: TrimHorizon})))
+	assert.Equal(t, []string{"g2"}, datas(readAll(t, s, shard1, StartingPosition{Type: TrimHorizon})))
+	assert.EqualValues(t, 4, s.Stats().Total.RecordsPut)
+}
+
+func TestFaultRecordPredicateOnce(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(1))
+	c.InjectFault(Fault{
+		Op:     "PutRecords",
+		Record: func(key string, _ []byte) bool { return key == "x" },
+		Err:    ErrProvisionedThroughputExceeded,
+		Times:  1,
+	})
+	out, err := s.PutRecords(context.Background(), []PutRecordsEntry{
+		{PartitionKey: "a"}, {PartitionKey: "x"}, {PartitionKey: "x"}, {PartitionKey: "b"},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 1, out.FailedRecordCount)
+	assert.ErrorIs(t, out.Records[1].Err, ErrProvisionedThroughputExceeded)
+	assert.NoError(t, out.Records[2].Err, "the fault fired once")
+	// Op "PutRecords" does not affect PutRecord.
+	_, err = s.PutRecord(context.Background(), PutRecordInput{PartitionKey: "x"})
+	assert.NoError(t, err)
+}
+
+func TestFaultShardID(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(2))
+	ctx := context.Background()
+	it0 := iterator(t, s, shard0, StartingPosition{Type: TrimHorizon})
+	it1 := iterator(t, s, shard1, StartingPosition{Type: TrimHorizon})
+	c.InjectFault(Fault{ShardID: shard1, Err: ErrInternalFailure})
+
+	// Reads of that shard fail; the other shard works.
+	_, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it1})
+	assert.ErrorIs(t, err, ErrInternalFailure)
+	_, err = s.GetShardIterator(ctx, shard1, StartingPosition{Type: Latest})
+	assert.ErrorIs(t, err, ErrInternalFailure)
+	_, err = s.GetRecords(ctx, GetRecordsInput{ShardIterator: it0})
+	assert.NoError(t, err)
+	_, err = s.ListShards(ctx, ListShardsInput{})
+	assert.NoError(t, err, "operations that name no shard are not affected")
+
+	// Writes fail per record routed to that shard.
+	out, err := s.PutRecords(ctx, []PutRecordsEntry{
+		{PartitionKey: "k", ExplicitHashKey: toShard0, Data: []byte("a")},
+		{PartitionKey: "k", ExplicitHashKey: toShard1, Data: []byte("b")},
+		{PartitionKey: "k", ExplicitHashKey: toShard0, Data: []byte("c")},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 1, out.FailedRecordCount)
+	assert.ErrorIs(t, out.Records[1].Err, ErrInternalFailure)
+	_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", ExplicitHashKey: toShard1})
+	assert.ErrorIs(t, err, ErrInternalFailure)
+	_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", ExplicitHashKey: toShard0, Data: []byte("d")})
+	assert.NoError(t, err)
+
+	st := s.Stats()
+	assert.EqualValues(t, 3, st.Shards[0].RecordsPut)
+	assert.EqualValues(t, 0, st.Shards[1].RecordsPut)
+}
+
+func TestFaultExpiredIterator(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(1))
+	ctx := context.Background()
+	putString(t, s, "k", "v")
+	it := iterator(t, s, shard0, StartingPosition{Type: TrimHorizon})
+	c.InjectFault(Fault{Op: "GetRecords", Err: ErrExpiredIterator, Times: 1})
+
+	_, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it})
+	assertKind(t, err, ErrExpiredIterator, "GetRecords")
+	assert.Equal(t, "ExpiredIteratorException", ErrorName(err))
+
+	// What a client does: get a new iterator and carry on.
+	it = iterator(t, s, shard0, StartingPosition{Type: TrimHorizon})
+	assert.Equal(t, []string{"v"}, datas(get(t, s, it, 0).Records))
+}
+
+func TestFaultLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, s := newTestStream(t, WithShardCount(1))
+		ctx := context.Background()
+		c.InjectFault(Fault{Op: "PutRecord", Latency: 250 * time.Millisecond, Times: 2})
+
+		start := time.Now()
+		out := putString(t, s, "k", "slow")
+		assert.Equal(t, 250*time.Millisecond, time.Since(start), "the call takes the latency in virtual time")
+
+		recs := readAll(t, s, shard0, StartingPosition{Type: TrimHorizon})
+		require.Len(t, recs, 1)
+		assert.True(t, recs[0].ApproximateArrivalTimestamp.Equal(start.Add(250*time.Millisecond)),
+			"the record arrives after the delay")
+		assert.Equal(t, out.SequenceNumber, recs[0].SequenceNumber)
+
+		// Latency and an error together: the error comes after the delay.
+		c.InjectFault(Fault{Op: "GetShardIterator", Latency: time.Second, Err: ErrInternalFailure, Times: 1})
+		start = time.Now()
+		_, err := s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
+		assert.ErrorIs(t, err, ErrInternalFailure)
+		assert.Equal(t, time.Second, time.Since(start))
+
+		// Calls run concurrently while delayed.
+		start = time.Now()
+		var wg sync.WaitGroup
+		wg.Go(func() { putString(t, s, "k", "concurrent") }) // the fault's second firing
+		wg.Go(func() {
+			_, err := s.ListShards(ctx, ListShardsInput{})
+			assert.NoError(t, err)
+			assert.Zero(t, time.Since(start), "unaffected calls are not delayed")
+		})
+		wg.Wait()
+		assert.Equal(t, 250*time.Millisecond, time.Since(start))
+
+		start = time.Now()
+		putString(t, s, "k", "fast")
+		assert.Zero(t, time.Since(start), "the fault is spent")
+	})
+}
+
+func TestFaultLatencyContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, s := newTestStream(t, WithShardCount(1))
+		c.InjectFault(Fault{Op: "PutRecord", Latency: time.Minute})
+
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: []byte("never")})
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 100*time.Millisecond, time.Since(start))
+
+		// Cancelled from another goroutine.
+		ctx2, cancel2 := context.WithCancel(context.Background())
+		go func() {
+			time.Sleep(3 * time.Second)
+			cancel2()
+		}()
+		start = time.Now()
+		_, err = s.PutRecord(ctx2, PutRecordInput{PartitionKey: "k", Data: []byte("never")})
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Equal(t, 3*time.Second, time.Since(start))
+
+		assert.Zero(t, s.Stats().Total.RecordsPut, "a cancelled call stores nothing")
+	})
+}
+
+func TestFaultConcurrentTimes(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited))
+	c.InjectFault(Fault{Op: "PutRecord", Err: ErrInternalFailure, Times: 37})
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				_, err := s.PutRecord(context.Background(), PutRecordInput{PartitionKey: fmt.Sprint(g, i)})
+				if errors.Is(err, ErrInternalFailure) {
+					failed.Add(1)
+				} else {
+					assert.NoError(t, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.EqualValues(t, 37, failed.Load(), "a fault fires exactly Times times")
+	assert.EqualValues(t, 8*50-37, s.Stats().Total.RecordsPut)
+}
+
+// TestFaultShardLatencyDelaysPutRecordsOnce shows that a shard-scoped
+// latency fault delays a PutRecords call once per entry routed to the shard
+// (3 entries: 3 s) instead of once per call as Fault.Latency documents
+// ("delays each affected operation"). A client testing its timeouts with a
+// 1 s delay would see a 500-entry batch take 500 s.
+func TestFaultShardLatencyDelaysPutRecordsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, s := newTestStream(t, WithShardCount(2))
+		c.InjectFault(Fault{ShardID: shard0, Latency: time.Second})
+		start := time.Now()
+		out, err := s.PutRecords(context.Background(), []PutRecordsEntry{
+			{PartitionKey: "a", ExplicitHashKey: "0"},
+			{PartitionKey: "b", ExplicitHashKey: "1"},
+			{PartitionKey: "c", ExplicitHashKey: "2"},
+		})
+		require.NoError(t, err)
+		assert.Zero(t, out.FailedRecordCount)
+		assert.Equal(t, time.Second, time.Since(start), "one delay per PutRecords call")
+	})
+}
+
+// TestFaultRecordLatencyContextFailsCall shows that when ctx ends during a
+// record fault's latency, PutRecords succeeds and reports ctx's error as one
+// entry's Err (not a Kinesis error code), while it writes the other entries.
+// Fault.Latency documents that "the operation fails with ctx's error".
+func TestFaultRecordLatencyContextFailsCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, s := newTestStream(t, WithShardCount(1))
+		c.InjectFault(Fault{
+			Op:      "PutRecords",
+			Record:  func(key string, _ []byte) bool { return key == "slow" },
+			Latency: time.Minute,
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		out, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "fast"}, {PartitionKey: "slow"}})
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "the call fails with ctx's error")
+		for i, r := range out.Records {
+			if r.Err != nil {
+				assert.NotEmpty(t, ErrorName(r.Err), "entry %d failed with %v, which has no Kinesis error code", i, r.Err)
+			}
+		}
+	})
+}

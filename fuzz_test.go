@@ -1,0 +1,166 @@
+package runnel
+
+import (
+	"errors"
+	"math/big"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// The parsers of user-supplied strings, fuzzed. Seeds are added below and
+// committed under testdata/fuzz/<FuzzName>/. Run one with, for example:
+//
+//	go test -run XXX -fuzz '^FuzzParseHashKey$' -fuzztime 20s .
+
+// requireKind fails unless err wraps one of kinds.
+func requireKind(t *testing.T, err error, kinds ...error) {
+	t.Helper()
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			var e *Error
+			if !errors.As(err, &e) || e.Msg == "" {
+				t.Fatalf("error %v is not an *Error with a message", err)
+			}
+			return
+		}
+	}
+	t.Fatalf("error %v wraps none of %v", err, kinds)
+}
+
+var (
+	hashKeyPattern = regexp.MustCompile(`^(0|[1-9][0-9]{0,38})$`)
+	seqNumPattern  = regexp.MustCompile(`^(0|[1-9][0-9]{0,128})$`)
+)
+
+func FuzzParseHashKey(f *testing.F) {
+	for _, s := range []string{
+		"", "0", "1", "00", "01", "-1", "+1", " 1", "1 ", "1e3", "0x10", "１",
+		"18446744073709551615", "18446744073709551616", // 2^64-1, 2^64
+		maxHashKeyText, overHashKeyText, strings.Repeat("9", 39), strings.Repeat("1", 40),
+		"170141183460469231731687303715884105728", // 2^127
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := ParseHashKey(s)
+
+		// Differential check against the pattern and math/big.
+		var want error
+		switch v, _ := new(big.Int).SetString(s, 10); {
+		case !hashKeyPattern.MatchString(s):
+			want = ErrValidation
+		case v.Cmp(twoTo128Minus1) > 0:
+			want = ErrInvalidArgument
+		}
+		if want != nil {
+			if err == nil {
+				t.Fatalf("ParseHashKey(%q) = %v, want %v", s, k, want)
+			}
+			requireKind(t, err, want)
+			if k != (HashKey{}) {
+				t.Fatalf("ParseHashKey(%q) failed but returned %v", s, k)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("ParseHashKey(%q): %v", s, err)
+		}
+		if got := k.String(); got != s {
+			t.Fatalf("ParseHashKey(%q).String() = %q", s, got)
+		}
+		k2, err := ParseHashKey(k.String())
+		if err != nil || k2 != k {
+			t.Fatalf("round trip of %q: %v, %v", s, k2, err)
+		}
+	})
+}
+
+func FuzzParseSequenceNumber(f *testing.F) {
+	valid := SequenceNumber{counter: 12345, shard: 7}.String()
+	for _, s := range []string{
+		"", "0", "1", "49", valid, valid[:55], valid + "0", "0" + valid,
+		"48" + valid[2:], "49" + strings.Repeat("0", 54), // counter 0
+		"49" + strings.Repeat("9", 54), // counter beyond 64 bits
+		SequenceNumber{counter: 1<<64 - 1, shard: maxShardNumber}.String(),
+		strings.Repeat("9", 129), strings.Repeat("9", 130), valid[:10] + "x" + valid[11:],
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSequenceNumber(s)
+		if !seqNumPattern.MatchString(s) {
+			if err == nil {
+				t.Fatalf("ParseSequenceNumber(%q) accepted a string that is not a Kinesis sequence number", s)
+			}
+			requireKind(t, err, ErrValidation)
+		}
+		if err != nil {
+			requireKind(t, err, ErrValidation, ErrInvalidArgument)
+			if !n.IsZero() {
+				t.Fatalf("ParseSequenceNumber(%q) failed but returned %v", s, n)
+			}
+			return
+		}
+		if n.IsZero() {
+			t.Fatalf("ParseSequenceNumber(%q) returned the zero value", s)
+		}
+		if got := n.String(); got != s {
+			t.Fatalf("ParseSequenceNumber(%q).String() = %q", s, got)
+		}
+		if len(s) != 56 || !strings.HasPrefix(s, "49") {
+			t.Fatalf("accepted %q, which runnel never issues", s)
+		}
+		text, err := n.MarshalText()
+		if err != nil || string(text) != s {
+			t.Fatalf("MarshalText(%q) = %q, %v", s, text, err)
+		}
+		var u SequenceNumber
+		if err := u.UnmarshalText(text); err != nil || u != n {
+			t.Fatalf("UnmarshalText(%q) = %v, %v", text, u, err)
+		}
+		if id := n.ShardID(); !strings.HasPrefix(id, "shardId-") || len(id) != 20 {
+			t.Fatalf("ShardID of %q is %q", s, id)
+		}
+	})
+}
+
+func FuzzParseShardIterator(f *testing.F) {
+	for _, it := range []ShardIterator{
+		{stream: "test", streamID: 1, shard: 0, pos: 1, issuedMs: 946684800000},
+		{stream: "s", streamID: 1 << 40, shard: maxShardNumber, pos: 1<<64 - 1, issuedMs: -1},
+		{stream: strings.Repeat("x", 128), streamID: 3, shard: 2, seek: true, atMs: 1700000000123, issuedMs: 1700000000000},
+	} {
+		tok := it.String()
+		f.Add(tok)
+		f.Add(tok[:len(tok)-1])
+		f.Add(tok + "A")
+	}
+	for _, s := range []string{"", "A", "AAAA", "====", "not a token", strings.Repeat("A", 1025)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		it, err := ParseShardIterator(s)
+		if err != nil {
+			requireKind(t, err, ErrInvalidArgument)
+			if !it.IsZero() {
+				t.Fatalf("ParseShardIterator(%q) failed but returned %+v", s, it)
+			}
+			return
+		}
+		if it.IsZero() {
+			t.Fatalf("ParseShardIterator(%q) returned the zero iterator", s)
+		}
+		tok := it.String()
+		back, err := ParseShardIterator(tok)
+		if err != nil || back != it {
+			t.Fatalf("round trip of %q through %q: %+v, %v; want %+v", s, tok, back, err, it)
+		}
+		if back.String() != tok {
+			t.Fatalf("String is not stable: %q then %q", tok, back.String())
+		}
+		if err := validateStreamName("fuzz", it.StreamName()); err != nil {
+			t.Fatalf("parsed iterator has stream name %q: %v", it.StreamName(), err)
+		}
+	})
+}

@@ -1,0 +1,360 @@
+package runnel
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"iter"
+	"time"
+)
+
+// IteratorType says where a shard iterator starts.
+type IteratorType string
+
+// The five Kinesis shard iterator types.
+const (
+	// TrimHorizon starts at the oldest record still retained.
+	TrimHorizon IteratorType = "TRIM_HORIZON"
+	// Latest starts after the newest record: only later writes are read.
+	Latest IteratorType = "LATEST"
+	// AtSequenceNumber starts at the record with the given number.
+	AtSequenceNumber IteratorType = "AT_SEQUENCE_NUMBER"
+	// AfterSequenceNumber starts after the record with the given number.
+	AfterSequenceNumber IteratorType = "AFTER_SEQUENCE_NUMBER"
+	// AtTimestamp starts at the first record that arrived at or after the
+	// given time.
+	AtTimestamp IteratorType = "AT_TIMESTAMP"
+)
+
+// StartingPosition says where to start reading a shard.
+type StartingPosition struct {
+	Type IteratorType
+	// SequenceNumber for AtSequenceNumber and AfterSequenceNumber.
+	SequenceNumber SequenceNumber
+	// Timestamp for AtTimestamp.
+	Timestamp time.Time
+}
+
+// ShardIterator is a position in a shard, as GetShardIterator and GetRecords
+// return it. It is a value: copy it freely. Its String form is the opaque,
+// self-describing token that the Kinesis API hands out; ParseShardIterator
+// reads it back. An iterator expires a stream-configured time (5 minutes by
+// default) after it was returned. The zero value is "no iterator", which
+// GetRecords returns at the end of a closed shard.
+type ShardIterator struct {
+	stream   string
+	streamID uint64
+	shard    uint64
+	pos      uint64 // next counter to read
+	atMs     int64  // when seek: read from the first record arriving at or after atMs
+	seek     bool
+	issuedMs int64
+}
+
+// IsZero reports whether it is the zero value (no iterator).
+func (it ShardIterator) IsZero() bool { return it == ShardIterator{} }
+
+// StreamName returns the name of the stream the iterator reads.
+func (it ShardIterator) StreamName() string { return it.stream }
+
+// ShardID returns the id of the shard the iterator reads.
+func (it ShardIterator) ShardID() string {
+	if it.IsZero() {
+		return ""
+	}
+	return shardID(it.shard)
+}
+
+const iteratorVersion = 1
+
+// String returns the iterator as an opaque token (URL-safe base64), or ""
+// for the zero value.
+func (it ShardIterator) String() string {
+	if it.IsZero() {
+		return ""
+	}
+	b := make([]byte, 0, 48+len(it.stream))
+	b = append(b, iteratorVersion)
+	b = binary.AppendUvarint(b, it.streamID)
+	b = binary.AppendUvarint(b, it.shard)
+	b = binary.AppendUvarint(b, it.pos)
+	if it.seek {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.AppendVarint(b, it.atMs)
+	b = binary.AppendVarint(b, it.issuedMs)
+	b = append(b, it.stream...)
+	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ParseShardIterator reads a token made by String. A token that was not
+// made by runnel, or was damaged, is an ErrInvalidArgument. Parsing does not
+// check expiry: GetRecords does.
+func ParseShardIterator(token string) (ShardIterator, error) {
+	const op = "ParseShardIterator"
+	bad := func(why string) (ShardIterator, error) {
+		return ShardIterator{}, errorf(op, ErrInvalidArgument, "shard iterator %.40q… is not valid: %s", token, why)
+	}
+	if len(token) > 1024 {
+		return bad("too long")
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(token)
+	if err != nil {
+		return bad("not a runnel token")
+	}
+	if len(b) < 5 {
+		return bad("too short")
+	}
+	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
+	if crc32.ChecksumIEEE(body) != sum {
+		return bad("checksum mismatch")
+	}
+	if body[0] != iteratorVersion {
+		return bad("unknown version")
+	}
+	r := body[1:]
+	var it ShardIterator
+	uv := func(dst *uint64) bool {
+		v, n := binary.Uvarint(r)
+		if n <= 0 {
+			return false
+		}
+		*dst, r = v, r[n:]
+		return true
+	}
+	sv := func(dst *int64) bool {
+		v, n := binary.Varint(r)
+		if n <= 0 {
+			return false
+		}
+		*dst, r = v, r[n:]
+		return true
+	}
+	if !uv(&it.streamID) || !uv(&it.shard) || !uv(&it.pos) || len(r) < 1 {
+		return bad("truncated")
+	}
+	if r[0] > 1 {
+		return bad("bad mode")
+	}
+	it.seek, r = r[0] == 1, r[1:]
+	if !sv(&it.atMs) || !sv(&it.issuedMs) {
+		return bad("truncated")
+	}
+	if err := validateStreamName(op, string(r)); err != nil {
+		return bad("bad stream name")
+	}
+	it.stream = string(r)
+	return it, nil
+}
+
+// GetShardIterator returns an iterator at the given position of a shard
+// (open or closed). AtSequenceNumber and AfterSequenceNumber need a sequence
+// number issued by that shard; AtTimestamp needs a timestamp.
+func (s *Stream) GetShardIterator(ctx context.Context, shardID string, from StartingPosition) (ShardIterator, error) {
+	const op = "GetShardIterator"
+	if err := s.begin(ctx, op, shardID); err != nil {
+		return ShardIterator{}, err
+	}
+	sh, err := s.shardByID(op, shardID)
+	if err != nil {
+		return ShardIterator{}, err
+	}
+	now := time.Now()
+	it := ShardIterator{stream: s.name, streamID: s.id, shard: sh.num, issuedMs: now.UnixMilli()}
+	switch from.Type {
+	case TrimHorizon:
+		it.pos = sh.startCounter
+	case Latest:
+		it.pos = sh.latest()
+	case AtSequenceNumber, AfterSequenceNumber:
+		n := from.SequenceNumber
+		if n.IsZero() {
+			return ShardIterator{}, errorf(op, ErrInvalidArgument, "iterator type %s needs a StartingSequenceNumber", from.Type)
+		}
+		if n.shard != sh.num || n.counter < sh.startCounter {
+			return ShardIterator{}, errorf(op, ErrInvalidArgument, "sequence number %s does not belong to shard %s of stream %s", n, sh.id, s.name)
+		}
+		it.pos = n.counter
+		if from.Type == AfterSequenceNumber {
+			it.pos++
+		}
+	case AtTimestamp:
+		if from.Timestamp.IsZero() {
+			return ShardIterator{}, errorf(op, ErrInvalidArgument, "iterator type %s needs a Timestamp", from.Type)
+		}
+		it.seek, it.atMs = true, from.Timestamp.UnixMilli()
+	default:
+		return ShardIterator{}, errorf(op, ErrValidation, "iterator type %.40q is not one of TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, AT_TIMESTAMP", from.Type)
+	}
+	return it, nil
+}
+
+// GetRecordsInput is a GetRecords request.
+type GetRecordsInput struct {
+	// ShardIterator is where to read. Required.
+	ShardIterator ShardIterator
+	// Limit is the most records to return: 1 to 10,000; 0 means 10,000.
+	Limit int
+	// Buffer, if not nil, is reused for the returned records (they are
+	// appended to Buffer[:0]), so that a reading loop allocates nothing.
+	Buffer []Record
+}
+
+// ChildShard is a shard created from the shard a GetRecords call finished.
+type ChildShard struct {
+	ShardID      string
+	ParentShards []string
+	HashKeyRange HashKeyRange
+}
+
+// GetRecordsOutput is a GetRecords result.
+type GetRecordsOutput struct {
+	// Records are the records read, in order; possibly none. They alias the
+	// stream's memory: see Record.
+	Records []Record
+	// NextShardIterator continues after Records. It is the zero value when
+	// the shard is closed and every record has been read.
+	NextShardIterator ShardIterator
+	// MillisBehindLatest is how far the iterator is behind the newest record
+	// of the shard; 0 when caught up.
+	MillisBehindLatest int64
+	// ChildShards are set once a closed shard has been read to its end.
+	ChildShards []ChildShard
+}
+
+// GetRecords reads records at an iterator: at most Limit records and about
+// 10 MiB (at least one record). Records that have expired are skipped, so an
+// iterator behind the trim horizon continues at the oldest retained record.
+// A call over the shard's read limits fails with
+// ErrProvisionedThroughputExceeded and returns nothing; an iterator older
+// than its TTL fails with ErrExpiredIterator.
+func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecordsOutput, error) {
+	const op = "GetRecords"
+	it := in.ShardIterator
+	if it.IsZero() {
+		if err := s.live(op); err != nil {
+			return GetRecordsOutput{}, err
+		}
+		return GetRecordsOutput{}, errorf(op, ErrInvalidArgument, "shard iterator is empty")
+	}
+	if err := s.begin(ctx, op, it.ShardID()); err != nil {
+		return GetRecordsOutput{}, err
+	}
+	limit := in.Limit
+	switch {
+	case limit == 0:
+		limit = MaxGetRecordsLimit
+	case limit < 0:
+		return GetRecordsOutput{}, errorf(op, ErrValidation, "limit %d must be at least 1", limit)
+	case limit > MaxGetRecordsLimit:
+		return GetRecordsOutput{}, errorf(op, ErrInvalidArgument, "limit %d is above the maximum %d", limit, MaxGetRecordsLimit)
+	}
+	switch {
+	case it.stream != s.name:
+		return GetRecordsOutput{}, errorf(op, ErrInvalidArgument, "shard iterator belongs to stream %.140q, not to %s", it.stream, s.name)
+	case it.streamID != s.id:
+		return GetRecordsOutput{}, errorf(op, ErrInvalidArgument, "shard iterator belongs to an earlier stream named %s, which was deleted", s.name)
+	}
+	now := time.Now()
+	if age := now.UnixMilli() - it.issuedMs; age > s.cfg.iteratorTTL.Milliseconds() {
+		return GetRecordsOutput{}, errorf(op, ErrExpiredIterator, "shard iterator for %s expired %v ago (it lives %v)",
+			shardID(it.shard), time.Duration(age)*time.Millisecond-s.cfg.iteratorTTL, s.cfg.iteratorTTL)
+	}
+	sh := s.shards.Load().shard(it.shard)
+	if sh == nil {
+		return GetRecordsOutput{}, errorf(op, ErrResourceNotFound, "shard %s of stream %s has expired", shardID(it.shard), s.name)
+	}
+	pos := it.pos
+	if it.seek {
+		pos = sh.positionAt(it.atMs)
+	}
+	res := sh.read(now, s.cutoffMs(now), pos, limit, MaxGetRecordsBytes, in.Buffer[:0])
+	if res.throttled {
+		return GetRecordsOutput{}, errorf(op, ErrProvisionedThroughputExceeded, "rate exceeded for shard %s: over its read limit of %d calls/s or %d bytes/s",
+			sh.id, s.cfg.limits.ReadCallsPerSecond, s.cfg.limits.ReadBytesPerSecond)
+	}
+	out := GetRecordsOutput{Records: res.records, MillisBehindLatest: res.behindMs}
+	switch {
+	case res.end:
+		out.ChildShards = childShards(res.children)
+	case it.seek && len(res.records) == 0:
+		// Nothing has arrived at or after the timestamp yet: keep seeking,
+		// so later records that arrived before it are not returned.
+		it.issuedMs = now.UnixMilli()
+		out.NextShardIterator = it
+	default:
+		out.NextShardIterator = ShardIterator{stream: s.name, streamID: s.id, shard: sh.num, pos: res.next, issuedMs: now.UnixMilli()}
+	}
+	return out, nil
+}
+
+func childShards(children []*shardState) []ChildShard {
+	out := make([]ChildShard, 0, len(children))
+	for _, c := range children {
+		parents := []string{c.parentID}
+		if c.adjacentParentID != "" {
+			parents = append(parents, c.adjacentParentID)
+		}
+		out = append(out, ChildShard{ShardID: c.id, ParentShards: parents, HashKeyRange: c.hashRange})
+	}
+	return out
+}
+
+// Records returns an iterator over the records of one shard, from a starting
+// position up to the newest record at the time the iteration reaches it (or
+// the end of a closed shard). It reads with GetRecords, so it honours the
+// shard's read limits: when throttled it waits (200 ms, in virtual time
+// inside a synctest bubble) and tries again. Iteration stops at the first
+// other error, which it yields with a zero Record. Records alias the
+// stream's memory: see Record.
+func (s *Stream) Records(ctx context.Context, shardID string, from StartingPosition) iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
+		it, err := s.GetShardIterator(ctx, shardID, from)
+		if err != nil {
+			yield(Record{}, err)
+			return
+		}
+		var buf []Record
+		for !it.IsZero() {
+			out, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it, Buffer: buf})
+			if err != nil {
+				if isThrottle(err) {
+					if err := sleepCtx(ctx, 200*time.Millisecond); err == nil {
+						continue
+					}
+					err = ctx.Err()
+				}
+				yield(Record{}, err)
+				return
+			}
+			for _, r := range out.Records {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if len(out.Records) == 0 && out.MillisBehindLatest == 0 {
+				return // caught up
+			}
+			it, buf = out.NextShardIterator, out.Records
+		}
+	}
+}
+
+func isThrottle(err error) bool { return errors.Is(err, ErrProvisionedThroughputExceeded) }
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,108 @@
+package runnel
+
+import (
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Limits are the per-shard throughput limits of a stream. A zero field means
+// no limit. KinesisLimits are the defaults; Unlimited switches them all off
+// for raw speed.
+type Limits struct {
+	// WriteBytesPerSecond limits data + partition-key bytes written to a
+	// shard (Kinesis: 1 MiB/s).
+	WriteBytesPerSecond int
+	// WriteRecordsPerSecond limits records written to a shard (Kinesis: 1,000/s).
+	WriteRecordsPerSecond int
+	// ReadCallsPerSecond limits GetRecords calls on a shard (Kinesis: 5/s).
+	ReadCallsPerSecond int
+	// ReadBytesPerSecond limits bytes read from a shard by GetRecords
+	// (Kinesis: 2 MiB/s). As in Kinesis one call may read more than this
+	// (up to 10 MiB); the read then throttles the following calls for as
+	// long as the limit takes to cover it: 5 s after a 10 MiB read at 2 MiB/s.
+	ReadBytesPerSecond int
+}
+
+// KinesisLimits are Kinesis's per-shard limits, the default of every stream.
+var KinesisLimits = Limits{
+	WriteBytesPerSecond:   1 << 20,
+	WriteRecordsPerSecond: 1000,
+	ReadCallsPerSecond:    5,
+	ReadBytesPerSecond:    2 << 20,
+}
+
+// Unlimited switches every per-shard limit off.
+var Unlimited = Limits{}
+
+// shardLimiters are one shard's token buckets; nil buckets do not limit.
+//
+// Read bytes are a bucket of one second's budget kept as the time readEmpty
+// at which it runs dry: a call may read while now ≥ readEmpty. A read larger
+// than the bucket is charged from empty, so a 10 MiB read at 2 MiB/s blocks
+// the shard's reads for 5 s, as Kinesis documents.
+type shardLimiters struct {
+	writeBytes, writeRecords, readCalls *rate.Limiter
+	readBytesPerSecond                  int
+	readEmpty                           time.Time
+}
+
+func newShardLimiters(l Limits, maxRecordSize int) shardLimiters {
+	bucket := func(perSecond, burst int) *rate.Limiter {
+		if perSecond <= 0 {
+			return nil
+		}
+		return rate.NewLimiter(rate.Limit(perSecond), burst) // starts full
+	}
+	return shardLimiters{
+		// A record larger than a second's budget (possible with 10 MiB
+		// records) must still fit in the bucket once.
+		writeBytes:   bucket(l.WriteBytesPerSecond, max(l.WriteBytesPerSecond, maxRecordSize)),
+		writeRecords: bucket(l.WriteRecordsPerSecond, l.WriteRecordsPerSecond),
+		readCalls:    bucket(l.ReadCallsPerSecond, l.ReadCallsPerSecond),
+
+		readBytesPerSecond: l.ReadBytesPerSecond,
+	}
+}
+
+// allowWrite takes one record of n bytes from both write buckets, or nothing.
+func (l *shardLimiters) allowWrite(now time.Time, n int) bool {
+	if l.writeBytes == nil && l.writeRecords == nil {
+		return true
+	}
+	if l.writeBytes != nil && l.writeBytes.TokensAt(now) < float64(n) {
+		return false
+	}
+	if l.writeRecords != nil && !l.writeRecords.AllowN(now, 1) {
+		return false
+	}
+	if l.writeBytes != nil {
+		l.writeBytes.AllowN(now, n)
+	}
+	return true
+}
+
+// allowRead reports whether a GetRecords call may run now: earlier reads
+// are paid for and a call token is available.
+func (l *shardLimiters) allowRead(now time.Time) bool {
+	if now.Before(l.readEmpty) {
+		return false
+	}
+	return l.readCalls == nil || l.readCalls.AllowN(now, 1)
+}
+
+// chargeRead records a read of n bytes.
+func (l *shardLimiters) chargeRead(now time.Time, n int) {
+	if l.readBytesPerSecond <= 0 || n == 0 {
+		return
+	}
+	cost := time.Duration(float64(n) / float64(l.readBytesPerSecond) * float64(time.Second))
+	from := now.Add(-time.Second) // a full bucket
+	if cost > time.Second {
+		from = now // a read above the budget is paid from empty
+	}
+	if l.readEmpty.After(from) {
+		from = l.readEmpty
+	}
+	l.readEmpty = from.Add(cost)
+}

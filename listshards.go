@@ -1,0 +1,218 @@
+package runnel
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"hash/crc32"
+	"time"
+)
+
+// ShardFilterType selects which shards ListShards returns.
+type ShardFilterType string
+
+// The ListShards filter types.
+const (
+	// FilterAfterShardID lists the shards after ShardFilter.ShardID.
+	FilterAfterShardID ShardFilterType = "AFTER_SHARD_ID"
+	// FilterAtTrimHorizon lists the shards that were open at the trim horizon.
+	FilterAtTrimHorizon ShardFilterType = "AT_TRIM_HORIZON"
+	// FilterFromTrimHorizon lists every shard with retained data: the default.
+	FilterFromTrimHorizon ShardFilterType = "FROM_TRIM_HORIZON"
+	// FilterAtLatest lists the open shards.
+	FilterAtLatest ShardFilterType = "AT_LATEST"
+	// FilterAtTimestamp lists the shards that were open at ShardFilter.Timestamp.
+	FilterAtTimestamp ShardFilterType = "AT_TIMESTAMP"
+	// FilterFromTimestamp lists the shards open at ShardFilter.Timestamp or
+	// created after it.
+	FilterFromTimestamp ShardFilterType = "FROM_TIMESTAMP"
+)
+
+// ShardFilter narrows ListShards.
+type ShardFilter struct {
+	Type ShardFilterType
+	// ShardID for FilterAfterShardID.
+	ShardID string
+	// Timestamp for FilterAtTimestamp and FilterFromTimestamp.
+	Timestamp time.Time
+}
+
+// ListShardsInput is a ListShards request. The zero value lists the first
+// 1,000 shards.
+type ListShardsInput struct {
+	// MaxResults is the most shards to return: 1 to 10,000; 0 means 1,000.
+	MaxResults int
+	// NextToken continues a listing; it cannot be combined with
+	// ExclusiveStartShardID or Filter, and expires after 300 seconds.
+	NextToken string
+	// ExclusiveStartShardID lists the shards after this one.
+	ExclusiveStartShardID string
+	// Filter, if its Type is set, narrows the listing.
+	Filter ShardFilter
+}
+
+// ListShardsOutput is one page of shards, in shard-id order.
+type ListShardsOutput struct {
+	Shards []Shard
+	// NextToken is set when more shards follow.
+	NextToken string
+}
+
+const (
+	defaultListShards = 1000
+	maxListShards     = 10_000
+	nextTokenTTL      = 300 * time.Second
+)
+
+// ListShards lists the stream's shards: open ones, and closed ones until
+// their records have expired.
+func (s *Stream) ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error) {
+	const op = "ListShards"
+	if err := s.begin(ctx, op, ""); err != nil {
+		return ListShardsOutput{}, err
+	}
+	now := time.Now()
+	switch {
+	case in.MaxResults == 0:
+		in.MaxResults = defaultListShards
+	case in.MaxResults < 0 || in.MaxResults > maxListShards:
+		return ListShardsOutput{}, errorf(op, ErrValidation, "MaxResults %d must be between 1 and %d", in.MaxResults, maxListShards)
+	}
+	var after uint64
+	hasAfter := false
+	if in.NextToken != "" {
+		if in.ExclusiveStartShardID != "" || in.Filter.Type != "" {
+			return ListShardsOutput{}, errorf(op, ErrInvalidArgument, "NextToken cannot be combined with ExclusiveStartShardId or ShardFilter")
+		}
+		tok, err := s.parseNextToken(op, in.NextToken, now)
+		if err != nil {
+			return ListShardsOutput{}, err
+		}
+		after, hasAfter, in.Filter = tok.after, true, tok.filter
+	}
+	if in.ExclusiveStartShardID != "" {
+		num, err := parseShardID(op, in.ExclusiveStartShardID)
+		if err != nil {
+			return ListShardsOutput{}, err
+		}
+		after, hasAfter = num, true
+	}
+	keep, err := s.shardFilter(op, in.Filter, now)
+	if err != nil {
+		return ListShardsOutput{}, err
+	}
+	if in.Filter.Type == FilterAfterShardID {
+		num, _ := parseShardID(op, in.Filter.ShardID)
+		if !hasAfter || num > after {
+			after, hasAfter = num, true
+		}
+	}
+
+	var out ListShardsOutput
+	cutoff := s.cutoffMs(now)
+	for _, sh := range s.shards.Load().all {
+		if hasAfter && sh.num <= after {
+			continue
+		}
+		sh.mu.Lock()
+		sh.expireLocked(cutoff)
+		d, ok := sh.describeLocked(), keep(sh) && !sh.goneLocked(cutoff)
+		sh.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if len(out.Shards) == in.MaxResults {
+			last := out.Shards[len(out.Shards)-1].SequenceNumberRange.StartingSequenceNumber.shard
+			out.NextToken = s.nextToken(last, in.Filter, now)
+			break
+		}
+		out.Shards = append(out.Shards, d)
+	}
+	return out, nil
+}
+
+// shardFilter validates f and returns a predicate over shards (called with
+// the shard's lock held).
+func (s *Stream) shardFilter(op string, f ShardFilter, now time.Time) (func(*shardState) bool, error) {
+	openAt := func(ts int64) func(*shardState) bool {
+		return func(sh *shardState) bool { return sh.createdMs <= ts && (!sh.closed || sh.closedAtMs > ts) }
+	}
+	switch f.Type {
+	case "", FilterFromTrimHorizon, FilterAfterShardID:
+		if f.Type == FilterAfterShardID {
+			if _, err := parseShardID(op, f.ShardID); err != nil {
+				return nil, err
+			}
+		}
+		return func(*shardState) bool { return true }, nil
+	case FilterAtLatest:
+		return func(sh *shardState) bool { return !sh.closed }, nil
+	case FilterAtTrimHorizon:
+		// The trim horizon of a stream younger than its retention is its
+		// creation.
+		return openAt(max(s.cutoffMs(now), s.created.UnixMilli())), nil
+	case FilterAtTimestamp, FilterFromTimestamp:
+		if f.Timestamp.IsZero() {
+			return nil, errorf(op, ErrInvalidArgument, "shard filter %s needs a Timestamp", f.Type)
+		}
+		ts := f.Timestamp.UnixMilli()
+		if f.Type == FilterAtTimestamp {
+			return openAt(ts), nil
+		}
+		return func(sh *shardState) bool { return !sh.closed || sh.closedAtMs > ts }, nil
+	}
+	return nil, errorf(op, ErrValidation, "shard filter type %.40q is not one of AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP", f.Type)
+}
+
+// listToken is the state a ListShards NextToken carries.
+type listToken struct {
+	after  uint64
+	filter ShardFilter
+}
+
+func (s *Stream) nextToken(after uint64, f ShardFilter, now time.Time) string {
+	b := binary.AppendUvarint(nil, s.id)
+	b = binary.AppendUvarint(b, after)
+	b = binary.AppendVarint(b, now.UnixMilli())
+	b = binary.AppendVarint(b, f.Timestamp.UnixMilli())
+	b = binary.AppendUvarint(b, uint64(len(f.Type)))
+	b = append(b, f.Type...)
+	b = append(b, f.ShardID...)
+	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (s *Stream) parseNextToken(op, token string, now time.Time) (listToken, error) {
+	bad := errorf(op, ErrInvalidArgument, "NextToken %.40q… is not valid for stream %s", token, s.name)
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(b) < 5 || crc32.ChecksumIEEE(b[:len(b)-4]) != binary.BigEndian.Uint32(b[len(b)-4:]) {
+		return listToken{}, bad
+	}
+	r := b[:len(b)-4]
+	var vals [5]uint64
+	for i := range vals {
+		var n int
+		if i == 2 || i == 3 {
+			var v int64
+			v, n = binary.Varint(r)
+			vals[i] = uint64(v)
+		} else {
+			vals[i], n = binary.Uvarint(r)
+		}
+		if n <= 0 {
+			return listToken{}, bad
+		}
+		r = r[n:]
+	}
+	if vals[0] != s.id || vals[4] > uint64(len(r)) {
+		return listToken{}, bad
+	}
+	if age := now.UnixMilli() - int64(vals[2]); age > nextTokenTTL.Milliseconds() {
+		return listToken{}, errorf(op, ErrExpiredNextToken, "NextToken expired: it is %v old; tokens live %v", time.Duration(age)*time.Millisecond, nextTokenTTL)
+	}
+	t := listToken{after: vals[1], filter: ShardFilter{Type: ShardFilterType(r[:vals[4]]), ShardID: string(r[vals[4]:])}}
+	if t.filter.Type == FilterAtTimestamp || t.filter.Type == FilterFromTimestamp {
+		t.filter.Timestamp = msTime(int64(vals[3]))
+	}
+	return t, nil
+}

@@ -1,0 +1,297 @@
+package runnel
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"time"
+)
+
+// Shard describes a shard as ListShards reports it.
+type Shard struct {
+	// ShardID is "shardId-" followed by 12 digits.
+	ShardID string
+	// ParentShardID is the shard this one was split from, or the first of the
+	// two shards it was merged from; "" for a shard created with the stream.
+	ParentShardID string
+	// AdjacentParentShardID is the second shard of a merge; "" otherwise.
+	AdjacentParentShardID string
+	// HashKeyRange is the range of hash keys the shard accepts (while open).
+	HashKeyRange HashKeyRange
+	// SequenceNumberRange holds the shard's first possible sequence number
+	// and, once the shard is closed, its last.
+	SequenceNumberRange SequenceNumberRange
+}
+
+// SequenceNumberRange is the range of sequence numbers of a shard.
+type SequenceNumberRange struct {
+	StartingSequenceNumber SequenceNumber
+	// EndingSequenceNumber is zero while the shard is open.
+	EndingSequenceNumber SequenceNumber
+}
+
+// Open reports whether the shard still accepts writes.
+func (s Shard) Open() bool { return s.SequenceNumberRange.EndingSequenceNumber.IsZero() }
+
+// errShardClosed tells a writer that its shard closed (was resharded) after
+// it routed the record there: it routes again with the new shard map.
+var errShardClosed = errors.New("shard closed")
+
+// errStaleShardMap fails a write whose span does not fit the shard it routes
+// to: the writer's view of the shard map is out of date.
+// errNotAttempted fails a write that came after a failed one in the same
+// request and shard, when the writer asked for in-order writes.
+var errNotAttempted = errors.New("runnel: not attempted: an earlier record for the same shard failed")
+
+var errStaleShardMap = errors.New("runnel: the shard map changed: the record's hash keys span more than one shard")
+
+// shardState is one shard: its description, its records and its token
+// buckets, guarded by one mutex that is held only for the duration of a
+// store call, never across I/O, callbacks or channel sends.
+type shardState struct {
+	num              uint64
+	id               string
+	hashRange        HashKeyRange
+	parentID         string
+	adjacentParentID string
+	startCounter     uint64 // first counter the shard may issue
+	createdMs        int64  // when the shard opened (Unix ms)
+
+	mu         sync.Mutex
+	store      store
+	limits     shardLimiters
+	next       uint64 // counter of the next record
+	lastArrive int64  // arrival (Unix ms) of the newest record; arrivals never go back
+	oldest     int64  // arrival of the oldest retained record; MaxInt64 if none
+	closed     bool
+	closedAtMs int64
+	children   []*shardState // set when closed
+	wake       chan struct{} // closed on the next append or close; nil if nobody waits
+	counters   shardCounters
+}
+
+// shardCounters are a shard's cumulative counters, reported by Stats.
+type shardCounters struct {
+	recordsPut, bytesPut          int64
+	getCalls, recordsRead         int64
+	bytesRead                     int64
+	writeThrottles, readThrottles int64
+}
+
+func newShardState(num uint64, rng HashKeyRange, startCounter uint64, createdMs int64, l Limits, maxRecordSize int) *shardState {
+	return &shardState{
+		createdMs:    createdMs,
+		num:          num,
+		id:           shardID(num),
+		hashRange:    rng,
+		startCounter: startCounter,
+		store:        newMemStore(),
+		limits:       newShardLimiters(l, maxRecordSize),
+		next:         startCounter,
+		oldest:       math.MaxInt64,
+	}
+}
+
+// expireLocked drops the records that arrived before cutoffMs.
+func (s *shardState) expireLocked(cutoffMs int64) {
+	if cutoffMs <= s.oldest {
+		return
+	}
+	s.store.trim(cutoffMs)
+	s.oldest = math.MaxInt64
+	if first, ok := s.store.first(); ok {
+		s.oldest, _ = s.store.arrivalAt(first)
+	}
+}
+
+// goneLocked reports whether the shard is closed and all its records have
+// expired: it then disappears from listings.
+func (s *shardState) goneLocked(cutoffMs int64) bool {
+	return s.closed && s.oldest == math.MaxInt64 && s.closedAtMs < cutoffMs
+}
+
+// write is one record bound for a shard.
+type write struct {
+	key      string
+	data     []byte
+	ordering SequenceNumber // zero unless SequenceNumberForOrdering was given
+	index    int            // position in the caller's request
+	span     *HashKeyRange  // if set, the shard's range must hold it all
+	inOrder  bool           // refuse this write if an earlier one of the request failed
+}
+
+// put appends records to the shard in order, at time now, stopping at none:
+// each record succeeds or fails on its own. It writes results[w.index].
+func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, results []PutRecordsResult) {
+	nowMs := now.UnixMilli()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		for _, w := range ws {
+			results[w.index].Err = errShardClosed
+		}
+		return
+	}
+	s.expireLocked(cutoffMs)
+	arrival := max(nowMs, s.lastArrive)
+	appended, failed := false, false
+	for _, w := range ws {
+		if failed && w.inOrder {
+			results[w.index].Err = errNotAttempted
+			continue
+		}
+		if w.span != nil && !(s.hashRange.Contains(w.span.StartingHashKey) && s.hashRange.Contains(w.span.EndingHashKey)) {
+			results[w.index].Err = errStaleShardMap
+			failed = true
+			continue
+		}
+		n := len(w.key) + len(w.data)
+		if !s.limits.allowWrite(now, n) {
+			s.counters.writeThrottles++
+			results[w.index].Err = errorf(op, ErrProvisionedThroughputExceeded,
+				"rate exceeded for shard %s: a %d-byte record is over the shard's write limit", s.id, n)
+			failed = true
+			continue
+		}
+		if !w.ordering.IsZero() {
+			if w.ordering.counter >= math.MaxUint64/2 {
+				results[w.index].Err = errorf(op, ErrInvalidArgument, "SequenceNumberForOrdering %s is beyond any number this stream can issue", w.ordering)
+				failed = true
+				continue
+			}
+			if (SequenceNumber{counter: s.next, shard: s.num}).Cmp(w.ordering) <= 0 {
+				s.next = w.ordering.counter + 1
+			}
+		}
+		counter := s.next
+		s.next++
+		s.store.append(counter, arrival, w.key, w.data)
+		s.counters.recordsPut++
+		s.counters.bytesPut += int64(n)
+		results[w.index] = PutRecordsResult{ShardID: s.id, SequenceNumber: SequenceNumber{counter: counter, shard: s.num}}
+		appended = true
+	}
+	if appended {
+		s.lastArrive = arrival
+		s.oldest = min(s.oldest, arrival)
+		s.wakeLocked()
+	}
+}
+
+func (s *shardState) wakeLocked() {
+	if s.wake != nil {
+		close(s.wake)
+		s.wake = nil
+	}
+}
+
+// changed returns a channel that is closed when the shard next receives a
+// record or closes: a cheap wake-up for readers waiting at the tip.
+func (s *shardState) changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	if s.wake == nil {
+		s.wake = make(chan struct{})
+	}
+	return s.wake
+}
+
+// readResult is what one GetRecords call on the shard found.
+type readResult struct {
+	records   []Record
+	next      uint64 // counter to continue from
+	behindMs  int64
+	end       bool // the shard is closed and every record was read
+	children  []*shardState
+	throttled bool
+}
+
+// read returns the records at or after counter from, honouring the read
+// limits, Limit and the byte cap.
+func (s *shardState) read(now time.Time, cutoffMs int64, from uint64, limit, maxBytes int, dst []Record) readResult {
+	nowMs := now.UnixMilli()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counters.getCalls++
+	if !s.limits.allowRead(now) {
+		s.counters.readThrottles++
+		return readResult{throttled: true, next: from}
+	}
+	s.expireLocked(cutoffMs)
+	if first, ok := s.store.first(); ok && first > from {
+		from = first // the records before have expired: continue at the trim horizon
+	}
+	recs, next := s.store.read(dst, s.num, from, limit, maxBytes)
+	bytes := 0
+	for _, r := range recs[len(dst):] {
+		bytes += len(r.PartitionKey) + len(r.Data)
+	}
+	s.limits.chargeRead(now, bytes)
+	s.counters.recordsRead += int64(len(recs) - len(dst))
+	s.counters.bytesRead += int64(bytes)
+	res := readResult{records: recs, next: max(next, from)}
+	if arrival, ok := s.store.arrivalAt(res.next); ok {
+		res.behindMs = max(nowMs-arrival, 0)
+	} else if s.closed {
+		res.end = true
+		res.children = s.children
+	}
+	return res
+}
+
+// positionAt resolves a timestamp to the counter of the first record that
+// arrived at or after it.
+func (s *shardState) positionAt(tsMs int64) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.store.seekTime(tsMs, s.next)
+}
+
+// latest returns the counter after the newest record.
+func (s *shardState) latest() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
+}
+
+// describe returns the shard's description.
+func (s *shardState) describe() Shard {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.describeLocked()
+}
+
+func (s *shardState) describeLocked() Shard {
+	d := Shard{
+		ShardID:               s.id,
+		ParentShardID:         s.parentID,
+		AdjacentParentShardID: s.adjacentParentID,
+		HashKeyRange:          s.hashRange,
+		SequenceNumberRange:   SequenceNumberRange{StartingSequenceNumber: SequenceNumber{counter: s.startCounter, shard: s.num}},
+	}
+	if s.closed {
+		d.SequenceNumberRange.EndingSequenceNumber = s.endingLocked()
+	}
+	return d
+}
+
+// endingLocked is the number of the shard's last record, or its starting
+// number if it never held one.
+func (s *shardState) endingLocked() SequenceNumber {
+	return SequenceNumber{counter: max(s.next-1, s.startCounter), shard: s.num}
+}
+
+// close stops the shard accepting writes and returns the counter its
+// children must start above. Writers that routed here before the close see
+// errShardClosed and route again.
+func (s *shardState) closeLocked(nowMs int64, children []*shardState) {
+	s.closed = true
+	s.closedAtMs = nowMs
+	s.children = children
+	s.wakeLocked()
+}

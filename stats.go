@@ -1,0 +1,83 @@
+package runnel
+
+import "time"
+
+// ShardStats is a snapshot of one shard's counters.
+type ShardStats struct {
+	ShardID string
+	Open    bool
+	// RecordsRetained and BytesRetained count the records held now (bytes
+	// of data and partition keys).
+	RecordsRetained, BytesRetained int64
+	// RecordsPut and BytesPut count accepted writes since the shard opened.
+	RecordsPut, BytesPut int64
+	// GetCalls counts GetRecords calls; RecordsRead and BytesRead what they
+	// returned.
+	GetCalls, RecordsRead, BytesRead int64
+	// WriteThrottles counts records refused by the write limits;
+	// ReadThrottles GetRecords calls refused by the read limits.
+	WriteThrottles, ReadThrottles int64
+	// OldestArrival and NewestArrival are the arrival times of the oldest
+	// and newest retained records; zero when the shard holds none.
+	OldestArrival, NewestArrival time.Time
+}
+
+// StreamStats is a snapshot of a stream's counters: the sum over its shards
+// (Total, with ShardID empty) and each listed shard in shard-id order.
+type StreamStats struct {
+	StreamName string
+	Total      ShardStats
+	Shards     []ShardStats
+}
+
+// Stats returns a snapshot of the stream's counters. Each shard's figures
+// are consistent; the shards are read one after another.
+func (s *Stream) Stats() StreamStats {
+	m := s.shards.Load()
+	st := StreamStats{StreamName: s.name, Shards: make([]ShardStats, 0, len(m.all))}
+	for _, sh := range m.all {
+		ss := sh.stats()
+		t := &st.Total
+		t.RecordsRetained += ss.RecordsRetained
+		t.BytesRetained += ss.BytesRetained
+		t.RecordsPut += ss.RecordsPut
+		t.BytesPut += ss.BytesPut
+		t.GetCalls += ss.GetCalls
+		t.RecordsRead += ss.RecordsRead
+		t.BytesRead += ss.BytesRead
+		t.WriteThrottles += ss.WriteThrottles
+		t.ReadThrottles += ss.ReadThrottles
+		if !ss.OldestArrival.IsZero() && (t.OldestArrival.IsZero() || ss.OldestArrival.Before(t.OldestArrival)) {
+			t.OldestArrival = ss.OldestArrival
+		}
+		if ss.NewestArrival.After(t.NewestArrival) {
+			t.NewestArrival = ss.NewestArrival
+		}
+		st.Shards = append(st.Shards, ss)
+	}
+	return st
+}
+
+func (s *shardState) stats() ShardStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	records, bytes := s.store.size()
+	st := ShardStats{
+		ShardID:         s.id,
+		Open:            !s.closed,
+		RecordsRetained: records,
+		BytesRetained:   bytes,
+		RecordsPut:      s.counters.recordsPut,
+		BytesPut:        s.counters.bytesPut,
+		GetCalls:        s.counters.getCalls,
+		RecordsRead:     s.counters.recordsRead,
+		BytesRead:       s.counters.bytesRead,
+		WriteThrottles:  s.counters.writeThrottles,
+		ReadThrottles:   s.counters.readThrottles,
+	}
+	if records > 0 {
+		oldest, newest := s.store.oldestNewest()
+		st.OldestArrival, st.NewestArrival = msTime(oldest), msTime(newest)
+	}
+	return st
+}

@@ -1,0 +1,247 @@
+package runnel
+
+import (
+	"sort"
+	"unsafe"
+
+	"github.com/google/btree"
+)
+
+// store is the record storage of one shard: the seam behind which a durable,
+// file-backed store can replace the in-memory one. The shard assigns sequence
+// counters and arrival times and calls a store with its own lock held, so a
+// store needs no locking of its own. Counters passed to append strictly
+// increase; arrival times never decrease.
+type store interface {
+	// append stores one record. The store copies key and data.
+	append(counter uint64, arrivalMs int64, key string, data []byte)
+	// read appends to dst the records whose counter is ≥ from, in order, and
+	// stops after limit records or once maxBytes of data and keys are
+	// reached (always returning at least one record when one exists). It
+	// returns the counter to continue from. Returned records alias the store's
+	// memory and must not be modified.
+	read(dst []Record, shard uint64, from uint64, limit, maxBytes int) ([]Record, uint64)
+	// seekTime returns the counter of the first record that arrived at or
+	// after tsMs, or next (the counter after the newest record) if none did.
+	seekTime(tsMs int64, next uint64) uint64
+	// arrivalAt returns the arrival time of the first record with a counter
+	// ≥ from, and whether there is one.
+	arrivalAt(from uint64) (int64, bool)
+	// trim forgets every record that arrived before cutoffMs and releases
+	// its memory as soon as its whole chunk has expired.
+	trim(cutoffMs int64)
+	// first returns the counter of the oldest retained record, or false if
+	// the store holds none.
+	first() (uint64, bool)
+	// size returns the number of retained records and their bytes (data +
+	// partition keys).
+	size() (records, bytes int64)
+	// oldestNewest returns the arrival times of the oldest and newest
+	// retained records (0, 0 when empty).
+	oldestNewest() (int64, int64)
+}
+
+// chunkRecords is the most records one chunk holds; chunkBytes the size of a
+// chunk's arena unless a single record needs more. Whole chunks are released
+// when their last record expires, so these bound how long expired bytes can
+// linger.
+const (
+	chunkRecords  = 1024
+	chunkMinBytes = 4 << 10
+	chunkMaxBytes = 1 << 20
+)
+
+// recordMeta is what a chunk keeps per record beyond its bytes: 24 bytes.
+type recordMeta struct {
+	arrivalMs int64
+	off       uint32 // offset of the key in the arena; data follows the key
+	dataLen   uint32
+	keyLen    uint16
+}
+
+// chunk is an append-only run of records with consecutive counters, whose
+// keys and data share one arena allocation.
+type chunk struct {
+	firstCounter uint64 // counter of metas[0]
+	start        int    // metas[:start] have expired
+	metas        []recordMeta
+	arena        []byte
+}
+
+func (c *chunk) lastCounter() uint64 { return c.firstCounter + uint64(len(c.metas)) - 1 }
+
+func chunkLess(a, b *chunk) bool { return a.firstCounter < b.firstCounter }
+
+// memStore is the default store: chunks indexed by their first counter in a
+// B-tree. One allocation serves many records, the GC scans no per-record
+// pointers, and reads return slices of the arena without copying.
+type memStore struct {
+	chunks  *btree.BTreeG[*chunk]
+	tail    *chunk // the chunk being appended to, also in chunks
+	records int64
+	bytes   int64
+}
+
+func newMemStore() *memStore {
+	return &memStore{chunks: btree.NewG(16, chunkLess)}
+}
+
+func (m *memStore) append(counter uint64, arrivalMs int64, key string, data []byte) {
+	n := len(key) + len(data)
+	c := m.tail
+	if c == nil || len(c.metas) == cap(c.metas) || cap(c.arena)-len(c.arena) < n ||
+		c.lastCounter()+1 != counter {
+		c = m.newChunk(counter, n)
+	}
+	off := len(c.arena)
+	c.arena = append(c.arena, key...)
+	c.arena = append(c.arena, data...)
+	c.metas = append(c.metas, recordMeta{arrivalMs: arrivalMs, off: uint32(off), dataLen: uint32(len(data)), keyLen: uint16(len(key))})
+	m.records++
+	m.bytes += int64(n)
+}
+
+// newChunk starts a chunk for counter. Its arena is sized from the previous
+// chunk's average record so that small and large records alike waste little.
+func (m *memStore) newChunk(counter uint64, need int) *chunk {
+	size := chunkMinBytes
+	if t := m.tail; t != nil && len(t.metas) > 0 {
+		size = len(t.arena) / len(t.metas) * chunkRecords
+	}
+	size = min(max(size, chunkMinBytes), chunkMaxBytes)
+	size = max(size, need)
+	c := &chunk{firstCounter: counter, metas: make([]recordMeta, 0, chunkRecords), arena: make([]byte, 0, size)}
+	if t := m.tail; t != nil && len(t.metas) < cap(t.metas)/2 {
+		// A chunk closed early (large records or a sequence gap) gives back
+		// most of its metadata array.
+		t.metas = append(make([]recordMeta, 0, len(t.metas)), t.metas...)
+	}
+	m.chunks.ReplaceOrInsert(c)
+	m.tail = c
+	return c
+}
+
+// find returns the first chunk holding a counter ≥ from.
+func (m *memStore) find(from uint64) *chunk {
+	var found *chunk
+	m.chunks.DescendLessOrEqual(&chunk{firstCounter: from}, func(c *chunk) bool {
+		if c.lastCounter() >= from {
+			found = c
+		}
+		return false
+	})
+	if found == nil {
+		m.chunks.AscendGreaterOrEqual(&chunk{firstCounter: from}, func(c *chunk) bool {
+			found = c
+			return false
+		})
+	}
+	return found
+}
+
+func (m *memStore) read(dst []Record, shard uint64, from uint64, limit, maxBytes int) ([]Record, uint64) {
+	c := m.find(from)
+	if c == nil {
+		return dst, from
+	}
+	next := from
+	taken, bytes := 0, 0
+	m.chunks.AscendGreaterOrEqual(c, func(c *chunk) bool {
+		i := c.start
+		if from > c.firstCounter {
+			i = max(i, int(from-c.firstCounter))
+		}
+		for ; i < len(c.metas); i++ {
+			md := &c.metas[i]
+			size := int(md.keyLen) + int(md.dataLen)
+			if taken == limit || (taken > 0 && bytes+size > maxBytes) {
+				return false
+			}
+			key := c.arena[md.off : md.off+uint32(md.keyLen)]
+			dst = append(dst, Record{
+				SequenceNumber:              SequenceNumber{counter: c.firstCounter + uint64(i), shard: shard},
+				PartitionKey:                unsafe.String(unsafe.SliceData(key), len(key)),
+				Data:                        c.arena[md.off+uint32(md.keyLen) : md.off+uint32(size) : md.off+uint32(size)],
+				ApproximateArrivalTimestamp: msTime(md.arrivalMs),
+			})
+			taken++
+			bytes += size
+			next = c.firstCounter + uint64(i) + 1
+		}
+		return true
+	})
+	return dst, next
+}
+
+func (m *memStore) seekTime(tsMs int64, next uint64) uint64 {
+	// Chunks are in arrival order; find the first chunk whose newest record
+	// is at or after tsMs, then search inside it.
+	var found *chunk
+	m.chunks.Ascend(func(c *chunk) bool {
+		if c.metas[len(c.metas)-1].arrivalMs >= tsMs {
+			found = c
+			return false
+		}
+		return true
+	})
+	if found == nil {
+		return next
+	}
+	live := found.metas[found.start:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].arrivalMs >= tsMs })
+	return found.firstCounter + uint64(found.start+i)
+}
+
+func (m *memStore) arrivalAt(from uint64) (int64, bool) {
+	c := m.find(from)
+	if c == nil {
+		return 0, false
+	}
+	i := c.start
+	if from > c.firstCounter {
+		i = max(i, int(from-c.firstCounter))
+	}
+	return c.metas[i].arrivalMs, true
+}
+
+func (m *memStore) trim(cutoffMs int64) {
+	for {
+		c, ok := m.chunks.Min()
+		if !ok || c.metas[c.start].arrivalMs >= cutoffMs {
+			return
+		}
+		live := c.metas[c.start:]
+		n := sort.Search(len(live), func(i int) bool { return live[i].arrivalMs >= cutoffMs })
+		for _, md := range live[:n] {
+			m.bytes -= int64(md.keyLen) + int64(md.dataLen)
+		}
+		m.records -= int64(n)
+		if n < len(live) {
+			c.start += n
+			return
+		}
+		m.chunks.DeleteMin()
+		if m.tail == c {
+			m.tail = nil
+		}
+	}
+}
+
+func (m *memStore) first() (uint64, bool) {
+	c, ok := m.chunks.Min()
+	if !ok {
+		return 0, false
+	}
+	return c.firstCounter + uint64(c.start), true
+}
+
+func (m *memStore) size() (int64, int64) { return m.records, m.bytes }
+
+func (m *memStore) oldestNewest() (int64, int64) {
+	lo, ok := m.chunks.Min()
+	if !ok {
+		return 0, 0
+	}
+	hi, _ := m.chunks.Max()
+	return lo.metas[lo.start].arrivalMs, hi.metas[len(hi.metas)-1].arrivalMs
+}
