@@ -160,7 +160,7 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 	if _, ok := c.streams[name]; ok {
 		return nil, errorf(op, ErrResourceInUse, "stream %s already exists", name)
 	}
-	if c.openShards+cfg.shardCount > c.cfg.shardQuota {
+	if cfg.shardCount > c.cfg.shardQuota-c.openShards {
 		return nil, errorf(op, ErrLimitExceeded, "stream %s asks for %d shards but the shard quota of %d leaves %d",
 			name, cfg.shardCount, c.cfg.shardQuota, c.cfg.shardQuota-c.openShards)
 	}

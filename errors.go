@@ -33,8 +33,9 @@ var (
 	// ErrExpiredNextToken: the pagination token is older than its time to live.
 	ErrExpiredNextToken error = &kinesisError{"ExpiredNextTokenException"}
 	// ErrInternalFailure: the service failed. runnel itself returns it only when
-	// a test injects it (see Fault).
-	ErrInternalFailure error = &kinesisError{"InternalFailure"}
+	// a test injects it (see Fault). Its name is that of a failed operation;
+	// a failed PutRecords entry reports the ErrorCode "InternalFailure".
+	ErrInternalFailure error = &kinesisError{"InternalFailureException"}
 	// ErrValidation: a field does not meet its constraint (the API's shape
 	// rules, as opposed to InvalidArgument's semantic rules).
 	ErrValidation error = &kinesisError{"ValidationException"}

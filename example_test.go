@@ -195,6 +195,6 @@ func ExampleCluster_InjectFault() {
 	// Output:
 	// attempt 1: ProvisionedThroughputExceededException
 	// attempt 2: stored
-	// entry 0: InternalFailure
+	// entry 0: InternalFailureException
 	// entry 1:
 }

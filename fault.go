@@ -144,12 +144,8 @@ func (fs *faultSet) find(op, stream, shard string, record bool, key string, data
 // fire applies a rule: waits its latency, then returns its error.
 func (r *faultRule) fire(ctx context.Context, op string) error {
 	if r.Latency > 0 {
-		t := time.NewTimer(r.Latency)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		if err := sleepCtx(ctx, r.Latency); err != nil {
+			return err
 		}
 	}
 	if r.Err == nil {
@@ -177,14 +173,16 @@ func (fs *faultSet) applyRecord(ctx context.Context, op, stream, shard, key stri
 	return nil
 }
 
-// failRecords fires the record-level faults of a write request before
-// anything is written: a matching record's result gets the fault's error,
-// and the longest latency among the faults that fired delays the call once.
-// If ctx ends during the delay the whole call fails with ctx's error.
-func (fs *faultSet) failRecords(ctx context.Context, op, stream string, m *shardMap, entries []PutRecordsEntry, keys []HashKey, results []PutRecordsResult) error {
+// recordFaults fires the record-level faults of a write request before
+// anything is written. It returns each record's injected error (nil when no
+// fault is installed), and delays the call once by the longest latency among
+// the faults that fired; if ctx ends meanwhile, the call fails with ctx's
+// error.
+func (fs *faultSet) recordFaults(ctx context.Context, op, stream string, m *shardMap, entries []PutRecordsEntry, keys []HashKey) ([]error, error) {
 	if fs.rules.Load() == nil {
-		return nil
+		return nil, nil
 	}
+	injected := make([]error, len(entries))
 	var latency time.Duration
 	for i, e := range entries {
 		shard := m.open[m.route(keys[i])].id
@@ -194,11 +192,13 @@ func (fs *faultSet) failRecords(ctx context.Context, op, stream string, m *shard
 		}
 		latency = max(latency, r.Latency)
 		if r.Err != nil {
-			results[i].Err = errorf(op, r.Err, "injected fault on record %d (shard %s)", i, shard)
+			injected[i] = errorf(op, r.Err, "injected fault on record %d (shard %s)", i, shard)
 		}
 	}
 	if latency > 0 {
-		return sleepCtx(ctx, latency)
+		if err := sleepCtx(ctx, latency); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	return injected, nil
 }

@@ -30,7 +30,7 @@ func TestFaultOnce(t *testing.T) {
 
 	_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: []byte("lost")})
 	assertKind(t, err, ErrInternalFailure, "PutRecord", "injected fault")
-	assert.Equal(t, "InternalFailure", ErrorName(err))
+	assert.Equal(t, "InternalFailureException", ErrorName(err))
 	var e *Error
 	require.ErrorAs(t, err, &e)
 	assert.Equal(t, "PutRecord", e.Op)

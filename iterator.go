@@ -176,7 +176,7 @@ func (s *Stream) GetShardIterator(ctx context.Context, shardID string, from Star
 		if n.IsZero() {
 			return ShardIterator{}, errorf(op, ErrInvalidArgument, "iterator type %s needs a StartingSequenceNumber", from.Type)
 		}
-		if n.shard != sh.num || n.counter < sh.startCounter {
+		if n.shard != sh.num || n.counter < sh.startCounter || n.counter >= sh.latest() {
 			return ShardIterator{}, errorf(op, ErrInvalidArgument, "sequence number %s does not belong to shard %s of stream %s", n, sh.id, s.name)
 		}
 		it.pos = n.counter

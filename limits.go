@@ -106,3 +106,20 @@ func (l *shardLimiters) chargeRead(now time.Time, n int) {
 	}
 	l.readEmpty = from.Add(cost)
 }
+
+// writeDelay returns how long until the write buckets allow one record of n
+// bytes (at least a millisecond).
+func (l *shardLimiters) writeDelay(now time.Time, n int) time.Duration {
+	d := time.Millisecond
+	wait := func(lim *rate.Limiter, need float64) {
+		if lim == nil {
+			return
+		}
+		if missing := need - lim.TokensAt(now); missing > 0 {
+			d = max(d, time.Duration(missing/float64(lim.Limit())*float64(time.Second)))
+		}
+	}
+	wait(l.writeBytes, float64(n))
+	wait(l.writeRecords, 1)
+	return d
+}

@@ -135,7 +135,7 @@ func (s *Stream) ListShards(ctx context.Context, in ListShardsInput) (ListShards
 // the shard's lock held).
 func (s *Stream) shardFilter(op string, f ShardFilter, now time.Time) (func(*shardState) bool, error) {
 	openAt := func(ts int64) func(*shardState) bool {
-		return func(sh *shardState) bool { return sh.createdMs <= ts && (!sh.closed || sh.closedAtMs > ts) }
+		return func(sh *shardState) bool { return sh.createdMs <= ts && (!sh.closed || sh.closedAtMs >= ts) }
 	}
 	switch f.Type {
 	case "", FilterFromTrimHorizon, FilterAfterShardID:
@@ -159,7 +159,7 @@ func (s *Stream) shardFilter(op string, f ShardFilter, now time.Time) (func(*sha
 		if f.Type == FilterAtTimestamp {
 			return openAt(ts), nil
 		}
-		return func(sh *shardState) bool { return !sh.closed || sh.closedAtMs > ts }, nil
+		return func(sh *shardState) bool { return !sh.closed || sh.closedAtMs >= ts }, nil
 	}
 	return nil, errorf(op, ErrValidation, "shard filter type %.40q is not one of AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP", f.Type)
 }

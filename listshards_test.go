@@ -63,7 +63,8 @@ func TestListShardsFilters(t *testing.T) {
 			{"FROM_TRIM_HORIZON", ListShardsInput{Filter: ShardFilter{Type: FilterFromTrimHorizon}}, []string{id(0), id(1), id(2), id(3), id(4)}},
 			{"AT_LATEST", ListShardsInput{Filter: ShardFilter{Type: FilterAtLatest}}, []string{id(1), id(4)}},
 			{"AT_TIMESTAMP before the split", ListShardsInput{Filter: ShardFilter{Type: FilterAtTimestamp, Timestamp: at(5 * time.Minute)}}, []string{id(0), id(1)}},
-			{"AT_TIMESTAMP at the split", ListShardsInput{Filter: ShardFilter{Type: FilterAtTimestamp, Timestamp: at(10 * time.Minute)}}, []string{id(1), id(2), id(3)}},
+			// As AWS documents it, a shard whose end equals the timestamp counts.
+			{"AT_TIMESTAMP at the split", ListShardsInput{Filter: ShardFilter{Type: FilterAtTimestamp, Timestamp: at(10 * time.Minute)}}, []string{id(0), id(1), id(2), id(3)}},
 			{"AT_TIMESTAMP between", ListShardsInput{Filter: ShardFilter{Type: FilterAtTimestamp, Timestamp: at(15 * time.Minute)}}, []string{id(1), id(2), id(3)}},
 			{"AT_TIMESTAMP after the merge", ListShardsInput{Filter: ShardFilter{Type: FilterAtTimestamp, Timestamp: at(25 * time.Minute)}}, []string{id(1), id(4)}},
 			{"AT_TIMESTAMP now", ListShardsInput{Filter: ShardFilter{Type: FilterAtTimestamp, Timestamp: time.Now()}}, []string{id(1), id(4)}},

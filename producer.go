@@ -1,18 +1,18 @@
 package runnel
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Putter is what a Producer needs from a stream: writing batches and
@@ -66,10 +66,12 @@ type ProducerResult struct {
 	RecordID string
 	// Attempts is the number of PutRecords calls that carried the record.
 	Attempts int
-	// Err is nil when the record was stored. Otherwise the record was not
-	// stored: it wraps ErrRecordExpired and the last error (for example
+	// Err is nil when the record was stored. Otherwise it wraps
+	// ErrRecordExpired and the last error (for example
 	// ErrProvisionedThroughputExceeded), ErrClosed when Close gave up on it,
-	// or a non-retryable error of the stream.
+	// or a non-retryable error of the stream. When the last error was one
+	// of a whole call (a timeout, a call cut off by Close), the stream may
+	// have stored the record all the same, as with any Kinesis client.
 	Err error
 }
 
@@ -106,8 +108,8 @@ type producerConfig struct {
 	collMaxSize     int
 	maxBufferedTime time.Duration
 	recordTTL       time.Duration
-	rateLimit       int // percent of shardLimits; 0: off
-	shardLimits     Limits
+	rateLimit       int     // percent of shardLimits; 0: off
+	shardLimits     *Limits // nil: the stream's
 	failIfThrottled bool
 	bufferBytes     int
 	bufferRecords   int
@@ -132,7 +134,7 @@ func WithAggregationMaxCount(n int) ProducerOption {
 }
 
 // WithAggregationMaxSize bounds the bytes of one aggregate. Default 51,200
-// (the KPL's).
+// (the KPL's), or less when the stream's records must be smaller.
 func WithAggregationMaxSize(bytes int) ProducerOption {
 	return func(c *producerConfig) { c.aggMaxSize = bytes }
 }
@@ -143,7 +145,9 @@ func WithCollectionMaxCount(n int) ProducerOption {
 	return func(c *producerConfig) { c.collMaxCount = n }
 }
 
-// WithCollectionMaxSize bounds the bytes of one PutRecords call. Default 5 MiB.
+// WithCollectionMaxSize bounds the bytes of one PutRecords call. Default:
+// the stream's PutRecords limit, when the Putter can describe it (as *Stream
+// does), else 5 MiB.
 func WithCollectionMaxSize(bytes int) ProducerOption {
 	return func(c *producerConfig) { c.collMaxSize = bytes }
 }
@@ -168,9 +172,10 @@ func WithRateLimit(percent int) ProducerOption {
 }
 
 // WithShardLimits tells the producer the stream's per-shard write limits,
-// the basis of WithRateLimit. Default KinesisLimits; Unlimited switches rate
-// limiting off.
-func WithShardLimits(l Limits) ProducerOption { return func(c *producerConfig) { c.shardLimits = l } }
+// the basis of WithRateLimit. Default: the stream's, when the Putter can
+// describe it (as *Stream does), else KinesisLimits. Unlimited switches
+// rate limiting off.
+func WithShardLimits(l Limits) ProducerOption { return func(c *producerConfig) { c.shardLimits = &l } }
 
 // WithFailIfThrottled makes throttled records fail at once instead of being
 // retried. Default off.
@@ -197,8 +202,9 @@ func WithFailWhenBufferFull(on bool) ProducerOption {
 // Default 4.
 func WithMaxInFlight(n int) ProducerOption { return func(c *producerConfig) { c.maxInFlight = n } }
 
-// WithMaxRecordSize sets the stream's record size limit (data + partition
-// key) the producer packs to. Default 1 MiB.
+// WithProducerMaxRecordSize sets the stream's record size limit (data +
+// partition key) the producer packs to. Default: the stream's, when the
+// Putter can describe it (as *Stream does), else 1 MiB.
 func WithProducerMaxRecordSize(bytes int) ProducerOption {
 	return func(c *producerConfig) { c.maxRecordSize = bytes }
 }
@@ -217,34 +223,59 @@ func WithRetryBackoff(base, max time.Duration) ProducerOption {
 // aggregated format, also alone. Default off.
 func WithRecordIDs(on bool) ProducerOption { return func(c *producerConfig) { c.recordIDs = on } }
 
-func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
+// streamDescriber is implemented by Putters that can tell their stream's
+// limits, as *Stream does; the producer then packs to them.
+type streamDescriber interface {
+	Describe(ctx context.Context) (StreamSummary, error)
+}
+
+// newProducerConfig applies the options over the defaults; the stream's
+// own limits, when dst can describe them, replace the defaults of the
+// sizes and shard limits that no option set.
+func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (producerConfig, error) {
 	const op = "NewProducer"
 	c := producerConfig{
 		aggregation:     true,
-		aggMaxCount:     4_294_967_295,
-		aggMaxSize:      51_200,
+		aggMaxCount:     int(min(4_294_967_295, math.MaxInt)),
 		collMaxCount:    MaxPutRecordsEntries,
-		collMaxSize:     5 << 20,
 		maxBufferedTime: 100 * time.Millisecond,
 		recordTTL:       30 * time.Second,
 		rateLimit:       150,
-		shardLimits:     KinesisLimits,
 		bufferBytes:     64 << 20,
 		bufferRecords:   1_000_000,
 		maxInFlight:     4,
-		maxRecordSize:   1 << 20,
 		backoffBase:     100 * time.Millisecond,
 		backoffMax:      5 * time.Second,
 	}
 	for _, o := range opts {
 		o(&c)
 	}
+	stream := StreamSummary{Limits: KinesisLimits, MaxRecordSize: 1 << 20, MaxPutRecordsSize: 5 << 20}
+	if d, ok := dst.(streamDescriber); ok && (c.maxRecordSize == 0 || c.collMaxSize == 0 || c.shardLimits == nil) {
+		sum, err := d.Describe(ctx)
+		if err != nil {
+			return c, fmt.Errorf("runnel: producer: describing the stream: %w", err)
+		}
+		stream = sum
+	}
+	if c.maxRecordSize == 0 {
+		c.maxRecordSize = stream.MaxRecordSize
+	}
+	if c.collMaxSize == 0 {
+		c.collMaxSize = stream.MaxPutRecordsSize
+	}
+	if c.shardLimits == nil {
+		c.shardLimits = &stream.Limits
+	}
+	if c.aggMaxSize == 0 {
+		c.aggMaxSize = min(51_200, c.maxRecordSize-1)
+	}
 	switch {
 	case c.aggMaxCount < 1:
 		return c, errorf(op, ErrInvalidArgument, "aggregation max count %d must be at least 1", c.aggMaxCount)
 	case c.maxRecordSize < 1 || c.maxRecordSize > maxRecordSizeLimit:
 		return c, errorf(op, ErrInvalidArgument, "max record size %d must be between 1 and %d", c.maxRecordSize, maxRecordSizeLimit)
-	case c.aggMaxSize < aggOverhead+16 || c.aggMaxSize > c.maxRecordSize-1:
+	case (c.aggregation || c.recordIDs) && (c.aggMaxSize < aggOverhead+16 || c.aggMaxSize > c.maxRecordSize-1):
 		return c, errorf(op, ErrInvalidArgument, "aggregation max size %d must be between %d and %d (the record size limit less the 1-byte partition key)", c.aggMaxSize, aggOverhead+16, c.maxRecordSize-1)
 	case c.collMaxCount < 1 || c.collMaxCount > MaxPutRecordsEntries:
 		return c, errorf(op, ErrInvalidArgument, "collection max count %d must be between 1 and %d", c.collMaxCount, MaxPutRecordsEntries)
@@ -275,11 +306,23 @@ func newProducerConfig(opts []ProducerOption) (producerConfig, error) {
 //
 // Each partition key's records are stored in the order they were put, also
 // across retries and resharding: calls never overlap on a shard, and a
-// retried record goes back to the head of its shard's queue.
+// retried record goes back to the head of its shard's queue. Through a
+// runnel Stream this holds without exception. Through another Putter (real
+// Kinesis), as with the KPL, an aggregate packed just before a split lands
+// whole in the child of its first record, so another key in it may be
+// stored in a sibling shard that does not own it; the producer refreshes
+// its shard map as soon as a result shows the split, and Deaggregate still
+// returns every record.
 //
 // All methods are safe for concurrent use. Result callbacks run one at a
-// time on the producer's goroutines and must not block for long: while one
-// runs, no other result is delivered.
+// time on the producer's goroutines and must not block: while one runs, no
+// other result is delivered and its sender sends nothing. A callback that
+// puts again should use TryPut; it must not call PutSync, Flush or Close,
+// which wait for results and would wait for themselves.
+//
+// Memory is bounded by WithBufferLimits for the records held, plus, per call
+// in flight (WithMaxInFlight), the aggregates being sent (at most
+// CollectionMaxSize each).
 type Producer struct {
 	dst    Putter
 	hashed hashedPutter // dst's fast path, when it has one
@@ -308,7 +351,10 @@ type Producer struct {
 	slab        []byte        // where put copies small records' data
 	metrics     ProducerMetrics
 
-	cbMu sync.Mutex // callbacks run one at a time
+	// callbacks (capacity 1) lets one sender at a time run callbacks. A
+	// channel rather than a mutex, so that a sender waiting for it counts as
+	// blocked inside a synctest bubble.
+	callbacks chan struct{}
 
 	wake     chan struct{} // (cap 1) something may be sendable
 	stop     chan struct{} // closed when the senders must exit
@@ -323,13 +369,12 @@ type Producer struct {
 // producerShard is the producer's view of one open shard: its queue of
 // records and its rate limiters.
 type producerShard struct {
-	id           string
-	rng          HashKeyRange
-	queue        fifo
-	busy         bool      // a call carrying its records is in flight
-	notBefore    time.Time // backoff or rate limit
-	writeBytes   *rate.Limiter
-	writeRecords *rate.Limiter
+	id        string
+	rng       HashKeyRange
+	queue     fifo
+	busy      bool          // a call carrying its records is in flight
+	notBefore time.Time     // backoff or rate limit
+	limits    shardLimiters // the producer's rate limit for the shard
 }
 
 // fifo is a shard's queue of records. Records taken for a call keep their
@@ -400,11 +445,11 @@ func (r *pending) size() int { return len(r.key) + len(r.data) }
 // shards with ListShards. Close it to deliver what it holds and stop its
 // goroutines.
 func NewProducer(ctx context.Context, dst Putter, opts ...ProducerOption) (*Producer, error) {
-	cfg, err := newProducerConfig(opts)
+	cfg, err := newProducerConfig(ctx, dst, opts)
 	if err != nil {
 		return nil, err
 	}
-	p := &Producer{dst: dst, cfg: cfg, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	p := &Producer{dst: dst, cfg: cfg, wake: make(chan struct{}, 1), stop: make(chan struct{}), callbacks: make(chan struct{}, 1)}
 	p.hashed, _ = dst.(hashedPutter)
 	var seed [8]byte
 	crand.Read(seed[:])
@@ -460,15 +505,11 @@ func (p *Producer) setShards(shards []*producerShard) {
 func (p *Producer) newShard(sh Shard) *producerShard {
 	ps := &producerShard{id: sh.ShardID, rng: sh.HashKeyRange}
 	if p.cfg.rateLimit > 0 {
-		limiter := func(perSecond, burst int) *rate.Limiter {
-			if perSecond <= 0 {
-				return nil
-			}
-			r := float64(perSecond) * float64(p.cfg.rateLimit) / 100
-			return rate.NewLimiter(rate.Limit(r), max(int(r), burst))
-		}
-		ps.writeBytes = limiter(p.cfg.shardLimits.WriteBytesPerSecond, p.cfg.maxRecordSize)
-		ps.writeRecords = limiter(p.cfg.shardLimits.WriteRecordsPerSecond, 1)
+		scale := func(perSecond int) int { return int(int64(perSecond) * int64(p.cfg.rateLimit) / 100) }
+		ps.limits = newShardLimiters(Limits{
+			WriteBytesPerSecond:   scale(p.cfg.shardLimits.WriteBytesPerSecond),
+			WriteRecordsPerSecond: scale(p.cfg.shardLimits.WriteRecordsPerSecond),
+		}, p.cfg.maxRecordSize)
 	}
 	return ps
 }
@@ -898,7 +939,6 @@ func minTime(a, b time.Time) time.Time {
 type entry struct {
 	shard   *producerShard
 	members []pending
-	span    HashKeyRange
 }
 
 // send packs claims into Kinesis records, makes the call and handles its
@@ -928,9 +968,9 @@ func (p *Producer) send(claims []claim, buf *sendBuffers) {
 			if n == 0 || (len(puts) > 0 && bytes+size > p.cfg.collMaxSize) {
 				break
 			}
-			if !allow(c.shard, now, size) {
+			if !c.shard.limits.allowWrite(now, size) {
 				p.mu.Lock()
-				c.shard.notBefore = now.Add(p.rateDelay(c.shard, now, size))
+				c.shard.notBefore = now.Add(c.shard.limits.writeDelay(now, size))
 				p.mu.Unlock()
 				break
 			}
@@ -986,11 +1026,10 @@ func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent
 	}
 	single := !p.cfg.aggregation || len(first.data)+len(first.key) >= p.cfg.aggMaxSize
 	if single && !p.cfg.recordIDs {
-		return entry{shard: sh, members: recs[:1], span: HashKeyRange{first.hk, first.hk}},
+		return entry{shard: sh, members: recs[:1]},
 			PutRecordsEntry{PartitionKey: first.key, ExplicitHashKey: first.ehk, Data: first.data}, 1
 	}
 	agg.reset()
-	span := HashKeyRange{first.hk, first.hk}
 	n := 0
 	for _, r := range recs {
 		if n > 0 {
@@ -1000,17 +1039,11 @@ func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent
 			}
 		}
 		agg.add(r.key, r.ehk, r.id, r.data)
-		if r.hk.Cmp(span.StartingHashKey) < 0 {
-			span.StartingHashKey = r.hk
-		}
-		if r.hk.Cmp(span.EndingHashKey) > 0 {
-			span.EndingHashKey = r.hk
-		}
 		n++
 	}
 	if n == 1 && !p.cfg.recordIDs {
 		// A lone record travels plain, as with the KPL.
-		return entry{shard: sh, members: recs[:1], span: span},
+		return entry{shard: sh, members: recs[:1]},
 			PutRecordsEntry{PartitionKey: first.key, ExplicitHashKey: first.ehk, Data: first.data}, 1
 	}
 	// An aggregate is routed by its first record's hash key, as the KPL
@@ -1021,37 +1054,7 @@ func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent
 	if p.hashed == nil {
 		put.ExplicitHashKey = first.hk.String()
 	}
-	return entry{shard: sh, members: recs[:n], span: span}, put, n
-}
-
-// allow takes one Kinesis record of n bytes from a shard's rate limiters.
-func allow(sh *producerShard, now time.Time, n int) bool {
-	if sh.writeBytes != nil && sh.writeBytes.TokensAt(now) < float64(n) {
-		return false
-	}
-	if sh.writeRecords != nil && !sh.writeRecords.AllowN(now, 1) {
-		return false
-	}
-	if sh.writeBytes != nil {
-		sh.writeBytes.AllowN(now, n)
-	}
-	return true
-}
-
-// rateDelay is how long until a shard's limiters allow n bytes.
-func (p *Producer) rateDelay(sh *producerShard, now time.Time, n int) time.Duration {
-	d := time.Millisecond
-	if sh.writeBytes != nil {
-		if missing := float64(n) - sh.writeBytes.TokensAt(now); missing > 0 {
-			d = max(d, time.Duration(missing/float64(sh.writeBytes.Limit())*float64(time.Second)))
-		}
-	}
-	if sh.writeRecords != nil {
-		if missing := 1 - sh.writeRecords.TokensAt(now); missing > 0 {
-			d = max(d, time.Duration(missing/float64(sh.writeRecords.Limit())*float64(time.Second)))
-		}
-	}
-	return d
+	return entry{shard: sh, members: recs[:n]}, put, n
 }
 
 // call makes one PutRecords call, through the stream's fast path when it
@@ -1062,7 +1065,10 @@ func (p *Producer) call(buf *sendBuffers) (PutRecordsOutput, error) {
 	}
 	for _, e := range buf.entries {
 		buf.keys = append(buf.keys, e.members[0].hk)
-		buf.spans = append(buf.spans, e.span)
+		// The stream refuses an entry unless its shard still holds the whole
+		// range the producer queued for: after a split it refuses all of
+		// the parent's records until the producer has the new map.
+		buf.spans = append(buf.spans, e.shard.rng)
 	}
 	return p.hashed.putRecordsHashed(p.sendCtx, buf.puts, buf.keys, buf.spans)
 }
@@ -1184,8 +1190,10 @@ func retryable(err error) bool {
 // backoff is the wait before the attempts-th retry: exponential with
 // jitter, so that many producers do not retry in step.
 func (p *Producer) backoff(attempts int) time.Duration {
-	d := p.cfg.backoffBase << min(max(attempts-1, 0), 20)
-	d = min(d, p.cfg.backoffMax)
+	d := p.cfg.backoffMax
+	if shift := min(max(attempts-1, 0), 30); p.cfg.backoffBase <= p.cfg.backoffMax>>shift {
+		d = p.cfg.backoffBase << shift
+	}
 	return d/2 + rand.N(d/2+1)
 }
 
@@ -1206,34 +1214,41 @@ func (p *Producer) expireLocked(r *pending, done *outcomes, now time.Time) {
 	done.add(r, p.failure(r, err), now)
 }
 
-// finish runs the callbacks of completed records, one at a time, and then
-// releases their buffer space.
+// finish releases the buffer space of completed records and counts them,
+// runs their callbacks one at a time, and then marks them done for Flush
+// and Close. Space is released first so that a callback may put again.
 func (p *Producer) finish(done *outcomes) {
 	if done == nil || done.records == 0 {
 		return
 	}
-	p.cbMu.Lock()
-	for _, c := range done.calls {
-		c.done(c.res)
-	}
-	p.cbMu.Unlock()
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.held -= done.records
+	p.heldBytes -= done.bytes
 	p.metrics.UserRecordsPut += done.ok
 	p.metrics.UserRecordsFailed += done.fail
 	p.metrics.BufferedTimeTotal += done.waited
 	p.metrics.BufferedTimeMax = max(p.metrics.BufferedTimeMax, done.maxWaited)
-	p.held -= done.records
-	p.heldBytes -= done.bytes
-	for _, g := range done.gens {
-		i, _ := slices.BinarySearchFunc(p.outstanding, g.gen, func(c genCount, gen uint64) int { return cmpUint(c.gen, gen) })
-		p.outstanding[i].n -= g.n
-	}
-	p.outstanding = slices.DeleteFunc(p.outstanding, func(c genCount) bool { return c.n == 0 })
 	if p.room != nil {
 		close(p.room)
 		p.room = nil
 	}
+	p.mu.Unlock()
+
+	if len(done.calls) > 0 {
+		p.callbacks <- struct{}{}
+		for _, c := range done.calls {
+			c.done(c.res)
+		}
+		<-p.callbacks
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, g := range done.gens {
+		i, _ := slices.BinarySearchFunc(p.outstanding, g.gen, func(c genCount, gen uint64) int { return cmp.Compare(c.gen, gen) })
+		p.outstanding[i].n -= g.n
+	}
+	p.outstanding = slices.DeleteFunc(p.outstanding, func(c genCount) bool { return c.n == 0 })
 	if p.completed != nil {
 		close(p.completed)
 		p.completed = nil

@@ -17,7 +17,7 @@ func BenchmarkProducer(b *testing.B) {
 		b.Run(fmt.Sprintf("aggregation=%v", agg), func(b *testing.B) {
 			_, s := benchStream(b)
 			ctx := context.Background()
-			p, err := NewProducer(ctx, s, WithAggregation(agg), WithShardLimits(Unlimited), WithMaxInFlight(benchInFlight))
+			p, err := NewProducer(ctx, s, WithAggregation(agg), WithShardLimits(Unlimited))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -25,13 +25,19 @@ func BenchmarkProducer(b *testing.B) {
 			data := make([]byte, benchRecordSize)
 			const goroutines = 4
 			per := b.N/goroutines + 1
+			var lat latencies
 			b.ReportAllocs()
 			b.ResetTimer()
 			var wg sync.WaitGroup
 			for g := range goroutines {
 				wg.Go(func() {
 					for i := range per {
-						if err := p.Put(ctx, ProducerRecord{PartitionKey: keys[(i*goroutines+g)&4095], Data: data}, nil); err != nil {
+						var done func(ProducerResult)
+						if i%256 == 0 { // sample the time from Put to the result
+							start := time.Now()
+							done = func(ProducerResult) { lat.add(time.Since(start)) }
+						}
+						if err := p.Put(ctx, ProducerRecord{PartitionKey: keys[(i*goroutines+g)&4095], Data: data}, done); err != nil {
 							b.Error(err)
 							return
 						}
@@ -49,6 +55,7 @@ func BenchmarkProducer(b *testing.B) {
 			}
 			reportRecords(b, per*goroutines)
 			b.ReportMetric(m.AggregationRatio(), "records/kinesis-record")
+			lat.report(b, "put-to-result")
 		})
 	}
 }
@@ -133,5 +140,3 @@ func BenchmarkProducerBlockedMemory(b *testing.B) {
 		c.Close()
 	}
 }
-
-var benchInFlight = 8

@@ -1,6 +1,7 @@
 package runnel
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sort"
@@ -168,7 +169,7 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 		return nil
 	}
 	s.status = StatusUpdating
-	s.cluster.after(time.Duration(p.steps)*s.cfg.reshardDuration, func() {
+	return s.cluster.after(time.Duration(p.steps)*s.cfg.reshardDuration, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.live(op) == nil {
@@ -176,7 +177,6 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 		}
 		s.status = StatusActive
 	})
-	return nil
 }
 
 // reserveShards adds delta open shards of s to the quota count, or fails
@@ -185,7 +185,7 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 func (c *Cluster) reserveShards(op string, s *Stream, delta int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if delta > 0 && c.openShards+delta > c.cfg.shardQuota {
+	if delta > c.cfg.shardQuota-c.openShards {
 		return errorf(op, ErrLimitExceeded, "stream %s needs %d more shards but the shard quota of %d leaves %d",
 			s.name, delta, c.cfg.shardQuota, c.cfg.shardQuota-c.openShards)
 	}
@@ -197,8 +197,14 @@ func (c *Cluster) reserveShards(op string, s *Stream, delta int) error {
 }
 
 // after runs fn after d (virtual time in a synctest bubble), unless the
-// cluster closes first; Close waits for a running fn.
-func (c *Cluster) after(d time.Duration, fn func()) {
+// cluster closes first; Close waits for a running fn. It returns ErrClosed
+// if the cluster is closed already.
+func (c *Cluster) after(d time.Duration, fn func()) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
 	c.wg.Go(func() {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -208,6 +214,7 @@ func (c *Cluster) after(d time.Duration, fn func()) {
 		case <-c.stop:
 		}
 	})
+	return nil
 }
 
 // reshardPlan is a resharding in the making: the open shards as they will
@@ -314,7 +321,7 @@ func (p *reshardPlan) indexOf(k HashKey) int {
 func (s *Stream) commit(p *reshardPlan, now time.Time) {
 	nowMs := now.UnixMilli()
 	locked := slices.Clone(p.parents)
-	slices.SortFunc(locked, func(a, b *shardState) int { return cmpUint(a.num, b.num) })
+	slices.SortFunc(locked, func(a, b *shardState) int { return cmp.Compare(a.num, b.num) })
 	for _, par := range locked {
 		par.mu.Lock()
 	}
@@ -343,16 +350,6 @@ func (s *Stream) commit(p *reshardPlan, now time.Time) {
 	for _, par := range locked {
 		par.mu.Unlock()
 	}
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ReadableShards returns the shards of a listing that a reader following

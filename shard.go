@@ -118,6 +118,7 @@ type write struct {
 	index    int            // position in the caller's request
 	span     *HashKeyRange  // if set, the shard's range must hold it all
 	inOrder  bool           // refuse this write if an earlier one of the request failed
+	err      error          // an injected fault: the write fails with it
 }
 
 // put appends records to the shard in order, at time now, stopping at none:
@@ -138,6 +139,11 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 	for _, w := range ws {
 		if failed && w.inOrder {
 			results[w.index].Err = errNotAttempted
+			continue
+		}
+		if w.err != nil {
+			results[w.index].Err = w.err
+			failed = true
 			continue
 		}
 		if w.span != nil && !(s.hashRange.Contains(w.span.StartingHashKey) && s.hashRange.Contains(w.span.EndingHashKey)) {
@@ -236,7 +242,9 @@ func (s *shardState) read(now time.Time, cutoffMs int64, from uint64, limit, max
 	s.counters.bytesRead += int64(bytes)
 	res := readResult{records: recs, next: max(next, from)}
 	if arrival, ok := s.store.arrivalAt(res.next); ok {
-		res.behindMs = max(nowMs-arrival, 0)
+		// At least 1 while records remain, so that "0 = caught up" holds
+		// even when they arrived this millisecond.
+		res.behindMs = max(nowMs-arrival, 1)
 	} else if s.closed {
 		res.end = true
 		res.children = s.children

@@ -287,22 +287,22 @@ func (s *Stream) PutRecord(ctx context.Context, in PutRecordInput) (PutRecordOut
 	if err != nil {
 		return PutRecordOutput{}, err
 	}
+	m := s.shards.Load()
+	if err := s.cluster.faults.applyRecord(ctx, op, s.name, m.open[m.route(hk)].id, in.PartitionKey, in.Data); err != nil {
+		return PutRecordOutput{}, err
+	}
 	now := time.Now()
 	cutoff := s.cutoffMs(now)
 	ws := [1]write{{key: in.PartitionKey, data: in.Data, ordering: in.SequenceNumberForOrdering}}
 	var res [1]PutRecordsResult
 	for {
-		m := s.shards.Load()
 		sh := m.open[m.route(hk)]
-		if err := s.cluster.faults.applyRecord(ctx, op, s.name, sh.id, in.PartitionKey, in.Data); err != nil {
-			return PutRecordOutput{}, err
-		}
 		sh.put(op, now, cutoff, ws[:], res[:])
 		switch res[0].Err {
 		case nil:
 			return PutRecordOutput{ShardID: sh.id, SequenceNumber: res[0].SequenceNumber}, nil
 		case errShardClosed:
-			continue // resharded meanwhile: route with the new map
+			m = s.shards.Load() // resharded meanwhile: route with the new map
 		default:
 			return PutRecordOutput{}, res[0].Err
 		}
@@ -368,10 +368,13 @@ func (s *Stream) PutRecords(ctx context.Context, entries []PutRecordsEntry) (Put
 
 // putRecordsHashed is PutRecords for a caller that has validated the
 // entries and computed their hash keys (the Producer): keys[i] routes
-// entries[i]. With spans, entry i is stored only in a shard whose range holds
-// all of spans[i] (the hash keys of an aggregate's user records); otherwise
-// it fails with errStaleShardMap, so that an aggregate never lands in a shard
-// that does not own all its records.
+// entries[i], and spans[i] is the range of the shard the caller believes
+// entry i belongs to. An entry is stored only in a shard whose range holds
+// all of its span, otherwise it fails with errStaleShardMap: so an aggregate
+// never lands in a shard that does not own all its records, and the caller
+// learns of a split before anything of the split shard is stored. Within a
+// shard, the entries after a failed one are refused (errNotAttempted), so
+// none overtakes a record that will be retried.
 func (s *Stream) putRecordsHashed(ctx context.Context, entries []PutRecordsEntry, keys []HashKey, spans []HashKeyRange) (PutRecordsOutput, error) {
 	const op = "PutRecords"
 	if err := s.begin(ctx, op, ""); err != nil {
@@ -403,16 +406,15 @@ func (s *Stream) putRouted(ctx context.Context, op string, entries []PutRecordsE
 	cutoff := s.cutoffMs(now)
 	out := PutRecordsOutput{Records: make([]PutRecordsResult, len(entries))}
 	results := out.Records
-	if err := s.cluster.faults.failRecords(ctx, op, s.name, s.shards.Load(), entries, keys, results); err != nil {
+	injected, err := s.cluster.faults.recordFaults(ctx, op, s.name, s.shards.Load(), entries, keys)
+	if err != nil {
 		return PutRecordsOutput{}, err
 	}
 	sc := s.scratch.Get().(*putScratch)
 	defer s.scratch.Put(sc)
 	pending := sc.pending[:0]
 	for i := range entries {
-		if results[i].Err == nil {
-			pending = append(pending, i)
-		}
+		pending = append(pending, i)
 	}
 	for len(pending) > 0 {
 		m := s.shards.Load()
@@ -434,6 +436,9 @@ func (s *Stream) putRouted(ctx context.Context, op string, entries []PutRecordsE
 			ws[counts[j]] = write{key: entries[i].PartitionKey, data: entries[i].Data, index: i, inOrder: inOrder}
 			if spans != nil {
 				ws[counts[j]].span = &spans[i]
+			}
+			if injected != nil {
+				ws[counts[j]].err = injected[i]
 			}
 			counts[j]++
 		}
@@ -532,8 +537,11 @@ type StreamSummary struct {
 	OpenShardCount          int
 	// Limits are the per-shard limits (a runnel extension).
 	Limits Limits
-	// MaxRecordSize is the largest record in bytes.
+	// MaxRecordSize is the largest record (data + partition key) in bytes.
 	MaxRecordSize int
+	// MaxPutRecordsSize is the largest PutRecords request in bytes (a
+	// runnel extension).
+	MaxPutRecordsSize int
 }
 
 // Describe returns the stream's summary (DescribeStreamSummary).
@@ -553,6 +561,7 @@ func (s *Stream) Describe(ctx context.Context) (StreamSummary, error) {
 		OpenShardCount:          len(s.shards.Load().open),
 		Limits:                  s.cfg.limits,
 		MaxRecordSize:           s.cfg.maxRecordSize,
+		MaxPutRecordsSize:       s.cfg.maxRequestSize,
 	}, nil
 }
 
@@ -573,6 +582,16 @@ func (s *Stream) changeRetention(ctx context.Context, op string, d time.Duration
 	if err := s.begin(ctx, op, ""); err != nil {
 		return err
 	}
+	if err := s.setRetention(op, d, sign); err != nil {
+		return err
+	}
+	if sign < 0 {
+		s.expire(time.Now())
+	}
+	return nil
+}
+
+func (s *Stream) setRetention(op string, d time.Duration, sign int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := time.Duration(s.retention.Load())
@@ -585,9 +604,6 @@ func (s *Stream) changeRetention(ctx context.Context, op string, d time.Duration
 		return errorf(op, ErrInvalidArgument, "retention period %v is above the current %v; use IncreaseRetentionPeriod", d, cur)
 	}
 	s.retention.Store(int64(d))
-	if sign < 0 {
-		s.expire(time.Now())
-	}
 	return nil
 }
 

@@ -643,6 +643,7 @@ func TestStreamLifecycle(t *testing.T) {
 			OpenShardCount:          3,
 			Limits:                  Limits{WriteRecordsPerSecond: 7},
 			MaxRecordSize:           1000,
+			MaxPutRecordsSize:       5 << 20,
 		}, sum)
 		assert.Equal(t, "arn:aws:kinesis:eu-west-1:123456789012:stream/b", b.ARN())
 		assert.Equal(t, "b", b.Name())

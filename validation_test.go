@@ -560,7 +560,7 @@ func TestErrorNames(t *testing.T) {
 		{ErrProvisionedThroughputExceeded, "ProvisionedThroughputExceededException"},
 		{ErrExpiredIterator, "ExpiredIteratorException"},
 		{ErrExpiredNextToken, "ExpiredNextTokenException"},
-		{ErrInternalFailure, "InternalFailure"},
+		{ErrInternalFailure, "InternalFailureException"},
 		{ErrValidation, "ValidationException"},
 	}
 	for _, tt := range tests {
