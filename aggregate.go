@@ -160,17 +160,8 @@ func Aggregate(records []UserRecord) ([]byte, error) {
 // checkUserRecord validates the keys of records[i] for Aggregate with the
 // same rules as PutRecord, but reports ErrInvalidArgument.
 func checkUserRecord(op string, i int, r *UserRecord) *Error {
-	if e := validatePartitionKey(op, r.PartitionKey); e != nil {
+	if _, e := routingKey(op, r.PartitionKey, r.ExplicitHashKey); e != nil {
 		return errorf(op, ErrInvalidArgument, "records[%d]: %s", i, e.Msg)
-	}
-	if r.ExplicitHashKey != "" {
-		if _, err := ParseHashKey(r.ExplicitHashKey); err != nil {
-			msg := err.Error()
-			if e := (*Error)(nil); errors.As(err, &e) {
-				msg = e.Msg
-			}
-			return errorf(op, ErrInvalidArgument, "records[%d]: ExplicitHashKey: %s", i, msg)
-		}
 	}
 	return nil
 }

@@ -270,7 +270,7 @@ func randomUserRecords(rng *rand.Rand, n, maxData int) []UserRecord {
 		"a", "user-42", "ключ", "日本語のキー", "🙂", strings.Repeat("é", 256),
 		strings.Repeat("🙂", 256), strings.Repeat("k", 256),
 	}
-	ehks := []string{"", "", "0", MaxHashKey.String(), "170141183460469231731687303715884105728"}
+	ehks := []string{"", "", "0", MaxHashKey().String(), "170141183460469231731687303715884105728"}
 	recs := make([]UserRecord, n)
 	for i := range recs {
 		r := &recs[i]
@@ -674,27 +674,27 @@ func TestAggregateValidation(t *testing.T) {
 		{
 			name:    "explicit hash key not a number",
 			records: []UserRecord{ok, {PartitionKey: "p", ExplicitHashKey: "12a"}},
-			msg:     []string{`records[1]: ExplicitHashKey: hash key "12a" is not a decimal integer`},
+			msg:     []string{`records[1]: ExplicitHashKey "12a" is not a decimal integer`},
 		},
 		{
 			name:    "explicit hash key with leading zero",
 			records: []UserRecord{{PartitionKey: "p", ExplicitHashKey: "012"}},
-			msg:     []string{`records[0]: ExplicitHashKey: hash key "012" has a leading zero`},
+			msg:     []string{`records[0]: ExplicitHashKey "012" has a leading zero`},
 		},
 		{
 			name:    "explicit hash key 2^128",
 			records: []UserRecord{{PartitionKey: "p", ExplicitHashKey: "340282366920938463463374607431768211456"}},
-			msg:     []string{"records[0]: ExplicitHashKey: ", "340282366920938463463374607431768211456 is above the maximum"},
+			msg:     []string{"records[0]: ExplicitHashKey ", "340282366920938463463374607431768211456 is above the maximum"},
 		},
 		{
 			name:    "explicit hash key of 40 digits",
 			records: []UserRecord{{PartitionKey: "p", ExplicitHashKey: strings.Repeat("1", 40)}},
-			msg:     []string{"records[0]: ExplicitHashKey: ", "has 40 digits; the limit is 39"},
+			msg:     []string{"records[0]: ExplicitHashKey ", "has 40 digits; the limit is 39"},
 		},
 		{name: "256 two-byte characters", records: []UserRecord{{PartitionKey: strings.Repeat("é", 256)}}},
 		{name: "256 four-byte characters", records: []UserRecord{{PartitionKey: strings.Repeat("🙂", 256)}}},
 		{name: "explicit hash key 0", records: []UserRecord{{PartitionKey: "p", ExplicitHashKey: "0"}}},
-		{name: "explicit hash key 2^128-1", records: []UserRecord{{PartitionKey: "p", ExplicitHashKey: MaxHashKey.String()}}},
+		{name: "explicit hash key 2^128-1", records: []UserRecord{{PartitionKey: "p", ExplicitHashKey: MaxHashKey().String()}}},
 		{name: "nil data", records: []UserRecord{{PartitionKey: "p"}}},
 	}
 	for _, tc := range tests {

@@ -18,7 +18,7 @@ func benchStream(b *testing.B) (*Cluster, *Stream) {
 	b.Helper()
 	c := NewCluster()
 	b.Cleanup(func() { c.Close() })
-	s, err := c.CreateStream(context.Background(), "bench", WithShardCount(4), WithLimits(Unlimited), WithRetention(1000*time.Hour))
+	s, err := c.CreateStream(context.Background(), "bench", WithShardCount(4), WithLimits(Unlimited()), WithRetention(1000*time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}

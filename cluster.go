@@ -155,7 +155,7 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, ErrClosed
+		return nil, errorf(op, ErrClosed, "the cluster is closed")
 	}
 	if _, ok := c.streams[name]; ok {
 		return nil, errorf(op, ErrResourceInUse, "stream %s already exists", name)
@@ -177,7 +177,7 @@ func (c *Cluster) Stream(name string) (*Stream, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, ErrClosed
+		return nil, errorf("DescribeStream", ErrClosed, "the cluster is closed")
 	}
 	s, ok := c.streams[name]
 	if !ok {
@@ -196,7 +196,7 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return ErrClosed
+		return errorf(op, ErrClosed, "the cluster is closed")
 	}
 	s, ok := c.streams[name]
 	if !ok {
@@ -216,7 +216,7 @@ func (c *Cluster) ListStreams(ctx context.Context) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, ErrClosed
+		return nil, errorf("ListStreams", ErrClosed, "the cluster is closed")
 	}
 	names := make([]string, 0, len(c.streams))
 	for n := range c.streams {

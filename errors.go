@@ -17,32 +17,32 @@ func (e *kinesisError) Error() string { return e.name }
 //
 //	if errors.Is(err, runnel.ErrProvisionedThroughputExceeded) { back off }
 var (
-	// ErrResourceNotFound: the stream, shard or consumer does not exist.
+	// ErrResourceNotFound means the stream, shard or consumer does not exist.
 	ErrResourceNotFound error = &kinesisError{"ResourceNotFoundException"}
-	// ErrResourceInUse: the stream exists already, or is not ACTIVE for the
+	// ErrResourceInUse means the stream exists already, or is not ACTIVE for the
 	// operation (for example while it is resharding).
 	ErrResourceInUse error = &kinesisError{"ResourceInUseException"}
-	// ErrInvalidArgument: a parameter has a value that is not allowed.
+	// ErrInvalidArgument means a parameter has a value that is not allowed.
 	ErrInvalidArgument error = &kinesisError{"InvalidArgumentException"}
-	// ErrLimitExceeded: a quota would be exceeded (shards, streams, calls).
+	// ErrLimitExceeded means a quota would be exceeded (shards, streams, calls).
 	ErrLimitExceeded error = &kinesisError{"LimitExceededException"}
-	// ErrProvisionedThroughputExceeded: a shard's read or write rate limit was hit.
+	// ErrProvisionedThroughputExceeded means a shard's read or write rate limit was hit.
 	ErrProvisionedThroughputExceeded error = &kinesisError{"ProvisionedThroughputExceededException"}
-	// ErrExpiredIterator: the shard iterator is older than its time to live.
+	// ErrExpiredIterator means the shard iterator is older than its time to live.
 	ErrExpiredIterator error = &kinesisError{"ExpiredIteratorException"}
-	// ErrExpiredNextToken: the pagination token is older than its time to live.
+	// ErrExpiredNextToken means the pagination token is older than its time to live.
 	ErrExpiredNextToken error = &kinesisError{"ExpiredNextTokenException"}
-	// ErrInternalFailure: the service failed. runnel itself returns it only when
+	// ErrInternalFailure means the service failed. runnel itself returns it only when
 	// a test injects it (see Fault). Its name is that of a failed operation;
 	// a failed PutRecords entry reports the ErrorCode "InternalFailure".
 	ErrInternalFailure error = &kinesisError{"InternalFailureException"}
-	// ErrValidation: a field does not meet its constraint (the API's shape
+	// ErrValidation means a field does not meet its constraint (the API's shape
 	// rules, as opposed to InvalidArgument's semantic rules).
 	ErrValidation error = &kinesisError{"ValidationException"}
 )
 
-// ErrClosed is returned by every operation on a Cluster, Stream or Producer
-// after it was closed. It is not a Kinesis error.
+// ErrClosed is wrapped by the error of every operation on a Cluster, Stream
+// or Producer after it was closed. It is not a Kinesis error.
 var ErrClosed = errors.New("runnel: closed")
 
 // Error is the error type of runnel's operations. It names the operation and

@@ -316,7 +316,7 @@ func TestFaultLatencyContext(t *testing.T) {
 }
 
 func TestFaultConcurrentTimes(t *testing.T) {
-	c, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited))
+	c, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited()))
 	c.InjectFault(Fault{Op: "PutRecord", Err: ErrInternalFailure, Times: 37})
 	var failed atomic.Int64
 	var wg sync.WaitGroup

@@ -14,8 +14,8 @@ import (
 // key 0. HashKey values compare with Cmp.
 type HashKey struct{ hi, lo uint64 }
 
-// MaxHashKey is 2^128−1, the largest hash key.
-var MaxHashKey = HashKey{hi: ^uint64(0), lo: ^uint64(0)}
+// MaxHashKey returns 2^128−1, the largest hash key.
+func MaxHashKey() HashKey { return HashKey{hi: ^uint64(0), lo: ^uint64(0)} }
 
 // HashKeyOf returns the hash key Kinesis derives from a partition key: the MD5
 // digest of its UTF-8 bytes as a 128-bit big-endian integer.
@@ -30,21 +30,29 @@ func HashKeyOf(partitionKey string) HashKey {
 // ErrValidation (Kinesis's error for field-constraint failures); a value above
 // 2^128−1 is an ErrInvalidArgument.
 func ParseHashKey(s string) (HashKey, error) {
-	const op = "ParseHashKey"
+	k, err := parseHashKey("ParseHashKey", "hash key", s)
+	if err != nil {
+		return HashKey{}, err
+	}
+	return k, nil
+}
+
+// parseHashKey is ParseHashKey for operation op, naming the field what.
+func parseHashKey(op, what, s string) (HashKey, *Error) {
 	if s == "" {
-		return HashKey{}, errorf(op, ErrValidation, "hash key is empty")
+		return HashKey{}, errorf(op, ErrValidation, "%s is empty", what)
 	}
 	if len(s) > 39 {
-		return HashKey{}, errorf(op, ErrValidation, "hash key %.48q has %d digits; the limit is 39", s, len(s))
+		return HashKey{}, errorf(op, ErrValidation, "%s %.48q has %d digits; the limit is 39", what, s, len(s))
 	}
 	if len(s) > 1 && s[0] == '0' {
-		return HashKey{}, errorf(op, ErrValidation, "hash key %q has a leading zero", s)
+		return HashKey{}, errorf(op, ErrValidation, "%s %q has a leading zero", what, s)
 	}
 	var k HashKey
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < '0' || c > '9' {
-			return HashKey{}, errorf(op, ErrValidation, "hash key %q is not a decimal integer", s)
+			return HashKey{}, errorf(op, ErrValidation, "%s %q is not a decimal integer", what, s)
 		}
 		// k = k*10 + digit, failing on overflow of 128 bits.
 		hiCarry, hi := bits.Mul64(k.hi, 10)
@@ -53,11 +61,23 @@ func ParseHashKey(s string) (HashKey, error) {
 		lo, c2 := bits.Add64(lo, uint64(c-'0'), 0)
 		hi, c3 := bits.Add64(hi, 0, c2)
 		if hiCarry != 0 || c1 != 0 || c3 != 0 {
-			return HashKey{}, errorf(op, ErrInvalidArgument, "hash key %s is above the maximum 2^128-1 (%s)", s, MaxHashKey)
+			return HashKey{}, errorf(op, ErrInvalidArgument, "%s %s is above the maximum 2^128-1 (%s)", what, s, MaxHashKey())
 		}
 		k = HashKey{hi: hi, lo: lo}
 	}
 	return k, nil
+}
+
+// routingKey validates a record's partition key and explicit hash key, as
+// PutRecord does, and returns the hash key that routes the record.
+func routingKey(op, partitionKey, explicitHashKey string) (HashKey, *Error) {
+	if err := validatePartitionKey(op, partitionKey); err != nil {
+		return HashKey{}, err
+	}
+	if explicitHashKey == "" {
+		return HashKeyOf(partitionKey), nil
+	}
+	return parseHashKey(op, "ExplicitHashKey", explicitHashKey)
 }
 
 // String returns the key in decimal, as Kinesis shows hash keys.
@@ -123,7 +143,7 @@ func splitEvenly(n int) []HashKeyRange {
 			ranges[i-1].EndingHashKey = ranges[i].StartingHashKey.sub(1)
 		}
 	}
-	ranges[n-1].EndingHashKey = MaxHashKey
+	ranges[n-1].EndingHashKey = MaxHashKey()
 	return ranges
 }
 
@@ -131,11 +151,11 @@ func splitEvenly(n int) []HashKeyRange {
 // ever multiplies 0).
 func evenStep(n uint64) HashKey {
 	if n <= 1 {
-		return MaxHashKey
+		return MaxHashKey()
 	}
 	// ⌊(2^128−1)/n⌋, plus one when n divides 2^128 exactly.
-	qhi, r := bits.Div64(0, MaxHashKey.hi, n)
-	qlo, r := bits.Div64(r, MaxHashKey.lo, n)
+	qhi, r := bits.Div64(0, MaxHashKey().hi, n)
+	qlo, r := bits.Div64(r, MaxHashKey().lo, n)
 	q := HashKey{hi: qhi, lo: qlo}
 	if r == n-1 {
 		q = q.add(1)
@@ -167,4 +187,17 @@ func (k HashKey) addKey(o HashKey) HashKey {
 func (k HashKey) subKey(o HashKey) HashKey {
 	lo, b := bits.Sub64(k.lo, o.lo, 0)
 	return HashKey{hi: k.hi - o.hi - b, lo: lo}
+}
+
+// MarshalText implements encoding.TextMarshaler with the decimal form.
+func (k HashKey) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseHashKey.
+func (k *HashKey) UnmarshalText(text []byte) error {
+	v, err := ParseHashKey(string(text))
+	if err != nil {
+		return err
+	}
+	*k = v
+	return nil
 }

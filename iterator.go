@@ -2,10 +2,8 @@ package runnel
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"iter"
 	"time"
 )
@@ -88,8 +86,7 @@ func (it ShardIterator) String() string {
 	b = binary.AppendVarint(b, it.atMs)
 	b = binary.AppendVarint(b, it.issuedMs)
 	b = append(b, it.stream...)
-	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
-	return base64.RawURLEncoding.EncodeToString(b)
+	return sealToken(b)
 }
 
 // ParseShardIterator reads a token made by String. A token that was not
@@ -100,19 +97,9 @@ func ParseShardIterator(token string) (ShardIterator, error) {
 	bad := func(why string) (ShardIterator, error) {
 		return ShardIterator{}, errorf(op, ErrInvalidArgument, "shard iterator %.40q… is not valid: %s", token, why)
 	}
-	if len(token) > 1024 {
-		return bad("too long")
-	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(token)
-	if err != nil {
-		return bad("not a runnel token")
-	}
-	if len(b) < 5 {
-		return bad("too short")
-	}
-	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
-	if crc32.ChecksumIEEE(body) != sum {
-		return bad("checksum mismatch")
+	body, ok := openToken(token)
+	if !ok {
+		return bad("not a runnel token, or damaged")
 	}
 	if body[0] != iteratorVersion {
 		return bad("unknown version")

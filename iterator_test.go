@@ -96,7 +96,7 @@ func TestIteratorTrimHorizon(t *testing.T) {
 }
 
 func TestIteratorSequenceNumber(t *testing.T) {
-	_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited))
+	_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
 	seqs := putN(t, s, "r", 5)
 	tests := []struct {
 		name string
@@ -139,7 +139,7 @@ func nilIfEmpty(s []string) []string {
 
 func TestIteratorAtTimestamp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited))
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
 		t0 := time.Now()
 		putString(t, s, "k", "r0")
 		time.Sleep(time.Second)
@@ -233,7 +233,7 @@ func TestGetRecordsLimit(t *testing.T) {
 }
 
 func TestGetRecordsTenMiBCap(t *testing.T) {
-	_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited),
+	_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()),
 		WithMaxRecordSize(10<<20), WithMaxPutRecordsSize(10<<20))
 	ctx := context.Background()
 	put := func(key string, size int) {
@@ -453,7 +453,7 @@ func TestMillisBehindLatest(t *testing.T) {
 }
 
 func TestRecordsIterator(t *testing.T) {
-	_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited))
+	_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
 	ctx := context.Background()
 	seqs := putN(t, s, "r", 25)
 

@@ -7,7 +7,7 @@ import (
 )
 
 // Limits are the per-shard throughput limits of a stream. A zero field means
-// no limit. KinesisLimits are the defaults; Unlimited switches them all off
+// no limit. KinesisLimits() returns the defaults; Unlimited() switches them all off
 // for raw speed.
 type Limits struct {
 	// WriteBytesPerSecond limits data + partition-key bytes written to a
@@ -24,16 +24,19 @@ type Limits struct {
 	ReadBytesPerSecond int
 }
 
-// KinesisLimits are Kinesis's per-shard limits, the default of every stream.
-var KinesisLimits = Limits{
-	WriteBytesPerSecond:   1 << 20,
-	WriteRecordsPerSecond: 1000,
-	ReadCallsPerSecond:    5,
-	ReadBytesPerSecond:    2 << 20,
+// KinesisLimits returns Kinesis's per-shard limits, the default of every
+// stream.
+func KinesisLimits() Limits {
+	return Limits{
+		WriteBytesPerSecond:   1 << 20,
+		WriteRecordsPerSecond: 1000,
+		ReadCallsPerSecond:    5,
+		ReadBytesPerSecond:    2 << 20,
+	}
 }
 
-// Unlimited switches every per-shard limit off.
-var Unlimited = Limits{}
+// Unlimited returns limits that switch every per-shard limit off.
+func Unlimited() Limits { return Limits{} }
 
 // shardLimiters are one shard's token buckets; nil buckets do not limit.
 //

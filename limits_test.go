@@ -190,7 +190,7 @@ func TestReadCallsLimit(t *testing.T) {
 
 func TestReadBytesDebt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const readRate = 2 << 20 // KinesisLimits.ReadBytesPerSecond
+		const readRate = 2 << 20 // KinesisLimits().ReadBytesPerSecond
 		_, s := newTestStream(t, WithShardCount(1), WithMaxRecordSize(10<<20), WithMaxPutRecordsSize(10<<20))
 		ctx := context.Background()
 		_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: make([]byte, 10<<20-1)})
@@ -245,7 +245,7 @@ func TestReadBytesWithinRate(t *testing.T) {
 
 func TestUnlimited(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited))
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
 		ctx := context.Background()
 		data := make([]byte, 100<<10)
 		entries := make([]PutRecordsEntry, MaxPutRecordsEntries)

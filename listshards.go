@@ -2,9 +2,7 @@ package runnel
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/binary"
-	"hash/crc32"
 	"time"
 )
 
@@ -178,17 +176,15 @@ func (s *Stream) nextToken(after uint64, f ShardFilter, now time.Time) string {
 	b = binary.AppendUvarint(b, uint64(len(f.Type)))
 	b = append(b, f.Type...)
 	b = append(b, f.ShardID...)
-	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
-	return base64.RawURLEncoding.EncodeToString(b)
+	return sealToken(b)
 }
 
 func (s *Stream) parseNextToken(op, token string, now time.Time) (listToken, error) {
 	bad := errorf(op, ErrInvalidArgument, "NextToken %.40q… is not valid for stream %s", token, s.name)
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) < 5 || crc32.ChecksumIEEE(b[:len(b)-4]) != binary.BigEndian.Uint32(b[len(b)-4:]) {
+	r, ok := openToken(token)
+	if !ok {
 		return listToken{}, bad
 	}
-	r := b[:len(b)-4]
 	var vals [5]uint64
 	for i := range vals {
 		var n int

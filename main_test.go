@@ -59,7 +59,7 @@ func iterator(t testing.TB, s *Stream, shardID string, from StartingPosition) Sh
 
 // readAll reads a shard from the position to its tip with GetRecords and
 // returns the records. It fails the test if a call is throttled: use
-// Unlimited, or keep to a few calls per second.
+// Unlimited(), or keep to a few calls per second.
 func readAll(t testing.TB, s *Stream, shardID string, from StartingPosition) []Record {
 	t.Helper()
 	it := iterator(t, s, shardID, from)

@@ -173,7 +173,7 @@ func WithRateLimit(percent int) ProducerOption {
 
 // WithShardLimits tells the producer the stream's per-shard write limits,
 // the basis of WithRateLimit. Default: the stream's, when the Putter can
-// describe it (as *Stream does), else KinesisLimits. Unlimited switches
+// describe it (as *Stream does), else KinesisLimits(). Unlimited() switches
 // rate limiting off.
 func WithShardLimits(l Limits) ProducerOption { return func(c *producerConfig) { c.shardLimits = &l } }
 
@@ -250,7 +250,7 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 	for _, o := range opts {
 		o(&c)
 	}
-	stream := StreamSummary{Limits: KinesisLimits, MaxRecordSize: 1 << 20, MaxPutRecordsSize: 5 << 20}
+	stream := StreamSummary{Limits: KinesisLimits(), MaxRecordSize: 1 << 20, MaxPutRecordsSize: 5 << 20}
 	if d, ok := dst.(streamDescriber); ok && (c.maxRecordSize == 0 || c.collMaxSize == 0 || c.shardLimits == nil) {
 		sum, err := d.Describe(ctx)
 		if err != nil {
@@ -555,19 +555,9 @@ func (p *Producer) PutSync(ctx context.Context, r ProducerRecord) (ProducerResul
 
 func (p *Producer) put(ctx context.Context, r ProducerRecord, done func(ProducerResult), failFast bool) error {
 	const op = "Put"
-	if err := validatePartitionKey(op, r.PartitionKey); err != nil {
+	hk, err := routingKey(op, r.PartitionKey, r.ExplicitHashKey)
+	if err != nil {
 		return err
-	}
-	hk := HashKey{}
-	if r.ExplicitHashKey != "" {
-		k, err := ParseHashKey(r.ExplicitHashKey)
-		if err != nil {
-			e := err.(*Error)
-			return &Error{Op: op, Kind: e.Kind, Msg: "ExplicitHashKey: " + e.Msg}
-		}
-		hk = k
-	} else {
-		hk = HashKeyOf(r.PartitionKey)
 	}
 	limit := p.cfg.maxRecordSize
 	if p.cfg.recordIDs {
@@ -575,8 +565,8 @@ func (p *Producer) put(ctx context.Context, r ProducerRecord, done func(Producer
 		// the framing, the key table and the id tag.
 		limit -= 1 + aggOverhead + len(r.PartitionKey) + len(r.ExplicitHashKey) + recordIDLen + 64
 	}
-	if n := len(r.PartitionKey) + len(r.Data); n > limit {
-		return errorf(op, ErrInvalidArgument, "record is %d bytes of data and partition key; the limit is %d", n, limit)
+	if err := checkRecordSize(op, len(r.PartitionKey)+len(r.Data), limit); err != nil {
+		return err
 	}
 	rec := pending{key: r.PartitionKey, ehk: r.ExplicitHashKey, hk: hk, done: done}
 	size := len(r.PartitionKey) + len(r.Data)
@@ -1273,12 +1263,19 @@ func (p *Producer) refreshShards() {
 	}
 	old := p.shards
 	p.setShards(shards)
+	// Requeue in put order (a stable sort keeps each old queue's order, so
+	// each key's), so that every queue's head is its oldest record again.
+	var all []pending
 	for _, sh := range old {
 		for _, r := range sh.queue.items() {
+			all = append(all, r)
 			ns := p.shards[p.route(r.hk)]
-			ns.queue.push(r)
 			ns.notBefore = maxTime(ns.notBefore, sh.notBefore)
 		}
+	}
+	slices.SortStableFunc(all, func(a, b pending) int { return a.putAt.Compare(b.putAt) })
+	for _, r := range all {
+		p.shards[p.route(r.hk)].queue.push(r)
 	}
 	p.mapStale = false
 }

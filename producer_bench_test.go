@@ -17,7 +17,7 @@ func BenchmarkProducer(b *testing.B) {
 		b.Run(fmt.Sprintf("aggregation=%v", agg), func(b *testing.B) {
 			_, s := benchStream(b)
 			ctx := context.Background()
-			p, err := NewProducer(ctx, s, WithAggregation(agg), WithShardLimits(Unlimited))
+			p, err := NewProducer(ctx, s, WithAggregation(agg), WithShardLimits(Unlimited()))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -98,9 +98,9 @@ func BenchmarkProducerLimited(b *testing.B) {
 		_ = p.Close(closeCtx)
 		cancelClose()
 		c.Close()
-		budget := float64(shards) * float64(KinesisLimits.WriteBytesPerSecond) * elapsed.Seconds()
+		budget := float64(shards) * float64(KinesisLimits().WriteBytesPerSecond) * elapsed.Seconds()
 		// The buckets start full: one second's budget per shard is extra.
-		budget += float64(shards * KinesisLimits.WriteBytesPerSecond)
+		budget += float64(shards * KinesisLimits().WriteBytesPerSecond)
 		b.ReportMetric(100*float64(st.BytesPut)/budget, "%budget")
 		b.ReportMetric(float64(st.WriteThrottles), "throttles")
 		b.ReportMetric(float64(p.Metrics().UserRecordsPut)/elapsed.Seconds(), "records/s")

@@ -1668,9 +1668,9 @@ func TestProducerInvalidRecords(t *testing.T) {
 // concurrently, even with several calls in flight.
 func TestProducerCallbacksOneAtATime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c, s := newTestStream(t, WithShardCount(8), WithLimits(Unlimited))
+		c, s := newTestStream(t, WithShardCount(8), WithLimits(Unlimited()))
 		c.InjectFault(Fault{Op: "PutRecords", Latency: 10 * time.Millisecond})
-		p := prodNew(t, s, WithAggregation(false), WithCollectionMaxCount(10), WithMaxInFlight(8), WithShardLimits(Unlimited))
+		p := prodNew(t, s, WithAggregation(false), WithCollectionMaxCount(10), WithMaxInFlight(8), WithShardLimits(Unlimited()))
 		var running, overlap atomic.Int64
 		for i := range 2000 {
 			require.NoError(t, p.Put(t.Context(), prodRecord(fmt.Sprint(i), "v"), func(ProducerResult) {
@@ -1719,9 +1719,9 @@ func TestProducerRateLimit(t *testing.T) {
 // channel, which synctest sees as durably blocked (a sync.Mutex is not).
 func TestProducerCallbackWaitsInBubble(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c, s := newTestStream(t, WithShardCount(8), WithLimits(Unlimited))
+		c, s := newTestStream(t, WithShardCount(8), WithLimits(Unlimited()))
 		c.InjectFault(Fault{Op: "PutRecords", Latency: 10 * time.Millisecond})
-		p := prodNew(t, s, WithAggregation(false), WithCollectionMaxCount(10), WithMaxInFlight(8), WithShardLimits(Unlimited))
+		p := prodNew(t, s, WithAggregation(false), WithCollectionMaxCount(10), WithMaxInFlight(8), WithShardLimits(Unlimited()))
 		for i := range 200 {
 			require.NoError(t, p.Put(t.Context(), prodRecord(fmt.Sprint(i), "v"), func(ProducerResult) {
 				time.Sleep(time.Millisecond) // a callback that takes 1 ms

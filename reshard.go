@@ -203,7 +203,7 @@ func (c *Cluster) after(d time.Duration, fn func()) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return ErrClosed
+		return errorf("UpdateShardCount", ErrClosed, "the cluster is closed")
 	}
 	c.wg.Go(func() {
 		t := time.NewTimer(d)
@@ -354,7 +354,8 @@ func (s *Stream) commit(p *reshardPlan, now time.Time) {
 
 // ReadableShards returns the shards of a listing that a reader following
 // lineage may read now: those not yet finished whose parents are finished or
-// no longer listed (expired). A reader that finishes every parent before its
+// no longer listed (expired). shards must be a complete, unfiltered listing
+// (every page of ListShards): a parent missing from it counts as expired. A reader that finishes every parent before its
 // children reads each partition key's records in write order, which Kinesis
 // guarantees only to such readers. finished reports whether a shard has been
 // read to its end; the result keeps the listing's order.

@@ -63,7 +63,7 @@ func BenchmarkUpdateShardCount(b *testing.B) {
 		}
 		var err error
 		s, err = c.CreateStream(ctx, "bench-update-shard-count", WithShardCount(shards),
-			WithLimits(Unlimited), WithUpdateShardCountLimit(0))
+			WithLimits(Unlimited()), WithUpdateShardCountLimit(0))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func reshardBenchWrites(b *testing.B, mode string) {
 	c := NewCluster()
 	defer c.Close()
 	s, err := c.CreateStream(ctx, "bench-write-during-reshard", WithShardCount(4),
-		WithLimits(Unlimited), WithUpdateShardCountLimit(0))
+		WithLimits(Unlimited()), WithUpdateShardCountLimit(0))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -261,7 +261,7 @@ func TestSplitShardValidation(t *testing.T) {
 		{"key at start+1", s0.ShardID, reshardAdd(start, 1), ErrInvalidArgument, []string{"NewStartingHashKey 1 "}},
 		{"key at end", s0.ShardID, reshardBig(end), ErrInvalidArgument, []string{end.String()}},
 		{"key above end", s0.ShardID, reshardAdd(end, 1), ErrInvalidArgument, []string{reshardAdd(end, 1).String()}},
-		{"key at max", s0.ShardID, reshardBig(MaxHashKey), ErrInvalidArgument, []string{MaxHashKey.String()}},
+		{"key at max", s0.ShardID, reshardBig(MaxHashKey()), ErrInvalidArgument, []string{MaxHashKey().String()}},
 		{"closed shard", s1.ShardID, reshardBig(reshardMid(t, s1)), ErrInvalidArgument, []string{s1.ShardID, "already"}},
 		{"unknown shard", reshardID(99), reshardBig(reshardMid(t, s0)), ErrResourceNotFound, []string{reshardID(99)}},
 		{"malformed id", "shard-1", reshardBig(reshardMid(t, s0)), ErrResourceNotFound, []string{`"shard-1"`}},
@@ -307,7 +307,7 @@ func TestSplitShardBoundaryKeys(t *testing.T) {
 				lo, hi := open[shardCount-1], open[shardCount]
 				assert.Equal(t, last.HashKeyRange.StartingHashKey, lo.HashKeyRange.StartingHashKey)
 				assert.Equal(t, key, hi.HashKeyRange.StartingHashKey)
-				assert.Equal(t, MaxHashKey, hi.HashKeyRange.EndingHashKey)
+				assert.Equal(t, MaxHashKey(), hi.HashKeyRange.EndingHashKey)
 				assert.Equal(t, key.String(), reshardAdd(lo.HashKeyRange.EndingHashKey, 1).String())
 			})
 		}
@@ -724,7 +724,7 @@ func TestReshardCloseClusterDuringUpdate(t *testing.T) {
 
 func TestSplitShardShape(t *testing.T) {
 	ctx := t.Context()
-	c, s := reshardStream(t, WithShardCount(2), WithLimits(Unlimited))
+	c, s := reshardStream(t, WithShardCount(2), WithLimits(Unlimited()))
 	shards := reshardList(t, s, ShardFilter{})
 	par := shards[0]
 	key := reshardMid(t, par)
@@ -772,7 +772,7 @@ func TestSplitShardShape(t *testing.T) {
 
 func TestMergeShardsShape(t *testing.T) {
 	ctx := t.Context()
-	c, s := reshardStream(t, WithShardCount(3), WithLimits(Unlimited))
+	c, s := reshardStream(t, WithShardCount(3), WithLimits(Unlimited()))
 	shards := reshardList(t, s, ShardFilter{})
 	a, b := shards[1], shards[2]
 	wa := reshardPut(t, s, "k", "a", a.HashKeyRange.StartingHashKey.String())
@@ -840,7 +840,7 @@ func TestUpdateShardCountShape(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := t.Context()
-			c, s := reshardStream(t, WithShardCount(tt.from), WithLimits(Unlimited), WithUpdateShardCountLimit(0))
+			c, s := reshardStream(t, WithShardCount(tt.from), WithLimits(Unlimited()), WithUpdateShardCountLimit(0))
 			if tt.prep != nil {
 				tt.prep(t, s)
 			}
@@ -905,7 +905,7 @@ func reshardReadShard(t testing.TB, s *Stream, id string, limit int) (recs []Rec
 
 func TestReshardGetRecordsChildShards(t *testing.T) {
 	ctx := t.Context()
-	_, s := reshardStream(t, WithShardCount(2), WithLimits(Unlimited))
+	_, s := reshardStream(t, WithShardCount(2), WithLimits(Unlimited()))
 	s0 := reshardOpen(t, s)[0]
 	var seqs []SequenceNumber
 	for i := range 3 {
@@ -1296,7 +1296,7 @@ func reshardLineageProperty(t *testing.T, seed uint64) {
 		perOp   = 150 // records written between two reshard operations
 	)
 	ctx := t.Context()
-	_, s := reshardStream(t, WithShardCount(4), WithLimits(Unlimited), WithUpdateShardCountLimit(0))
+	_, s := reshardStream(t, WithShardCount(4), WithLimits(Unlimited()), WithUpdateShardCountLimit(0))
 	// Each key belongs to one writer, so its counter order is its write order.
 	owned := make([][]string, writers)
 	for k := range keys {
@@ -1458,7 +1458,7 @@ func reshardRandomOp(t testing.TB, s *Stream, rng *rand.Rand) string {
 // write order, and the checker says so.
 func TestReshardNaiveReaderSeesInversion(t *testing.T) {
 	ctx := t.Context()
-	_, s := reshardStream(t, WithShardCount(1), WithLimits(Unlimited))
+	_, s := reshardStream(t, WithShardCount(1), WithLimits(Unlimited()))
 	const key = "k"
 	log := reshardLog{}
 	put := func(n int) {
@@ -1492,7 +1492,7 @@ func TestReshardNaiveReaderSeesInversion(t *testing.T) {
 // TestReshardCheckerDetects makes sure the checker is not blind: each kind
 // of damage to a correct read is reported.
 func TestReshardCheckerDetects(t *testing.T) {
-	_, s := reshardStream(t, WithShardCount(1), WithLimits(Unlimited))
+	_, s := reshardStream(t, WithShardCount(1), WithLimits(Unlimited()))
 	log := reshardLog{}
 	for n := range 4 {
 		out := reshardPut(t, s, "k", reshardData("k", n), "")

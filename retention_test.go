@@ -30,7 +30,7 @@ func chunks(t *testing.T, s *Stream, shard int) int {
 
 func TestRecordsExpire(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		_, s := newTestStream(t, WithShardCount(1), WithRetention(time.Hour), WithLimits(Unlimited))
+		_, s := newTestStream(t, WithShardCount(1), WithRetention(time.Hour), WithLimits(Unlimited()))
 		r0 := putString(t, s, "k", "r0")
 		time.Sleep(30 * time.Minute)
 		putString(t, s, "k", "r1")
@@ -63,7 +63,7 @@ func TestRecordsExpire(t *testing.T) {
 
 func TestExpiryReleasesMemoryOnWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		_, s := newTestStream(t, WithShardCount(1), WithRetention(time.Minute), WithLimits(Unlimited))
+		_, s := newTestStream(t, WithShardCount(1), WithRetention(time.Minute), WithLimits(Unlimited()))
 		ctx := context.Background()
 		data := make([]byte, 1000)
 		for range 5000 { // several chunks
@@ -88,7 +88,7 @@ func TestSweepReleasesIdleShards(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := NewCluster(WithSweepInterval(10 * time.Minute))
 		defer c.Close()
-		s, err := c.CreateStream(context.Background(), "idle", WithShardCount(3), WithRetention(time.Hour), WithLimits(Unlimited))
+		s, err := c.CreateStream(context.Background(), "idle", WithShardCount(3), WithRetention(time.Hour), WithLimits(Unlimited()))
 		require.NoError(t, err)
 		entries := make([]PutRecordsEntry, 300)
 		for i := range entries {

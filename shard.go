@@ -37,12 +37,12 @@ func (s Shard) Open() bool { return s.SequenceNumberRange.EndingSequenceNumber.I
 // it routed the record there: it routes again with the new shard map.
 var errShardClosed = errors.New("shard closed")
 
-// errStaleShardMap fails a write whose span does not fit the shard it routes
-// to: the writer's view of the shard map is out of date.
 // errNotAttempted fails a write that came after a failed one in the same
 // request and shard, when the writer asked for in-order writes.
 var errNotAttempted = errors.New("runnel: not attempted: an earlier record for the same shard failed")
 
+// errStaleShardMap fails a write whose span does not fit the shard it routes
+// to: the writer's view of the shard map is out of date.
 var errStaleShardMap = errors.New("runnel: the shard map changed: the record's hash keys span more than one shard")
 
 // shardState is one shard: its description, its records and its token
@@ -121,8 +121,9 @@ type write struct {
 	err      error          // an injected fault: the write fails with it
 }
 
-// put appends records to the shard in order, at time now, stopping at none:
-// each record succeeds or fails on its own. It writes results[w.index].
+// put appends records to the shard in order, at time now. Each record
+// succeeds or fails on its own, except that an in-order write after a failed
+// one is refused (errNotAttempted). It writes results[w.index].
 func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, results []PutRecordsResult) {
 	nowMs := now.UnixMilli()
 	s.mu.Lock()
@@ -294,9 +295,9 @@ func (s *shardState) endingLocked() SequenceNumber {
 	return SequenceNumber{counter: max(s.next-1, s.startCounter), shard: s.num}
 }
 
-// close stops the shard accepting writes and returns the counter its
-// children must start above. Writers that routed here before the close see
-// errShardClosed and route again.
+// closeLocked stops the shard accepting writes and records its children.
+// Writers that routed here before the close see errShardClosed and route
+// again with the shard map published by the same resharding.
 func (s *shardState) closeLocked(nowMs int64, children []*shardState) {
 	s.closed = true
 	s.closedAtMs = nowMs

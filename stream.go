@@ -54,9 +54,9 @@ type Stream struct {
 	mu          sync.Mutex               // serialises control operations
 	status      StreamStatus             // guarded by mu
 	nextShard   uint64                   // guarded by mu: number of the next new shard
-	updateCalls []time.Time
-	quotaShards int
-	scratch     sync.Pool // *putScratch // guarded by the cluster's mu: open shards counted against its quota              // guarded by mu: recent UpdateShardCount calls
+	updateCalls []time.Time              // guarded by mu: recent UpdateShardCount calls
+	quotaShards int                      // guarded by the cluster's mu: open shards counted against its quota
+	scratch     sync.Pool                // *putScratch for PutRecords calls
 }
 
 const (
@@ -140,8 +140,8 @@ func WithShardCount(n int) StreamOption { return func(c *streamConfig) { c.shard
 // where runnel emulates the Kinesis API).
 func WithRetention(d time.Duration) StreamOption { return func(c *streamConfig) { c.retention = d } }
 
-// WithLimits sets each shard's throughput limits. Default KinesisLimits;
-// pass Unlimited for raw speed.
+// WithLimits sets each shard's throughput limits. Default KinesisLimits();
+// pass Unlimited() for raw speed.
 func WithLimits(l Limits) StreamOption { return func(c *streamConfig) { c.limits = l } }
 
 // WithMaxRecordSize sets the largest record (data + partition key) in bytes.
@@ -167,7 +167,7 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 	cfg := streamConfig{
 		shardCount:     4,
 		retention:      24 * time.Hour,
-		limits:         KinesisLimits,
+		limits:         KinesisLimits(),
 		maxRecordSize:  1 << 20,
 		maxRequestSize: 0, // 5 MiB, or the record size if that is larger
 		iteratorTTL:    5 * time.Minute,
@@ -231,7 +231,7 @@ func (s *Stream) live(op string) error {
 	case streamDeleted:
 		return errorf(op, ErrResourceNotFound, "stream %s was deleted", s.name)
 	case streamClosed:
-		return ErrClosed
+		return errorf(op, ErrClosed, "the cluster of stream %s is closed", s.name)
 	}
 	return nil
 }
@@ -366,6 +366,14 @@ func (s *Stream) PutRecords(ctx context.Context, entries []PutRecordsEntry) (Put
 	return s.putRouted(ctx, op, entries, keys, nil, false)
 }
 
+// checkRequestSize checks the size of a PutRecords request.
+func (s *Stream) checkRequestSize(op string, total int) *Error {
+	if total > s.cfg.maxRequestSize {
+		return errorf(op, ErrInvalidArgument, "request is %d bytes of data and partition keys; the limit is %d", total, s.cfg.maxRequestSize)
+	}
+	return nil
+}
+
 // putRecordsHashed is PutRecords for a caller that has validated the
 // entries and computed their hash keys (the Producer): keys[i] routes
 // entries[i], and spans[i] is the range of the shard the caller believes
@@ -386,13 +394,14 @@ func (s *Stream) putRecordsHashed(ctx context.Context, entries []PutRecordsEntry
 	total := 0
 	for i := range entries {
 		n := len(entries[i].PartitionKey) + len(entries[i].Data)
-		if n > s.cfg.maxRecordSize {
-			return PutRecordsOutput{}, errorf(op, ErrInvalidArgument, "record is %d bytes of data and partition key; the limit is %d (record %d)", n, s.cfg.maxRecordSize, i)
+		if err := checkRecordSize(op, n, s.cfg.maxRecordSize); err != nil {
+			err.Msg += " (record " + strconv.Itoa(i) + ")"
+			return PutRecordsOutput{}, err
 		}
 		total += n
 	}
-	if total > s.cfg.maxRequestSize {
-		return PutRecordsOutput{}, errorf(op, ErrInvalidArgument, "request is %d bytes of data and partition keys; the limit is %d", total, s.cfg.maxRequestSize)
+	if err := s.checkRequestSize(op, total); err != nil {
+		return PutRecordsOutput{}, err
 	}
 	return s.putRouted(ctx, op, entries, keys, spans, true)
 }
@@ -498,18 +507,18 @@ func (s *Stream) checkRecord(op string, key, explicit string, dataLen int) (Hash
 	if dataLen > s.cfg.maxRecordSize {
 		return HashKey{}, errorf(op, ErrValidation, "data is %d bytes; the limit is %d", dataLen, s.cfg.maxRecordSize)
 	}
-	if n := len(key) + dataLen; n > s.cfg.maxRecordSize {
-		return HashKey{}, errorf(op, ErrInvalidArgument, "record is %d bytes of data and partition key; the limit is %d", n, s.cfg.maxRecordSize)
+	if err := checkRecordSize(op, len(key)+dataLen, s.cfg.maxRecordSize); err != nil {
+		return HashKey{}, err
 	}
-	if explicit == "" {
-		return HashKeyOf(key), nil
+	return routingKey(op, key, explicit)
+}
+
+// checkRecordSize checks a record's size (data + partition key).
+func checkRecordSize(op string, n, limit int) *Error {
+	if n > limit {
+		return errorf(op, ErrInvalidArgument, "record is %d bytes of data and partition key; the limit is %d", n, limit)
 	}
-	hk, err := ParseHashKey(explicit)
-	if err != nil {
-		e := err.(*Error)
-		return HashKey{}, &Error{Op: op, Kind: e.Kind, Msg: "ExplicitHashKey: " + e.Msg}
-	}
-	return hk, nil
+	return nil
 }
 
 // validatePartitionKey checks Kinesis's partition-key constraint: 1 to 256

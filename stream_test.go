@@ -69,7 +69,7 @@ func TestHashKeyRoundTripAgainstBig(t *testing.T) {
 		assert.Zero(t, k.Cmp(k))
 		prev, prevBig = k, v
 	}
-	assert.Equal(t, maxHashKeyText, MaxHashKey.String())
+	assert.Equal(t, maxHashKeyText, MaxHashKey().String())
 	assert.Equal(t, "0", HashKey{}.String())
 }
 
@@ -148,7 +148,7 @@ func TestSplitEvenlyAgainstBig(t *testing.T) {
 				require.Equal(t, ranges[i+1].StartingHashKey, ranges[i].EndingHashKey.add(1), "n=%d shard %d", n, i)
 			}
 		}
-		require.Equal(t, MaxHashKey, ranges[n-1].EndingHashKey)
+		require.Equal(t, MaxHashKey(), ranges[n-1].EndingHashKey)
 	}
 }
 
@@ -156,7 +156,7 @@ func TestRandomHashKeysHitExactlyOneOpenShard(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, n := range []int{1, 3, 7, 64} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			_, s := newTestStream(t, WithShardCount(n), WithLimits(Unlimited))
+			_, s := newTestStream(t, WithShardCount(n), WithLimits(Unlimited()))
 			out, err := s.ListShards(context.Background(), ListShardsInput{Filter: ShardFilter{Type: FilterAtLatest}})
 			require.NoError(t, err)
 			keys := interestingBigs()
@@ -190,7 +190,7 @@ func bigRange(t *testing.T, r HashKeyRange) (start, end *big.Int) {
 
 func TestRoutingMatchesMD5(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	_, s := newTestStream(t, WithShardCount(7), WithLimits(Unlimited))
+	_, s := newTestStream(t, WithShardCount(7), WithLimits(Unlimited()))
 	ranges := make(map[string]HashKeyRange)
 	for _, id := range shardIDs(t, s) {
 		ranges[id] = shardRange(t, s, id)
@@ -224,7 +224,7 @@ func TestRoutingMatchesMD5(t *testing.T) {
 }
 
 func TestSequenceNumbers(t *testing.T) {
-	_, s := newTestStream(t, WithShardCount(5), WithLimits(Unlimited))
+	_, s := newTestStream(t, WithShardCount(5), WithLimits(Unlimited()))
 	rng := rand.New(rand.NewPCG(9, 10))
 	ctx := context.Background()
 	var all []SequenceNumber
@@ -338,7 +338,7 @@ func TestSequenceNumberParse(t *testing.T) {
 }
 
 func TestSequenceNumberForOrdering(t *testing.T) {
-	_, s := newTestStream(t, WithShardCount(2), WithLimits(Unlimited))
+	_, s := newTestStream(t, WithShardCount(2), WithLimits(Unlimited()))
 	ctx := context.Background()
 	low, high := "0", maxHashKeyText // shardId-000000000000 and shardId-000000000001
 
@@ -398,7 +398,7 @@ func TestConcurrentWriters(t *testing.T) {
 		perGroup = 300 // records per writer
 		batch    = 20
 	)
-	_, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited))
+	_, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited()))
 	ctx := context.Background()
 
 	type put struct {
@@ -482,7 +482,7 @@ func TestTailWhileWriting(t *testing.T) {
 	// A reader polling at the tip while writers append sees every record
 	// once, in order, and the data it holds never changes afterwards.
 	const writers, perWriter = 4, 500
-	_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited))
+	_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
 	ctx := context.Background()
 	it := iterator(t, s, shard0, StartingPosition{Type: Latest})
 
@@ -534,7 +534,7 @@ func TestTailWhileWriting(t *testing.T) {
 }
 
 func TestPutRecordsOrderAndShards(t *testing.T) {
-	_, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited))
+	_, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited()))
 	rng := rand.New(rand.NewPCG(12, 13))
 	entries := make([]PutRecordsEntry, MaxPutRecordsEntries)
 	for i := range entries {
@@ -652,7 +652,7 @@ func TestStreamLifecycle(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 4, sum.OpenShardCount, "default shard count")
 		assert.Equal(t, 24*time.Hour, sum.RetentionPeriod, "default retention")
-		assert.Equal(t, KinesisLimits, sum.Limits, "default limits")
+		assert.Equal(t, KinesisLimits(), sum.Limits, "default limits")
 		assert.Equal(t, 1<<20, sum.MaxRecordSize, "default record size")
 
 		require.NoError(t, c.DeleteStream(ctx, "b"))

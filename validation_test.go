@@ -231,7 +231,7 @@ func TestPutRecordsValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := append([]StreamOption{WithLimits(Unlimited)}, tt.opts...)
+			opts := append([]StreamOption{WithLimits(Unlimited())}, tt.opts...)
 			_, s := newTestStream(t, opts...)
 			out, err := s.PutRecords(context.Background(), tt.entries)
 			if tt.kind == nil {
