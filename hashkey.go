@@ -123,8 +123,8 @@ func (k HashKey) sub(n uint64) HashKey {
 
 // HashKeyRange is an inclusive range of hash keys, as a shard reports it.
 type HashKeyRange struct {
-	StartingHashKey HashKey
-	EndingHashKey   HashKey
+	StartingHashKey HashKey // the lowest key in the range
+	EndingHashKey   HashKey // the highest key in the range
 }
 
 // Contains reports whether k lies in the range.

@@ -28,6 +28,7 @@ const (
 
 // StartingPosition says where to start reading a shard.
 type StartingPosition struct {
+	// Type is where to start. Required.
 	Type IteratorType
 	// SequenceNumber for AtSequenceNumber and AfterSequenceNumber.
 	SequenceNumber SequenceNumber
@@ -194,9 +195,9 @@ type GetRecordsInput struct {
 
 // ChildShard is a shard created from the shard a GetRecords call finished.
 type ChildShard struct {
-	ShardID      string
-	ParentShards []string
-	HashKeyRange HashKeyRange
+	ShardID      string       // the child
+	ParentShards []string     // its parents: the shard read, and a merge's other parent
+	HashKeyRange HashKeyRange // the child's hash keys
 }
 
 // GetRecordsOutput is a GetRecords result.

@@ -28,6 +28,7 @@ const (
 
 // ShardFilter narrows ListShards.
 type ShardFilter struct {
+	// Type selects the shards; "" lists every shard.
 	Type ShardFilterType
 	// ShardID for FilterAfterShardID.
 	ShardID string
@@ -51,6 +52,7 @@ type ListShardsInput struct {
 
 // ListShardsOutput is one page of shards, in shard-id order.
 type ListShardsOutput struct {
+	// Shards are this page's shards.
 	Shards []Shard
 	// NextToken is set when more shards follow.
 	NextToken string

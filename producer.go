@@ -57,9 +57,9 @@ type ProducerResult struct {
 	// ShardID and SequenceNumber say where the record was stored. With
 	// aggregation several user records share a SequenceNumber and differ in
 	// SubSequenceNumber, as Deaggregate reports them.
-	ShardID           string
-	SequenceNumber    SequenceNumber
-	SubSequenceNumber int
+	ShardID           string         // the shard that stored the record
+	SequenceNumber    SequenceNumber // the Kinesis record that carries it
+	SubSequenceNumber int            // its index within an aggregate
 	// Aggregated reports whether the record travelled in an aggregate.
 	Aggregated bool
 	// RecordID is the record's unique id when WithRecordIDs is on.

@@ -82,8 +82,8 @@ func (s *Stream) MergeShards(ctx context.Context, shardToMerge, adjacentShardToM
 
 // UpdateShardCountOutput reports an UpdateShardCount.
 type UpdateShardCountOutput struct {
-	CurrentShardCount int
-	TargetShardCount  int
+	CurrentShardCount int // open shards before the call
+	TargetShardCount  int // open shards once it completes
 }
 
 // UpdateShardCount changes the number of open shards to target with uniform

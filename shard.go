@@ -25,6 +25,7 @@ type Shard struct {
 
 // SequenceNumberRange is the range of sequence numbers of a shard.
 type SequenceNumberRange struct {
+	// StartingSequenceNumber is the first number the shard may issue.
 	StartingSequenceNumber SequenceNumber
 	// EndingSequenceNumber is zero while the shard is open.
 	EndingSequenceNumber SequenceNumber

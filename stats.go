@@ -4,8 +4,8 @@ import "time"
 
 // ShardStats is a snapshot of one shard's counters.
 type ShardStats struct {
-	ShardID string
-	Open    bool
+	ShardID string // the shard (empty in StreamStats.Total)
+	Open    bool   // whether it accepts writes
 	// RecordsRetained and BytesRetained count the records held now (bytes
 	// of data and partition keys).
 	RecordsRetained, BytesRetained int64
@@ -25,9 +25,9 @@ type ShardStats struct {
 // StreamStats is a snapshot of a stream's counters: the sum over its shards
 // (Total, with ShardID empty) and each listed shard in shard-id order.
 type StreamStats struct {
-	StreamName string
-	Total      ShardStats
-	Shards     []ShardStats
+	StreamName string       // the stream
+	Total      ShardStats   // the sums over its shards
+	Shards     []ShardStats // each listed shard
 }
 
 // Stats returns a snapshot of the stream's counters. Each shard's figures

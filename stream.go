@@ -271,8 +271,8 @@ type PutRecordInput struct {
 
 // PutRecordOutput is where PutRecord stored a record.
 type PutRecordOutput struct {
-	ShardID        string
-	SequenceNumber SequenceNumber
+	ShardID        string         // the shard that stored the record
+	SequenceNumber SequenceNumber // the record's number in it
 }
 
 // PutRecord writes one record to the shard its hash key maps to. Beyond the
@@ -322,8 +322,8 @@ type PutRecordsEntry struct {
 // PutRecordsResult is the outcome of one PutRecords entry: where it was
 // stored, or why it failed.
 type PutRecordsResult struct {
-	ShardID        string
-	SequenceNumber SequenceNumber
+	ShardID        string         // the shard that stored the record, on success
+	SequenceNumber SequenceNumber // the record's number in it, on success
 	// Err is nil on success; otherwise it wraps
 	// ErrProvisionedThroughputExceeded or ErrInternalFailure (the two
 	// ErrorCodes Kinesis reports per record), or an injected fault's error.
@@ -332,8 +332,8 @@ type PutRecordsResult struct {
 
 // PutRecordsOutput holds one result per entry, in the order of the request.
 type PutRecordsOutput struct {
-	FailedRecordCount int
-	Records           []PutRecordsResult
+	FailedRecordCount int                // entries whose Err is set
+	Records           []PutRecordsResult // one per entry, in request order
 }
 
 // PutRecords writes 1 to 500 records. Each record succeeds or fails on its
@@ -538,12 +538,12 @@ func validatePartitionKey(op, key string) *Error {
 
 // StreamSummary is what DescribeStreamSummary reports.
 type StreamSummary struct {
-	StreamName              string
-	StreamARN               string
-	StreamStatus            StreamStatus
-	RetentionPeriod         time.Duration
-	StreamCreationTimestamp time.Time
-	OpenShardCount          int
+	StreamName              string        // the stream's name
+	StreamARN               string        // its ARN
+	StreamStatus            StreamStatus  // ACTIVE, or UPDATING while it reshards
+	RetentionPeriod         time.Duration // how long records stay readable
+	StreamCreationTimestamp time.Time     // when it was created
+	OpenShardCount          int           // shards accepting writes
 	// Limits are the per-shard limits (a runnel extension).
 	Limits Limits
 	// MaxRecordSize is the largest record (data + partition key) in bytes.
