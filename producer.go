@@ -285,6 +285,8 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 		return c, errorf(op, ErrInvalidArgument, "record max buffered time %v is negative", c.maxBufferedTime)
 	case c.recordTTL <= 0:
 		return c, errorf(op, ErrInvalidArgument, "record TTL %v must be positive", c.recordTTL)
+	case c.maxBufferedTime >= c.recordTTL:
+		return c, errorf(op, ErrInvalidArgument, "record max buffered time %v must be below the record TTL %v", c.maxBufferedTime, c.recordTTL)
 	case c.rateLimit < 0:
 		return c, errorf(op, ErrInvalidArgument, "rate limit %d%% is negative", c.rateLimit)
 	case c.bufferBytes < c.maxRecordSize || c.bufferRecords < 1:
@@ -723,8 +725,8 @@ func (p *Producer) Close(ctx context.Context) error {
 		_ = p.waitFor(context.Background(), target)
 	}
 	close(p.stop)
+	p.cancel() // nothing is held any more: end a shard-map refresh under way
 	p.wg.Wait()
-	p.cancel()
 	p.closeErr = err
 	return err
 }
@@ -833,30 +835,36 @@ func (p *Producer) take(now time.Time) (claims []claim, done *outcomes, refresh 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	wait = time.Hour
+	// Records past their TTL fail, whatever holds their shard or the
+	// producer up.
+	for _, sh := range p.shards {
+		if sh.busy {
+			continue
+		}
+		sh.queue.settle()
+		for sh.queue.len() > 0 && now.Sub(sh.queue.items()[0].putAt) >= p.cfg.recordTTL {
+			p.expireLocked(&p.dequeueLocked(sh, 1)[0], done, now)
+		}
+		if sh.queue.len() > 0 {
+			wait = min(wait, max(sh.queue.items()[0].putAt.Add(p.cfg.recordTTL).Sub(now), time.Millisecond))
+		}
+	}
 	if p.mapStale {
 		if p.inFlight == 0 && !p.refreshing {
 			p.refreshing = true
-			return nil, nil, true, 0
+			return nil, done, true, 0
 		}
-		return nil, nil, false, wait // wait for the calls in flight
+		return nil, done, false, wait // wait for the calls in flight
 	}
 	if p.inFlight >= p.cfg.maxInFlight {
-		return nil, nil, false, wait
+		return nil, done, false, wait
 	}
 	budgetBytes, budgetEntries := p.cfg.collMaxSize, p.cfg.collMaxCount
 	full := p.fullLocked()
 	n := len(p.shards)
 	for k := range n {
 		sh := p.shards[(p.rr+k)%n]
-		if sh.busy {
-			continue
-		}
-		sh.queue.settle()
-		// Records past their TTL fail, whatever holds the shard up.
-		for sh.queue.len() > 0 && now.Sub(sh.queue.items()[0].putAt) >= p.cfg.recordTTL {
-			p.expireLocked(&p.dequeueLocked(sh, 1)[0], done, now)
-		}
-		if sh.queue.len() == 0 {
+		if sh.busy || sh.queue.len() == 0 {
 			continue
 		}
 		if p.aborted {
@@ -873,7 +881,6 @@ func (p *Producer) take(now time.Time) (claims []claim, done *outcomes, refresh 
 			if !due {
 				next = dueAt
 			}
-			next = minTime(next, head.putAt.Add(p.cfg.recordTTL))
 			wait = min(wait, max(next.Sub(now), time.Millisecond))
 			continue
 		}
@@ -916,13 +923,6 @@ func (p *Producer) dequeueLocked(sh *producerShard, n int) []pending {
 		p.unsentBytes -= r.size()
 	}
 	return rs
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
 }
 
 // entry is one Kinesis record of a call: a plain record or an aggregate.
@@ -1249,7 +1249,9 @@ func (p *Producer) finish(done *outcomes) {
 // the queued records to the shards that now own their hash keys, keeping
 // each key's order. It runs while no call is in flight.
 func (p *Producer) refreshShards() {
-	shards, err := p.listShards(p.sendCtx)
+	ctx, cancel := context.WithTimeout(p.sendCtx, p.cfg.backoffMax)
+	shards, err := p.listShards(ctx)
+	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refreshing = false
