@@ -301,6 +301,18 @@ func childShards(children []*shardState) []ChildShard {
 // other error, which it yields with a zero Record. Records alias the
 // stream's memory: see Record.
 func (s *Stream) Records(ctx context.Context, shardID string, from StartingPosition) iter.Seq2[Record, error] {
+	return s.readShard(ctx, shardID, from, false)
+}
+
+// Follow is Records that does not stop at the newest record: there it waits
+// until the shard receives a record or closes, and goes on. Writers wake it
+// at once; it does not poll. It ends after the last record of a closed
+// shard, or yields ctx's error when ctx ends.
+func (s *Stream) Follow(ctx context.Context, shardID string, from StartingPosition) iter.Seq2[Record, error] {
+	return s.readShard(ctx, shardID, from, true)
+}
+
+func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPosition, follow bool) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
 		it, err := s.GetShardIterator(ctx, shardID, from)
 		if err != nil {
@@ -309,6 +321,15 @@ func (s *Stream) Records(ctx context.Context, shardID string, from StartingPosit
 		}
 		var buf []Record
 		for !it.IsZero() {
+			// Ask for the wake-up before reading, so that no record can
+			// arrive unnoticed between the read and the wait.
+			var changed <-chan struct{}
+			if sh := s.shards.Load().shard(it.shard); follow && sh != nil {
+				changed = sh.changed()
+			}
+			// The iterator is this loop's own: renew it, so that a slow
+			// consumer or a long wait does not let it expire.
+			it.issuedMs = time.Now().UnixMilli()
 			out, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it, Buffer: buf})
 			if err != nil {
 				if isThrottle(err) {
@@ -325,10 +346,19 @@ func (s *Stream) Records(ctx context.Context, shardID string, from StartingPosit
 					return
 				}
 			}
-			if len(out.Records) == 0 && out.MillisBehindLatest == 0 {
+			it, buf = out.NextShardIterator, out.Records
+			if it.IsZero() || out.MillisBehindLatest > 0 {
+				continue
+			}
+			if !follow {
 				return // caught up
 			}
-			it, buf = out.NextShardIterator, out.Records
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				yield(Record{}, ctx.Err())
+				return
+			}
 		}
 	}
 }

@@ -59,3 +59,35 @@ func ExampleStream_UpdateShardCount() {
 	fmt.Println(out.CurrentShardCount, "->", out.TargetShardCount, "open:", len(list.Shards))
 	// Output: 2 -> 3 open: 3
 }
+
+// Follow tails a shard like `tail -f`: writers wake it at once.
+func ExampleStream_Follow() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := runnel.NewCluster()
+	defer c.Close()
+	s, _ := c.CreateStream(ctx, "events", runnel.WithShardCount(1))
+	list, _ := s.ListShards(ctx, runnel.ListShardsInput{})
+	shard := list.Shards[0].ShardID
+
+	go func() {
+		for i := range 3 {
+			s.PutRecord(ctx, runnel.PutRecordInput{PartitionKey: "k", Data: fmt.Appendf(nil, "event %d", i)})
+		}
+	}()
+	n := 0
+	for rec, err := range s.Follow(ctx, shard, runnel.StartingPosition{Type: runnel.TrimHorizon}) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(string(rec.Data))
+		if n++; n == 3 {
+			break
+		}
+	}
+	// Output:
+	// event 0
+	// event 1
+	// event 2
+}

@@ -269,13 +269,6 @@ func (s *shardState) latest() uint64 {
 	return s.next
 }
 
-// describe returns the shard's description.
-func (s *shardState) describe() Shard {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.describeLocked()
-}
-
 func (s *shardState) describeLocked() Shard {
 	d := Shard{
 		ShardID:               s.id,

@@ -1,0 +1,73 @@
+package runnel
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFollowWakesOnWrite checks that Follow delivers records written after
+// it reached the tip, at once and without polling, and ends with ctx.
+func TestFollowWakesOnWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1))
+		shard := putString(t, s, "k", "first").ShardID
+		ctx, cancel := context.WithCancel(t.Context())
+		got := make(chan string, 10)
+		var lastErr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for rec, err := range s.Follow(ctx, shard, StartingPosition{Type: TrimHorizon}) {
+				if err != nil {
+					lastErr = err
+					return
+				}
+				got <- string(rec.Data)
+			}
+		}()
+		synctest.Wait()
+		assert.Equal(t, "first", <-got)
+		start := time.Now()
+		time.Sleep(10 * time.Minute) // idle past the iterator TTL: no polling, no expiry
+		putString(t, s, "k", "second")
+		synctest.Wait()
+		assert.Equal(t, "second", <-got)
+		assert.Equal(t, 10*time.Minute, time.Since(start), "delivered at once")
+		assert.LessOrEqual(t, s.Stats().Total.GetCalls, int64(5), "Follow waits instead of polling")
+		cancel()
+		<-done
+		assert.ErrorIs(t, lastErr, context.Canceled)
+	})
+}
+
+// TestFollowEndsAtClosedShard checks that Follow ends after the last record
+// of a shard that closes while it waits.
+func TestFollowEndsAtClosedShard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1))
+		list, err := s.ListShards(t.Context(), ListShardsInput{})
+		require.NoError(t, err)
+		parent := list.Shards[0]
+		var got []string
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for rec, err := range s.Follow(t.Context(), parent.ShardID, StartingPosition{Type: Latest}) {
+				if !assert.NoError(t, err) {
+					return
+				}
+				got = append(got, string(rec.Data))
+			}
+		}()
+		synctest.Wait()
+		putString(t, s, "k", "last")
+		require.NoError(t, s.SplitShard(t.Context(), parent.ShardID, parent.HashKeyRange.Mid()))
+		<-done
+		assert.Equal(t, []string{"last"}, got)
+	})
+}
