@@ -82,8 +82,11 @@ type ProducerMetrics struct {
 	UserRecordsPut, KinesisRecordsPut int64
 	// UserRecordsFailed counts user records reported with an error.
 	UserRecordsFailed int64
-	// PutRecordsCalls counts calls made; Retries user records sent again;
-	// Throttles Kinesis records refused by a shard's limit.
+	// PutRecordsCalls counts calls made; Retries user records that failed
+	// and were queued to be sent again (records that were only refused
+	// because of a stale shard map, or not attempted after an earlier
+	// failure, are requeued without counting); Throttles Kinesis records
+	// refused by a shard's limit.
 	PutRecordsCalls, Retries, Throttles int64
 	// BufferedRecords and BufferedBytes are held now (queued or in flight).
 	BufferedRecords, BufferedBytes int64
@@ -1117,6 +1120,7 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 		if throttled {
 			p.metrics.Throttles++
 		}
+		backoff := false
 		for _, m := range e.members {
 			m.lastErr = err
 			switch {
@@ -1129,7 +1133,12 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 					retry = make(map[*producerShard][]pending)
 				}
 				retry[e.shard] = append(retry[e.shard], m)
+				p.metrics.Retries++
+				backoff = true
 			}
+		}
+		if backoff {
+			e.shard.notBefore = maxTime(e.shard.notBefore, sentAt.Add(p.backoff(e.members[0].attempts)))
 		}
 	}
 	// Put failed records, then leftovers, back at the head of their queues,
@@ -1137,11 +1146,6 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 	for _, c := range claims {
 		sh := c.shard
 		back := retry[sh]
-		if len(back) > 0 {
-			p.metrics.Retries += int64(len(back))
-			attempts := back[0].attempts
-			sh.notBefore = sentAt.Add(p.backoff(attempts))
-		}
 		for _, l := range leftovers {
 			if l.shard == sh {
 				back = append(back, l.records...)
