@@ -1,0 +1,609 @@
+package runnel
+
+// The Producer's sending machinery: per-shard queues, taking due records,
+// packing them into Kinesis records, the call, and its outcome.
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// fifo is a shard's queue of records. Records taken for a call keep their
+// slots until the shard is idle again, so that the ones to retry go back to
+// the head without moving the rest of the queue.
+type fifo struct {
+	buf  []pending
+	head int
+}
+
+func (q *fifo) len() int { return len(q.buf) - q.head }
+
+// items returns the queued records, oldest first.
+func (q *fifo) items() []pending { return q.buf[q.head:] }
+
+func (q *fifo) push(r pending) { q.buf = append(q.buf, r) }
+
+// take removes n records from the head and returns them; the slice stays
+// valid while the records are away.
+func (q *fifo) take(n int) []pending {
+	out := q.buf[q.head : q.head+n : q.head+n]
+	q.head += n
+	return out
+}
+
+// giveBack returns records taken last to the head, in order; they must be
+// some of the records that take returned.
+func (q *fifo) giveBack(rs []pending) {
+	q.head -= len(rs)
+	copy(q.buf[q.head:], rs)
+}
+
+// settle frees the slots of records that are gone. Only while no records
+// are taken.
+func (q *fifo) settle() {
+	switch {
+	case q.head == 0:
+	case q.head == len(q.buf):
+		clear(q.buf)
+		q.buf, q.head = q.buf[:0], 0
+	case q.head >= len(q.buf)/2:
+		n := copy(q.buf, q.buf[q.head:])
+		clear(q.buf[n:])
+		q.buf, q.head = q.buf[:n], 0
+	}
+}
+
+// outcomes collects the outcomes of records for finish: the callbacks to run
+// and the accounting to apply after them.
+type outcomes struct {
+	calls     []outcome
+	records   int
+	bytes     int
+	ok, fail  int64
+	gens      []genCount
+	waited    time.Duration
+	maxWaited time.Duration
+}
+
+// outcome is a record's result waiting for its callback.
+type outcome struct {
+	done func(ProducerResult)
+	res  ProducerResult
+}
+
+type genCount struct {
+	gen uint64
+	n   int
+}
+
+// add records the outcome of r.
+func (o *outcomes) add(r *pending, res ProducerResult, now time.Time) {
+	if r.done != nil {
+		o.calls = append(o.calls, outcome{done: r.done, res: res})
+	}
+	o.records++
+	o.bytes += r.size()
+	if res.Err == nil {
+		o.ok++
+	} else {
+		o.fail++
+	}
+	w := now.Sub(r.putAt)
+	o.waited += w
+	o.maxWaited = max(o.maxWaited, w)
+	if n := len(o.gens); n > 0 && o.gens[n-1].gen == r.gen {
+		o.gens[n-1].n++
+	} else {
+		o.gens = append(o.gens, genCount{gen: r.gen, n: 1})
+	}
+}
+
+// claim is the records of one shard taken for a call.
+type claim struct {
+	shard   *producerShard
+	records []pending
+}
+
+// sendLoop is one sender: it takes due records, sends them in one call and
+// handles the outcome, until Close.
+func (p *Producer) sendLoop() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	buf := &sendBuffers{agg: &aggregator{}}
+	for {
+		claims, done, refresh, wait := p.take(time.Now())
+		p.finish(done)
+		switch {
+		case refresh:
+			p.refreshShards()
+			continue
+		case claims != nil:
+			if wait == 0 {
+				p.signal() // more is due: another sender may take it
+			}
+			p.send(claims, buf)
+			continue
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-p.wake:
+		case <-timer.C:
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+// take claims due records of idle shards for one call, within the call's
+// limits, and fails records whose TTL has passed. If there is nothing to
+// send, wait is how long until there may be.
+func (p *Producer) take(now time.Time) (claims []claim, done *outcomes, refresh bool, wait time.Duration) {
+	done = &outcomes{}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	wait = time.Hour
+	// Records past their TTL fail, whatever holds their shard or the
+	// producer up.
+	for _, sh := range p.shards {
+		if sh.busy {
+			continue
+		}
+		sh.queue.settle()
+		for sh.queue.len() > 0 && now.Sub(sh.queue.items()[0].putAt) >= p.cfg.recordTTL {
+			p.expireLocked(&p.dequeueLocked(sh, 1)[0], done, now)
+		}
+		if sh.queue.len() > 0 {
+			wait = min(wait, max(sh.queue.items()[0].putAt.Add(p.cfg.recordTTL).Sub(now), time.Millisecond))
+		}
+	}
+	if p.mapStale {
+		if p.inFlight == 0 && !p.refreshing {
+			p.refreshing = true
+			return nil, done, true, 0
+		}
+		return nil, done, false, wait // wait for the calls in flight
+	}
+	if p.inFlight >= p.cfg.maxInFlight {
+		return nil, done, false, wait
+	}
+	budgetBytes, budgetEntries := p.cfg.collMaxSize, p.cfg.collMaxCount
+	full := p.fullLocked()
+	n := len(p.shards)
+	for k := range n {
+		sh := p.shards[(p.rr+k)%n]
+		if sh.busy || sh.queue.len() == 0 {
+			continue
+		}
+		if p.aborted {
+			for _, r := range p.dequeueLocked(sh, sh.queue.len()) {
+				done.add(&r, p.failure(&r, errClosedUndelivered), now)
+			}
+			continue
+		}
+		head := &sh.queue.items()[0]
+		dueAt := head.putAt.Add(p.cfg.maxBufferedTime)
+		due := full || p.closing || head.gen < p.flushGen || !now.Before(dueAt)
+		if now.Before(sh.notBefore) || !due {
+			next := sh.notBefore
+			if !due {
+				next = dueAt
+			}
+			wait = min(wait, max(next.Sub(now), time.Millisecond))
+			continue
+		}
+		if budgetBytes <= 0 || budgetEntries <= 0 {
+			wait = 0
+			break
+		}
+		// Take records for this call: the estimate errs high, so that
+		// what is taken fits the call once packed.
+		taken, bytes := 0, 0
+		for _, r := range sh.queue.items() {
+			est := r.size() + len(r.ehk) + len(r.id) + 24
+			if taken > 0 && (bytes+est > budgetBytes || (!p.cfg.aggregation && taken == budgetEntries)) {
+				break
+			}
+			taken++
+			bytes += est
+		}
+		budgetBytes -= bytes
+		if p.cfg.aggregation {
+			budgetEntries -= max(1, bytes/p.cfg.aggMaxSize)
+		} else {
+			budgetEntries -= taken
+		}
+		sh.busy = true
+		claims = append(claims, claim{shard: sh, records: p.dequeueLocked(sh, taken)})
+	}
+	if len(claims) > 0 {
+		p.rr = (p.rr + 1) % n
+		p.inFlight++
+	}
+	return claims, done, false, wait
+}
+
+// dequeueLocked takes n records from the head of a shard's queue.
+func (p *Producer) dequeueLocked(sh *producerShard, n int) []pending {
+	rs := sh.queue.take(n)
+	for _, r := range rs {
+		p.unsent--
+		p.unsentBytes -= r.size()
+	}
+	return rs
+}
+
+// entry is one Kinesis record of a call: a plain record or an aggregate.
+type entry struct {
+	shard   *producerShard
+	members []pending
+}
+
+// send packs claims into Kinesis records, makes the call and handles its
+// outcome.
+//
+// Records of a call succeed or fail one by one, so a key in two records of
+// one shard could see its later record stored and the earlier one retried.
+// runnel's own stream refuses a shard's records after its first failure; on
+// any other Putter a partition key travels in at most one Kinesis record per
+// shard and call.
+func (p *Producer) send(claims []claim, buf *sendBuffers) {
+	now := time.Now()
+	buf.reset()
+	entries, puts := buf.entries, buf.puts
+	var leftovers []claim
+	bytes := 0
+	var sent map[uint64]struct{} // hash keys (low half) of the shard's earlier records
+	if p.hashed == nil {
+		sent = make(map[uint64]struct{})
+	}
+	for _, c := range claims {
+		recs := c.records
+		clear(sent)
+		for len(recs) > 0 && len(puts) < p.cfg.collMaxCount {
+			e, put, n := p.pack(buf.agg, c.shard, recs, sent, &buf.data)
+			size := len(put.Data) + len(put.PartitionKey)
+			if n == 0 || (len(puts) > 0 && bytes+size > p.cfg.collMaxSize) {
+				break
+			}
+			if !c.shard.limits.allowWrite(now, size) {
+				p.mu.Lock()
+				c.shard.notBefore = now.Add(c.shard.limits.writeDelay(now, size))
+				p.mu.Unlock()
+				break
+			}
+			if sent != nil {
+				for _, m := range e.members {
+					sent[m.hk.lo] = struct{}{}
+				}
+			}
+			recs = recs[n:]
+			entries = append(entries, e)
+			puts = append(puts, put)
+			bytes += size
+		}
+		if len(recs) > 0 {
+			leftovers = append(leftovers, claim{shard: c.shard, records: recs})
+		}
+	}
+
+	buf.entries, buf.puts = entries, puts
+	var out PutRecordsOutput
+	var err error
+	if len(puts) > 0 {
+		out, err = p.call(buf)
+	}
+	p.complete(claims, entries, leftovers, out, err, now)
+}
+
+// sendBuffers is a sender's memory for building calls, reused from call to
+// call (Putters do not keep what they are given).
+type sendBuffers struct {
+	agg     *aggregator
+	data    []byte // the aggregates of a call
+	entries []entry
+	puts    []PutRecordsEntry
+	keys    []HashKey
+	spans   []HashKeyRange
+}
+
+func (b *sendBuffers) reset() {
+	clear(b.entries) // drop references to the last call's records
+	clear(b.puts)
+	b.data, b.entries, b.puts = b.data[:0], b.entries[:0], b.puts[:0]
+	b.keys, b.spans = b.keys[:0], b.spans[:0]
+}
+
+// pack makes the next Kinesis record from the head of recs: an aggregate of
+// as many records as fit, or a plain record. It returns how many records it
+// used: none when the head's key was sent in an earlier record of the call.
+func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent map[uint64]struct{}, scratch *[]byte) (entry, PutRecordsEntry, int) {
+	first := recs[0]
+	if _, dup := sent[first.hk.lo]; dup {
+		return entry{}, PutRecordsEntry{}, 0
+	}
+	single := !p.cfg.aggregation || len(first.data)+len(first.key) >= p.cfg.aggMaxSize
+	if single && !p.cfg.recordIDs {
+		return entry{shard: sh, members: recs[:1]},
+			PutRecordsEntry{PartitionKey: first.key, ExplicitHashKey: first.ehk, Data: first.data}, 1
+	}
+	agg.reset()
+	n := 0
+	for _, r := range recs {
+		if n > 0 {
+			if _, dup := sent[r.hk.lo]; single || dup || n == p.cfg.aggMaxCount ||
+				agg.sizeWith(r.key, r.ehk, r.id, len(r.data)) > p.cfg.aggMaxSize {
+				break
+			}
+		}
+		agg.add(r.key, r.ehk, r.id, r.data)
+		n++
+	}
+	if n == 1 && !p.cfg.recordIDs {
+		// A lone record travels plain, as with the KPL.
+		return entry{shard: sh, members: recs[:1]},
+			PutRecordsEntry{PartitionKey: first.key, ExplicitHashKey: first.ehk, Data: first.data}, 1
+	}
+	// An aggregate is routed by its first record's hash key, as the KPL
+	// does; the stream's fast path takes the key itself.
+	start := len(*scratch)
+	*scratch = agg.appendTo(*scratch)
+	put := PutRecordsEntry{PartitionKey: "a", Data: (*scratch)[start:len(*scratch):len(*scratch)]}
+	if p.hashed == nil {
+		put.ExplicitHashKey = first.hk.String()
+	}
+	return entry{shard: sh, members: recs[:n]}, put, n
+}
+
+// call makes one PutRecords call, through the stream's fast path when it
+// has one.
+func (p *Producer) call(buf *sendBuffers) (PutRecordsOutput, error) {
+	if p.hashed == nil {
+		return p.dst.PutRecords(p.sendCtx, buf.puts)
+	}
+	for _, e := range buf.entries {
+		buf.keys = append(buf.keys, e.members[0].hk)
+		// The stream refuses an entry unless its shard still holds the whole
+		// range the producer queued for: after a split it refuses all of
+		// the parent's records until the producer has the new map.
+		buf.spans = append(buf.spans, e.shard.rng)
+	}
+	return p.hashed.putRecordsHashed(p.sendCtx, buf.puts, buf.keys, buf.spans)
+}
+
+// complete handles a call's outcome: results for stored records, retries
+// for failed ones, and the leftovers back to the head of their queues.
+func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, out PutRecordsOutput, callErr error, sentAt time.Time) {
+	done := &outcomes{calls: make([]outcome, 0, len(entries))}
+	now := time.Now()
+	var retry map[*producerShard][]pending
+	p.mu.Lock()
+	if len(entries) > 0 {
+		p.metrics.PutRecordsCalls++
+	}
+	for i, e := range entries {
+		if callErr != nil || i >= len(out.Records) || attempted(out.Records[i].Err) {
+			for j := range e.members {
+				e.members[j].attempts++
+			}
+		}
+		var err error
+		switch {
+		case callErr != nil:
+			err = callErr
+		case i < len(out.Records):
+			err = out.Records[i].Err
+		default:
+			err = errorf("PutRecords", ErrInternalFailure, "response has %d results for %d records", len(out.Records), len(entries))
+		}
+		if err == nil {
+			r := out.Records[i]
+			if r.ShardID != e.shard.id {
+				p.mapStale = true // the stream was resharded: learn the new shards
+			}
+			p.metrics.KinesisRecordsPut++
+			aggregated := len(e.members) > 1 || p.cfg.recordIDs
+			for j := range e.members {
+				m := &e.members[j]
+				res := ProducerResult{ShardID: r.ShardID, SequenceNumber: r.SequenceNumber, Aggregated: aggregated, RecordID: m.id, Attempts: m.attempts}
+				if aggregated {
+					res.SubSequenceNumber = j
+				}
+				done.add(&e.members[j], res, now)
+			}
+			continue
+		}
+		if errors.Is(err, errStaleShardMap) || errors.Is(err, errNotAttempted) {
+			p.mapStale = p.mapStale || errors.Is(err, errStaleShardMap)
+			if retry == nil {
+				retry = make(map[*producerShard][]pending)
+			}
+			retry[e.shard] = append(retry[e.shard], e.members...)
+			continue
+		}
+		throttled := errors.Is(err, ErrProvisionedThroughputExceeded)
+		if throttled {
+			p.metrics.Throttles++
+		}
+		backoff := false
+		for _, m := range e.members {
+			m.lastErr = err
+			switch {
+			case p.aborted && callErr != nil:
+				done.add(&m, p.failure(&m, fmt.Errorf("%w: the call was cut off: %w", errClosedUndelivered, err)), now)
+			case (throttled && p.cfg.failIfThrottled) || !retryable(err):
+				done.add(&m, p.failure(&m, err), now)
+			default:
+				if retry == nil {
+					retry = make(map[*producerShard][]pending)
+				}
+				retry[e.shard] = append(retry[e.shard], m)
+				p.metrics.Retries++
+				backoff = true
+			}
+		}
+		if backoff {
+			e.shard.notBefore = maxTime(e.shard.notBefore, sentAt.Add(p.backoff(e.members[0].attempts)))
+		}
+	}
+	// Put failed records, then leftovers, back at the head of their queues,
+	// in their original order, and free the shards.
+	for _, c := range claims {
+		sh := c.shard
+		back := retry[sh]
+		for _, l := range leftovers {
+			if l.shard == sh {
+				back = append(back, l.records...)
+			}
+		}
+		for _, r := range back {
+			p.unsent++
+			p.unsentBytes += r.size()
+		}
+		sh.queue.giveBack(back)
+		sh.queue.settle()
+		sh.busy = false
+	}
+	p.inFlight--
+	p.mu.Unlock()
+	p.finish(done)
+	p.signal()
+}
+
+// attempted reports whether a record's result counts as a delivery attempt:
+// a record refused for a stale shard map, or not tried, does not.
+func attempted(err error) bool {
+	return !errors.Is(err, errStaleShardMap) && !errors.Is(err, errNotAttempted)
+}
+
+// retryable reports whether a failed record may succeed if sent again.
+func retryable(err error) bool {
+	for _, fatal := range []error{ErrValidation, ErrInvalidArgument, ErrResourceNotFound, ErrClosed, ErrExpiredIterator} {
+		if errors.Is(err, fatal) {
+			return false
+		}
+	}
+	return true
+}
+
+// backoff is the wait before the attempts-th retry: exponential with
+// jitter, so that many producers do not retry in step.
+func (p *Producer) backoff(attempts int) time.Duration {
+	d := p.cfg.backoffMax
+	if shift := min(max(attempts-1, 0), 30); p.cfg.backoffBase <= p.cfg.backoffMax>>shift {
+		d = p.cfg.backoffBase << shift
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// errClosedUndelivered fails the records that Close gave up on.
+var errClosedUndelivered = errorf("Close", ErrClosed, "the producer closed before the record was delivered")
+
+// failure is the result of a record that failed with err.
+func (p *Producer) failure(r *pending, err error) ProducerResult {
+	return ProducerResult{RecordID: r.id, Attempts: r.attempts, Err: err}
+}
+
+// expireLocked fails a record whose TTL passed.
+func (p *Producer) expireLocked(r *pending, done *outcomes, now time.Time) {
+	err := fmt.Errorf("%w after %v and %d attempts", ErrRecordExpired, p.cfg.recordTTL, r.attempts)
+	if r.lastErr != nil {
+		err = fmt.Errorf("%w after %v and %d attempts: %w", ErrRecordExpired, p.cfg.recordTTL, r.attempts, r.lastErr)
+	}
+	done.add(r, p.failure(r, err), now)
+}
+
+// finish releases the buffer space of completed records and counts them,
+// runs their callbacks one at a time, and then marks them done for Flush
+// and Close. Space is released first so that a callback may put again.
+func (p *Producer) finish(done *outcomes) {
+	if done == nil || done.records == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.held -= done.records
+	p.heldBytes -= done.bytes
+	p.metrics.UserRecordsPut += done.ok
+	p.metrics.UserRecordsFailed += done.fail
+	p.metrics.BufferedTimeTotal += done.waited
+	p.metrics.BufferedTimeMax = max(p.metrics.BufferedTimeMax, done.maxWaited)
+	if p.room != nil {
+		close(p.room)
+		p.room = nil
+	}
+	p.mu.Unlock()
+
+	if len(done.calls) > 0 {
+		p.callbacks <- struct{}{}
+		for _, c := range done.calls {
+			c.done(c.res)
+		}
+		<-p.callbacks
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, g := range done.gens {
+		i, _ := slices.BinarySearchFunc(p.outstanding, g.gen, func(c genCount, gen uint64) int { return cmp.Compare(c.gen, gen) })
+		p.outstanding[i].n -= g.n
+	}
+	p.outstanding = slices.DeleteFunc(p.outstanding, func(c genCount) bool { return c.n == 0 })
+	if p.completed != nil {
+		close(p.completed)
+		p.completed = nil
+	}
+}
+
+// refreshShards learns the stream's open shards after a reshard and moves
+// the queued records to the shards that now own their hash keys, keeping
+// each key's order. It runs while no call is in flight.
+func (p *Producer) refreshShards() {
+	ctx, cancel := context.WithTimeout(p.sendCtx, p.cfg.backoffMax)
+	shards, err := p.listShards(ctx)
+	cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refreshing = false
+	if err != nil {
+		// Keep the old map and try again after a pause.
+		for _, sh := range p.shards {
+			sh.notBefore = time.Now().Add(p.cfg.backoffBase)
+		}
+		p.mapStale = false
+		return
+	}
+	old := p.shards
+	p.setShards(shards)
+	// Requeue in put order (a stable sort keeps each old queue's order, so
+	// each key's), so that every queue's head is its oldest record again.
+	var all []pending
+	for _, sh := range old {
+		for _, r := range sh.queue.items() {
+			all = append(all, r)
+			ns := p.shards[p.route(r.hk)]
+			ns.notBefore = maxTime(ns.notBefore, sh.notBefore)
+		}
+	}
+	slices.SortStableFunc(all, func(a, b pending) int { return a.putAt.Compare(b.putAt) })
+	for _, r := range all {
+		p.shards[p.route(r.hk)].queue.push(r)
+	}
+	p.mapStale = false
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
