@@ -9,6 +9,9 @@ type ShardStats struct {
 	// RecordsRetained and BytesRetained count the records held now (bytes
 	// of data and partition keys).
 	RecordsRetained, BytesRetained int64
+	// MemoryBytes is the memory the shard's storage holds for them. It
+	// drops as soon as a whole chunk of records (up to 1,024) has expired.
+	MemoryBytes int64
 	// RecordsPut and BytesPut count accepted writes since the shard opened.
 	RecordsPut, BytesPut int64
 	// GetCalls counts GetRecords calls; RecordsRead and BytesRead what they
@@ -40,6 +43,7 @@ func (s *Stream) Stats() StreamStats {
 		t := &st.Total
 		t.RecordsRetained += ss.RecordsRetained
 		t.BytesRetained += ss.BytesRetained
+		t.MemoryBytes += ss.MemoryBytes
 		t.RecordsPut += ss.RecordsPut
 		t.BytesPut += ss.BytesPut
 		t.GetCalls += ss.GetCalls
@@ -67,6 +71,7 @@ func (s *shardState) stats() ShardStats {
 		Open:            !s.closed,
 		RecordsRetained: records,
 		BytesRetained:   bytes,
+		MemoryBytes:     s.store.memory(),
 		RecordsPut:      s.counters.recordsPut,
 		BytesPut:        s.counters.bytesPut,
 		GetCalls:        s.counters.getCalls,

@@ -36,6 +36,8 @@ type store interface {
 	// size returns the number of retained records and their bytes (data +
 	// partition keys).
 	size() (records, bytes int64)
+	// memory returns the bytes of memory the store holds for its records.
+	memory() int64
 	// oldestNewest returns the arrival times of the oldest and newest
 	// retained records (0, 0 when empty).
 	oldestNewest() (int64, int64)
@@ -70,16 +72,22 @@ type chunk struct {
 
 func (c *chunk) lastCounter() uint64 { return c.firstCounter + uint64(len(c.metas)) - 1 }
 
+// footprint is the memory a chunk holds.
+func (c *chunk) footprint() int64 {
+	return int64(cap(c.arena)) + int64(cap(c.metas))*int64(unsafe.Sizeof(recordMeta{}))
+}
+
 func chunkLess(a, b *chunk) bool { return a.firstCounter < b.firstCounter }
 
 // memStore is the default store: chunks indexed by their first counter in a
 // B-tree. One allocation serves many records, the GC scans no per-record
 // pointers, and reads return slices of the arena without copying.
 type memStore struct {
-	chunks  *btree.BTreeG[*chunk]
-	tail    *chunk // the chunk being appended to, also in chunks
-	records int64
-	bytes   int64
+	chunks    *btree.BTreeG[*chunk]
+	tail      *chunk // the chunk being appended to, also in chunks
+	records   int64
+	bytes     int64
+	allocated int64 // bytes of arenas and metadata arrays held
 }
 
 func newMemStore() *memStore {
@@ -114,8 +122,11 @@ func (m *memStore) newChunk(counter uint64, need int) *chunk {
 	if t := m.tail; t != nil && len(t.metas) < cap(t.metas)/2 {
 		// A chunk closed early (large records or a sequence gap) gives back
 		// most of its metadata array.
+		m.allocated -= t.footprint()
 		t.metas = append(make([]recordMeta, 0, len(t.metas)), t.metas...)
+		m.allocated += t.footprint()
 	}
+	m.allocated += c.footprint()
 	m.chunks.ReplaceOrInsert(c)
 	m.tail = c
 	return c
@@ -221,6 +232,7 @@ func (m *memStore) trim(cutoffMs int64) {
 			return
 		}
 		m.chunks.DeleteMin()
+		m.allocated -= c.footprint()
 		if m.tail == c {
 			m.tail = nil
 		}
@@ -236,6 +248,8 @@ func (m *memStore) first() (uint64, bool) {
 }
 
 func (m *memStore) size() (int64, int64) { return m.records, m.bytes }
+
+func (m *memStore) memory() int64 { return m.allocated }
 
 func (m *memStore) oldestNewest() (int64, int64) {
 	lo, ok := m.chunks.Min()

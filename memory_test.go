@@ -1,0 +1,49 @@
+package runnel
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestExpiredMemoryIsReleased checks, through Stats, that the memory of
+// expired records is given back chunk by chunk, on an idle stream too.
+func TestExpiredMemoryIsReleased(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewCluster(WithSweepInterval(time.Minute))
+		defer c.Close()
+		s, err := c.CreateStream(context.Background(), "mem", WithShardCount(1), WithRetention(time.Hour), WithLimits(Unlimited()))
+		require.NoError(t, err)
+		data := make([]byte, 100)
+		put := func(n int) {
+			for i := 0; i < n; i += MaxPutRecordsEntries {
+				batch := make([]PutRecordsEntry, min(MaxPutRecordsEntries, n-i))
+				for j := range batch {
+					batch[j] = PutRecordsEntry{PartitionKey: fmt.Sprint(i + j), Data: data}
+				}
+				_, err := s.PutRecords(context.Background(), batch)
+				require.NoError(t, err)
+			}
+		}
+		put(10_000)
+		early := s.Stats().Total
+		assert.Greater(t, early.MemoryBytes, early.BytesRetained, "the storage holds the records")
+		assert.Less(t, early.MemoryBytes, early.BytesRetained+48*early.RecordsRetained, "with little overhead")
+
+		time.Sleep(30 * time.Minute)
+		put(10_000)
+		both := s.Stats().Total.MemoryBytes
+		time.Sleep(32 * time.Minute) // the first 10,000 expire; the sweep releases them
+		half := s.Stats().Total
+		assert.Equal(t, int64(10_000), half.RecordsRetained)
+		assert.Less(t, half.MemoryBytes, both*6/10, "whole expired chunks are freed")
+
+		time.Sleep(time.Hour)
+		assert.Zero(t, s.Stats().Total.MemoryBytes)
+	})
+}
