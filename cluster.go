@@ -29,6 +29,7 @@ type Cluster struct {
 type clusterConfig struct {
 	region, account string
 	shardQuota      int
+	streamQuota     int // 0: no limit
 	sweepInterval   time.Duration
 }
 
@@ -52,6 +53,17 @@ func WithShardQuota(n int) ClusterOption {
 	return func(c *clusterConfig) {
 		if n > 0 {
 			c.shardQuota = n
+		}
+	}
+}
+
+// WithStreamQuota sets the most streams the cluster holds at once (Kinesis
+// limits on-demand streams per account, 50 by default). Default: no limit;
+// values below 1 keep it.
+func WithStreamQuota(n int) ClusterOption {
+	return func(c *clusterConfig) {
+		if n > 0 {
+			c.streamQuota = n
 		}
 	}
 }
@@ -159,6 +171,9 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 	}
 	if _, ok := c.streams[name]; ok {
 		return nil, errorf(op, ErrResourceInUse, "stream %s already exists", name)
+	}
+	if q := c.cfg.streamQuota; q > 0 && len(c.streams) >= q {
+		return nil, errorf(op, ErrLimitExceeded, "stream %s would be stream %d; the stream quota is %d", name, len(c.streams)+1, q)
 	}
 	if cfg.shardCount > c.cfg.shardQuota-c.openShards {
 		return nil, errorf(op, ErrLimitExceeded, "stream %s asks for %d shards but the shard quota of %d leaves %d",

@@ -47,3 +47,19 @@ func TestExpiredMemoryIsReleased(t *testing.T) {
 		assert.Zero(t, s.Stats().Total.MemoryBytes)
 	})
 }
+
+func TestStreamQuota(t *testing.T) {
+	c := NewCluster(WithStreamQuota(2))
+	defer c.Close()
+	ctx := context.Background()
+	_, err := c.CreateStream(ctx, "a", WithShardCount(1))
+	require.NoError(t, err)
+	_, err = c.CreateStream(ctx, "b", WithShardCount(1))
+	require.NoError(t, err)
+	_, err = c.CreateStream(ctx, "c", WithShardCount(1))
+	require.ErrorIs(t, err, ErrLimitExceeded)
+	assert.Contains(t, err.Error(), "stream c would be stream 3; the stream quota is 2")
+	require.NoError(t, c.DeleteStream(ctx, "a"))
+	_, err = c.CreateStream(ctx, "c", WithShardCount(1))
+	assert.NoError(t, err, "deleting a stream frees its place")
+}
