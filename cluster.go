@@ -133,7 +133,7 @@ func (c *Cluster) Close() error {
 	close(c.stop)
 	c.mu.Unlock()
 	for _, s := range streams {
-		s.state.Store(streamClosed)
+		s.end(streamClosed)
 	}
 	c.wg.Wait()
 	return nil
@@ -219,7 +219,7 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string) error {
 	}
 	delete(c.streams, name)
 	c.openShards -= s.quotaShards
-	s.state.Store(streamDeleted)
+	s.end(streamDeleted)
 	return nil
 }
 

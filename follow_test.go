@@ -71,3 +71,36 @@ func TestFollowEndsAtClosedShard(t *testing.T) {
 		assert.Equal(t, []string{"last"}, got)
 	})
 }
+
+// TestFollowEndsWhenStreamGoes checks that a Follow waiting at the tip ends
+// with the right error when its stream is deleted or its cluster closed.
+func TestFollowEndsWhenStreamGoes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(*Cluster) error
+		want error
+	}{
+		{"DeleteStream", func(c *Cluster) error { return c.DeleteStream(context.Background(), "test") }, ErrResourceNotFound},
+		{"Close", func(c *Cluster) error { return c.Close() }, ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c, s := newTestStream(t, WithShardCount(1))
+				list, err := s.ListShards(t.Context(), ListShardsInput{})
+				require.NoError(t, err)
+				var last error
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					for _, err := range s.Follow(context.Background(), list.Shards[0].ShardID, StartingPosition{Type: Latest}) {
+						last = err
+					}
+				}()
+				synctest.Wait()
+				require.NoError(t, tc.end(c))
+				<-done
+				assert.ErrorIs(t, last, tc.want)
+			})
+		})
+	}
+}

@@ -248,6 +248,17 @@ func (s *Stream) begin(ctx context.Context, op, shardID string) error {
 	return s.cluster.faults.apply(ctx, op, s.name, shardID)
 }
 
+// end marks the stream deleted or closed and wakes every reader waiting at
+// a shard's tip, so that it reads again and meets the error.
+func (s *Stream) end(state uint32) {
+	s.state.Store(state)
+	for _, sh := range s.shards.Load().all {
+		sh.mu.Lock()
+		sh.wakeLocked()
+		sh.mu.Unlock()
+	}
+}
+
 // cutoffMs is the arrival time before which records have expired.
 func (s *Stream) cutoffMs(now time.Time) int64 {
 	return now.Add(-time.Duration(s.retention.Load())).UnixMilli()
@@ -411,14 +422,14 @@ func (s *Stream) putRecordsHashed(ctx context.Context, entries []PutRecordsEntry
 // shard refuses the rest of its entries after one fails (errNotAttempted),
 // so that no entry is stored ahead of an earlier one that must be retried.
 func (s *Stream) putRouted(ctx context.Context, op string, entries []PutRecordsEntry, keys []HashKey, spans []HashKeyRange, inOrder bool) (PutRecordsOutput, error) {
-	now := time.Now()
-	cutoff := s.cutoffMs(now)
-	out := PutRecordsOutput{Records: make([]PutRecordsResult, len(entries))}
-	results := out.Records
 	injected, err := s.cluster.faults.recordFaults(ctx, op, s.name, s.shards.Load(), entries, keys)
 	if err != nil {
 		return PutRecordsOutput{}, err
 	}
+	now := time.Now() // after any injected latency
+	cutoff := s.cutoffMs(now)
+	out := PutRecordsOutput{Records: make([]PutRecordsResult, len(entries))}
+	results := out.Records
 	sc := s.scratch.Get().(*putScratch)
 	defer s.scratch.Put(sc)
 	pending := sc.pending[:0]
