@@ -167,7 +167,7 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, errorf(op, ErrClosed, "the cluster is closed")
+		return nil, errClusterClosed(op)
 	}
 	if _, ok := c.streams[name]; ok {
 		return nil, errorf(op, ErrResourceInUse, "stream %s already exists", name)
@@ -175,9 +175,8 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 	if q := c.cfg.streamQuota; q > 0 && len(c.streams) >= q {
 		return nil, errorf(op, ErrLimitExceeded, "stream %s would be stream %d; the stream quota is %d", name, len(c.streams)+1, q)
 	}
-	if cfg.shardCount > c.cfg.shardQuota-c.openShards {
-		return nil, errorf(op, ErrLimitExceeded, "stream %s asks for %d shards but the shard quota of %d leaves %d",
-			name, cfg.shardCount, c.cfg.shardQuota, c.cfg.shardQuota-c.openShards)
+	if err := c.checkShardQuotaLocked(op, name, cfg.shardCount, true); err != nil {
+		return nil, err
 	}
 	c.nextID++
 	s := newStream(c, c.nextID, name, cfg, time.Now())
@@ -192,7 +191,7 @@ func (c *Cluster) Stream(name string) (*Stream, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, errorf("DescribeStream", ErrClosed, "the cluster is closed")
+		return nil, errClusterClosed("DescribeStream")
 	}
 	s, ok := c.streams[name]
 	if !ok {
@@ -211,7 +210,7 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return errorf(op, ErrClosed, "the cluster is closed")
+		return errClusterClosed(op)
 	}
 	s, ok := c.streams[name]
 	if !ok {
@@ -231,7 +230,7 @@ func (c *Cluster) ListStreams(ctx context.Context) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, errorf("ListStreams", ErrClosed, "the cluster is closed")
+		return nil, errClusterClosed("ListStreams")
 	}
 	names := make([]string, 0, len(c.streams))
 	for n := range c.streams {
@@ -246,6 +245,24 @@ func (c *Cluster) ShardQuota() (quota, used int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cfg.shardQuota, c.openShards
+}
+
+// errClusterClosed is the error of operation op on a closed cluster.
+func errClusterClosed(op string) *Error { return errorf(op, ErrClosed, "the cluster is closed") }
+
+// checkShardQuotaLocked fails with ErrLimitExceeded if stream would take
+// more shards than the quota leaves: all it asks for when created, or more
+// when resharded. Called with c.mu held.
+func (c *Cluster) checkShardQuotaLocked(op, stream string, more int, creating bool) error {
+	left := c.cfg.shardQuota - c.openShards
+	if more <= left {
+		return nil
+	}
+	asks := "needs %d more shards"
+	if creating {
+		asks = "asks for %d shards"
+	}
+	return errorf(op, ErrLimitExceeded, "stream %s "+asks+" but the shard quota of %d leaves %d", stream, more, c.cfg.shardQuota, left)
 }
 
 // begin checks ctx and applies injected faults for a cluster operation.

@@ -324,8 +324,10 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 			// Ask for the wake-up before reading, so that no record can
 			// arrive unnoticed between the read and the wait.
 			var changed <-chan struct{}
-			if sh := s.shards.Load().shard(it.shard); follow && sh != nil {
-				changed = sh.changed()
+			if follow {
+				if sh := s.shards.Load().shard(it.shard); sh != nil {
+					changed = sh.changed()
+				}
 			}
 			// The iterator is this loop's own: renew it, so that a slow
 			// consumer or a long wait does not let it expire.

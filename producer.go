@@ -323,9 +323,9 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 // puts again should use TryPut; it must not call PutSync, Flush or Close,
 // which wait for results and would wait for themselves.
 //
-// Memory is bounded by WithBufferLimits for the records held, plus, per call
-// in flight (WithMaxInFlight), the aggregates being sent (at most
-// CollectionMaxSize each).
+// Memory is bounded by WithBufferLimits for the records held, plus, for each
+// of its WithMaxInFlight senders, a buffer for the aggregates of one call
+// (at most CollectionMaxSize), which the sender keeps for its next call.
 type Producer struct {
 	dst    Putter
 	hashed hashedPutter // dst's fast path, when it has one

@@ -332,25 +332,27 @@ func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent
 	if _, dup := sent[first.hk.lo]; dup {
 		return entry{}, PutRecordsEntry{}, 0
 	}
-	single := !p.cfg.aggregation || len(first.data)+len(first.key) >= p.cfg.aggMaxSize
-	if single && !p.cfg.recordIDs {
-		return entry{shard: sh, members: recs[:1]},
-			PutRecordsEntry{PartitionKey: first.key, ExplicitHashKey: first.ehk, Data: first.data}, 1
+	// Up to maxCount records go into one aggregate; a record alone travels
+	// plain, as with the KPL, unless it must carry its id in the aggregate.
+	maxCount := p.cfg.aggMaxCount
+	if !p.cfg.aggregation || len(first.data)+len(first.key) >= p.cfg.aggMaxSize {
+		maxCount = 1
 	}
 	agg.reset()
 	n := 0
 	for _, r := range recs {
 		if n > 0 {
-			if _, dup := sent[r.hk.lo]; single || dup || n == p.cfg.aggMaxCount ||
+			if _, dup := sent[r.hk.lo]; dup || n == maxCount ||
 				agg.sizeWith(r.key, r.ehk, r.id, len(r.data)) > p.cfg.aggMaxSize {
 				break
 			}
 		}
-		agg.add(r.key, r.ehk, r.id, r.data)
+		if maxCount > 1 || p.cfg.recordIDs {
+			agg.add(r.key, r.ehk, r.id, r.data)
+		}
 		n++
 	}
 	if n == 1 && !p.cfg.recordIDs {
-		// A lone record travels plain, as with the KPL.
 		return entry{shard: sh, members: recs[:1]},
 			PutRecordsEntry{PartitionKey: first.key, ExplicitHashKey: first.ehk, Data: first.data}, 1
 	}
@@ -386,7 +388,13 @@ func (p *Producer) call(buf *sendBuffers) (PutRecordsOutput, error) {
 func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, out PutRecordsOutput, callErr error, sentAt time.Time) {
 	done := &outcomes{calls: make([]outcome, 0, len(entries))}
 	now := time.Now()
-	var retry map[*producerShard][]pending
+	var retry map[*producerShard][]pending // records to send again, by shard
+	requeue := func(sh *producerShard, rs ...pending) {
+		if retry == nil {
+			retry = make(map[*producerShard][]pending)
+		}
+		retry[sh] = append(retry[sh], rs...)
+	}
 	p.mu.Lock()
 	if len(entries) > 0 {
 		p.metrics.PutRecordsCalls++
@@ -423,12 +431,9 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 			}
 			continue
 		}
-		if errors.Is(err, errStaleShardMap) || errors.Is(err, errNotAttempted) {
+		if !attempted(err) {
 			p.mapStale = p.mapStale || errors.Is(err, errStaleShardMap)
-			if retry == nil {
-				retry = make(map[*producerShard][]pending)
-			}
-			retry[e.shard] = append(retry[e.shard], e.members...)
+			requeue(e.shard, e.members...)
 			continue
 		}
 		throttled := errors.Is(err, ErrProvisionedThroughputExceeded)
@@ -444,10 +449,7 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 			case (throttled && p.cfg.failIfThrottled) || !retryable(err):
 				done.add(&m, p.failure(&m, err), now)
 			default:
-				if retry == nil {
-					retry = make(map[*producerShard][]pending)
-				}
-				retry[e.shard] = append(retry[e.shard], m)
+				requeue(e.shard, m)
 				p.metrics.Retries++
 				backoff = true
 			}

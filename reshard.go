@@ -169,7 +169,7 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 		return nil
 	}
 	s.status = StatusUpdating
-	return s.cluster.after(time.Duration(p.steps)*s.cfg.reshardDuration, func() {
+	return s.cluster.after(op, time.Duration(p.steps)*s.cfg.reshardDuration, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.live(op) == nil {
@@ -185,9 +185,8 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 func (c *Cluster) reserveShards(op string, s *Stream, delta int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if delta > c.cfg.shardQuota-c.openShards {
-		return errorf(op, ErrLimitExceeded, "stream %s needs %d more shards but the shard quota of %d leaves %d",
-			s.name, delta, c.cfg.shardQuota, c.cfg.shardQuota-c.openShards)
+	if err := c.checkShardQuotaLocked(op, s.name, delta, false); err != nil {
+		return err
 	}
 	if c.streams[s.name] == s { // a deleted stream no longer counts
 		c.openShards += delta
@@ -199,11 +198,11 @@ func (c *Cluster) reserveShards(op string, s *Stream, delta int) error {
 // after runs fn after d (virtual time in a synctest bubble), unless the
 // cluster closes first; Close waits for a running fn. It returns ErrClosed
 // if the cluster is closed already.
-func (c *Cluster) after(d time.Duration, fn func()) error {
+func (c *Cluster) after(op string, d time.Duration, fn func()) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return errorf("UpdateShardCount", ErrClosed, "the cluster is closed")
+		return errClusterClosed(op)
 	}
 	c.wg.Go(func() {
 		t := time.NewTimer(d)
@@ -355,9 +354,10 @@ func (s *Stream) commit(p *reshardPlan, now time.Time) {
 // ReadableShards returns the shards of a listing that a reader following
 // lineage may read now: those not yet finished whose parents are finished or
 // no longer listed (expired). shards must be a complete, unfiltered listing
-// (every page of ListShards): a parent missing from it counts as expired. A reader that finishes every parent before its
-// children reads each partition key's records in write order, which Kinesis
-// guarantees only to such readers. finished reports whether a shard has been
+// (every page of ListShards): a parent missing from it counts as expired. A
+// reader that finishes every parent before its children reads each
+// partition key's records in write order, which Kinesis guarantees only to
+// such readers. finished reports whether a shard has been
 // read to its end; the result keeps the listing's order.
 func ReadableShards(shards []Shard, finished func(shardID string) bool) []Shard {
 	listed := make(map[string]bool, len(shards))

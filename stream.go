@@ -356,8 +356,8 @@ func (s *Stream) PutRecords(ctx context.Context, entries []PutRecordsEntry) (Put
 	if err := s.begin(ctx, op, ""); err != nil {
 		return PutRecordsOutput{}, err
 	}
-	if len(entries) == 0 || len(entries) > MaxPutRecordsEntries {
-		return PutRecordsOutput{}, errorf(op, ErrValidation, "request has %d records; it must have 1 to %d", len(entries), MaxPutRecordsEntries)
+	if err := checkEntryCount(op, len(entries)); err != nil {
+		return PutRecordsOutput{}, err
 	}
 	keys := make([]HashKey, len(entries))
 	total := 0
@@ -375,6 +375,14 @@ func (s *Stream) PutRecords(ctx context.Context, entries []PutRecordsEntry) (Put
 	}
 
 	return s.putRouted(ctx, op, entries, keys, nil, false)
+}
+
+// checkEntryCount checks the number of entries of a PutRecords request.
+func checkEntryCount(op string, n int) *Error {
+	if n == 0 || n > MaxPutRecordsEntries {
+		return errorf(op, ErrValidation, "request has %d records; it must have 1 to %d", n, MaxPutRecordsEntries)
+	}
+	return nil
 }
 
 // checkRequestSize checks the size of a PutRecords request.
@@ -399,8 +407,8 @@ func (s *Stream) putRecordsHashed(ctx context.Context, entries []PutRecordsEntry
 	if err := s.begin(ctx, op, ""); err != nil {
 		return PutRecordsOutput{}, err
 	}
-	if len(entries) == 0 || len(entries) > MaxPutRecordsEntries || len(keys) != len(entries) || (spans != nil && len(spans) != len(entries)) {
-		return PutRecordsOutput{}, errorf(op, ErrValidation, "request has %d records; it must have 1 to %d", len(entries), MaxPutRecordsEntries)
+	if err := checkEntryCount(op, len(entries)); err != nil {
+		return PutRecordsOutput{}, err
 	}
 	total := 0
 	for i := range entries {
