@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"strings"
@@ -160,7 +161,7 @@ func Aggregate(records []UserRecord) ([]byte, error) {
 // checkUserRecord validates the keys of records[i] for Aggregate with the
 // same rules as PutRecord, but reports ErrInvalidArgument.
 func checkUserRecord(op string, i int, r *UserRecord) *Error {
-	if _, e := routingKey(op, r.PartitionKey, r.ExplicitHashKey); e != nil {
+	if _, e := checkRecord(op, r.PartitionKey, r.ExplicitHashKey, len(r.Data), math.MaxInt, false); e != nil {
 		return errorf(op, ErrInvalidArgument, "records[%d]: %s", i, e.Msg)
 	}
 	return nil

@@ -268,7 +268,10 @@ func (c *Cluster) checkShardQuotaLocked(op, stream string, more int, creating bo
 // begin checks ctx and applies injected faults for a cluster operation.
 func (c *Cluster) begin(ctx context.Context, op, stream string) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return ctxError(op, err)
 	}
-	return c.faults.apply(ctx, op, stream, "")
+	if !c.faults.active() {
+		return nil
+	}
+	return c.faults.apply(ctx, op, stream, noShard)
 }

@@ -159,7 +159,9 @@ func ExampleCluster_InjectFault() {
 
 	// Make the next PutRecord fail as if the shard were throttled, to test
 	// the client's retry.
-	c.InjectFault(runnel.Fault{Op: "PutRecord", Err: runnel.ErrProvisionedThroughputExceeded, Times: 1})
+	if _, err := c.InjectFault(runnel.Fault{Op: runnel.OpPutRecord, Err: runnel.ErrProvisionedThroughputExceeded, Times: 1}); err != nil {
+		log.Fatal(err)
+	}
 
 	in := runnel.PutRecordInput{PartitionKey: "p-1", Data: []byte("42.00")}
 	for attempt := 1; ; attempt++ {
@@ -176,11 +178,14 @@ func ExampleCluster_InjectFault() {
 	}
 
 	// A fault can also fail single records of a PutRecords call.
-	remove := c.InjectFault(runnel.Fault{
-		Op:     "PutRecords",
+	remove, err := c.InjectFault(runnel.Fault{
+		Op:     runnel.OpPutRecords,
 		Record: func(key string, _ []byte) bool { return key == "p-2" },
 		Err:    runnel.ErrInternalFailure,
 	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer remove()
 	out, err := s.PutRecords(ctx, []runnel.PutRecordsEntry{
 		{PartitionKey: "p-2", Data: []byte("1.00")},
@@ -190,11 +195,11 @@ func ExampleCluster_InjectFault() {
 		log.Fatal(err)
 	}
 	for i, r := range out.Records {
-		fmt.Printf("entry %d: %v\n", i, runnel.ErrorName(r.Err))
+		fmt.Printf("entry %d: %q\n", i, runnel.RecordErrorCode(r.Err))
 	}
 	// Output:
 	// attempt 1: ProvisionedThroughputExceededException
 	// attempt 2: stored
-	// entry 0: InternalFailureException
-	// entry 1:
+	// entry 0: "InternalFailure"
+	// entry 1: ""
 }

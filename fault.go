@@ -2,23 +2,76 @@ package runnel
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
+// Operation names a Kinesis operation, for fault injection. Its String form
+// is the operation's name in the Kinesis API. The zero value, AnyOperation,
+// matches every operation.
+type Operation uint8
+
+// The operations a Fault can affect.
+const (
+	AnyOperation Operation = iota
+	OpCreateStream
+	OpDeleteStream
+	OpListStreams
+	OpDescribeStreamSummary
+	OpPutRecord
+	OpPutRecords
+	OpGetShardIterator
+	OpGetRecords
+	OpListShards
+	OpSplitShard
+	OpMergeShards
+	OpUpdateShardCount
+	OpIncreaseStreamRetentionPeriod
+	OpDecreaseStreamRetentionPeriod
+	numOperations
+)
+
+var operationNames = [numOperations]string{
+	AnyOperation:                    "",
+	OpCreateStream:                  "CreateStream",
+	OpDeleteStream:                  "DeleteStream",
+	OpListStreams:                   "ListStreams",
+	OpDescribeStreamSummary:         "DescribeStreamSummary",
+	OpPutRecord:                     "PutRecord",
+	OpPutRecords:                    "PutRecords",
+	OpGetShardIterator:              "GetShardIterator",
+	OpGetRecords:                    "GetRecords",
+	OpListShards:                    "ListShards",
+	OpSplitShard:                    "SplitShard",
+	OpMergeShards:                   "MergeShards",
+	OpUpdateShardCount:              "UpdateShardCount",
+	OpIncreaseStreamRetentionPeriod: "IncreaseStreamRetentionPeriod",
+	OpDecreaseStreamRetentionPeriod: "DecreaseStreamRetentionPeriod",
+}
+
+// String returns the operation's Kinesis name ("PutRecords"), "" for
+// AnyOperation, or "Operation(n)" for a value that names none.
+func (o Operation) String() string {
+	if o < numOperations {
+		return operationNames[o]
+	}
+	return "Operation(" + strconv.Itoa(int(o)) + ")"
+}
+
 // Fault makes chosen operations or chosen records fail, or slows them down,
 // so that tests can exercise a client's error handling: throttling, internal
 // failures, expired iterators, latency. Install one with Cluster.InjectFault.
 // Empty filter fields match everything.
+//
+// An injected throttle (ErrProvisionedThroughputExceeded) counts in Stats as
+// a real one does: in WriteThrottles of each record's shard for writes, in
+// ReadThrottles of the iterator's shard for GetRecords.
 type Fault struct {
-	// Op is the Kinesis operation to affect, named as in the Kinesis API:
-	// "CreateStream", "DeleteStream", "ListStreams", "DescribeStreamSummary",
-	// "PutRecord", "PutRecords", "GetShardIterator", "GetRecords",
-	// "ListShards", "SplitShard", "MergeShards", "UpdateShardCount",
-	// "IncreaseStreamRetentionPeriod", "DecreaseStreamRetentionPeriod";
-	// "" matches all.
-	Op string
+	// Op is the operation to affect; AnyOperation (the zero value) matches
+	// all.
+	Op Operation
 	// StreamName limits the fault to one stream; "" matches all.
 	StreamName string
 	// ShardID limits the fault to one shard: to the operations that name it
@@ -28,26 +81,63 @@ type Fault struct {
 	// Record, if set, makes the fault affect single records instead of whole
 	// operations: a PutRecord or PutRecords entry for which it returns true
 	// fails with Err (in PutRecords, as that entry's result), while other
-	// entries are written. It must not retain data.
+	// entries are written. Writers call it concurrently, from the goroutines
+	// that write: it must be safe for concurrent use, must not block, and
+	// must not retain data.
 	Record func(partitionKey string, data []byte) bool
 	// Err is the error the operation or record fails with, normally a
 	// sentinel such as ErrProvisionedThroughputExceeded, ErrInternalFailure
-	// or ErrExpiredIterator; the returned *Error wraps it. Nil adds only
-	// Latency.
+	// or ErrExpiredIterator; the returned *Error wraps it. An error that
+	// wraps none of runnel's sentinels is reported as ErrInternalFailure
+	// and wrapped too, so errors.Is finds both. Nil adds only Latency.
 	Err error
 	// Times is how often the fault fires before it removes itself; 0 means
 	// every time.
 	Times int
 	// Latency delays each affected operation (in virtual time inside a
-	// synctest bubble); the operation fails with ctx's error if ctx ends first.
+	// synctest bubble), once per call also when several of its records are
+	// affected; the operation fails with ctx's error if ctx ends first.
 	Latency time.Duration
+}
+
+// validate checks a fault before it is installed.
+func (f *Fault) validate() error {
+	const op = "InjectFault"
+	switch {
+	case f.Op >= numOperations:
+		return errorf(op, ErrInvalidArgument, "operation %v is not one of runnel's operations", f.Op)
+	case f.Times < 0:
+		return errorf(op, ErrInvalidArgument, "Times %d is negative; 0 means every time", f.Times)
+	case f.Latency < 0:
+		return errorf(op, ErrInvalidArgument, "Latency %v is negative", f.Latency)
+	case f.Err == nil && f.Latency == 0:
+		return errorf(op, ErrInvalidArgument, "the fault has neither Err nor Latency: it would do nothing")
+	case f.Record != nil && f.Op != AnyOperation && f.Op != OpPutRecord && f.Op != OpPutRecords:
+		return errorf(op, ErrInvalidArgument, "a Record filter applies only to PutRecord and PutRecords, not to %v", f.Op)
+	case f.StreamName != "":
+		if err := validateStreamName(op, f.StreamName); err != nil {
+			return err
+		}
+	}
+	if f.ShardID != "" {
+		if _, err := parseShardID(op, f.ShardID); err != nil {
+			return errorf(op, ErrInvalidArgument, "ShardID %.64q is not a shard id (shardId-000000000000)", f.ShardID)
+		}
+	}
+	return nil
 }
 
 // faultRule is an installed Fault with its remaining count.
 type faultRule struct {
 	Fault
+	op        string       // Op's name, "" for all
+	shard     uint64       // ShardID's number, or noShard
 	remaining atomic.Int64 // < 0: unlimited
 }
+
+// noShard matches every shard in a fault rule, and names no shard in a
+// fault check.
+const noShard = ^uint64(0)
 
 // take consumes one firing; false once the fault is spent.
 func (r *faultRule) take() bool {
@@ -65,9 +155,9 @@ func (r *faultRule) take() bool {
 	}
 }
 
-func (r *faultRule) matches(op, stream, shard string) bool {
-	return (r.Op == "" || r.Op == op) && (r.StreamName == "" || r.StreamName == stream) &&
-		(r.ShardID == "" || r.ShardID == shard)
+func (r *faultRule) matches(op, stream string, shard uint64) bool {
+	return (r.op == "" || r.op == op) && (r.StreamName == "" || r.StreamName == stream) &&
+		(r.shard == noShard || r.shard == shard)
 }
 
 // faultSet is a cluster's installed faults. The read path is one atomic load
@@ -77,11 +167,20 @@ type faultSet struct {
 	rules atomic.Pointer[[]*faultRule]
 }
 
-// InjectFault installs a fault and returns a function that removes it.
-// Faults are checked in the order they were installed; the first that
-// matches fires.
-func (c *Cluster) InjectFault(f Fault) (remove func()) {
-	r := &faultRule{Fault: f}
+// InjectFault installs a fault and returns a function that removes it
+// (calling it again does nothing). Faults are checked in the order they
+// were installed; the first that matches fires. A fault that is not valid
+// (an unknown Operation, a malformed ShardID or StreamName, a negative
+// Times or Latency, nothing to do) is not installed: InjectFault returns an
+// ErrInvalidArgument that says why.
+func (c *Cluster) InjectFault(f Fault) (remove func(), err error) {
+	if err := f.validate(); err != nil {
+		return func() {}, err
+	}
+	r := &faultRule{Fault: f, op: f.Op.String(), shard: noShard}
+	if f.ShardID != "" {
+		r.shard, _ = parseShardID("InjectFault", f.ShardID)
+	}
 	r.remaining.Store(int64(f.Times))
 	if f.Times <= 0 {
 		r.remaining.Store(-1)
@@ -97,7 +196,7 @@ func (c *Cluster) InjectFault(f Fault) (remove func()) {
 			}
 			return out
 		})
-	}
+	}, nil
 }
 
 func (fs *faultSet) update(fn func([]*faultRule) []*faultRule) {
@@ -115,8 +214,13 @@ func (fs *faultSet) update(fn func([]*faultRule) []*faultRule) {
 	fs.rules.Store(&next)
 }
 
-// find returns the first matching rule that still fires.
-func (fs *faultSet) find(op, stream, shard string, record bool, key string, data []byte) *faultRule {
+// active reports whether any fault is installed: the write and read paths
+// check faults only then.
+func (fs *faultSet) active() bool { return fs.rules.Load() != nil }
+
+// find returns the first matching rule that still fires. record says
+// whether a single record is checked (key and data) or a whole operation.
+func (fs *faultSet) find(op, stream string, shard uint64, record bool, key string, data []byte) *faultRule {
 	p := fs.rules.Load()
 	if p == nil {
 		return nil
@@ -126,7 +230,7 @@ func (fs *faultSet) find(op, stream, shard string, record bool, key string, data
 		// shard-scoped faults on writes fire per record, like Record faults.
 		applies := r.Record == nil
 		if record {
-			applies = r.Record != nil || r.ShardID != ""
+			applies = r.Record != nil || r.shard != noShard
 		}
 		if !applies || !r.matches(op, stream, shard) {
 			continue
@@ -141,63 +245,63 @@ func (fs *faultSet) find(op, stream, shard string, record bool, key string, data
 	return nil
 }
 
-// fire applies a rule: waits its latency, then returns its error.
-func (r *faultRule) fire(ctx context.Context, op string) error {
+// failure is the error of an operation or record that the rule fails: it
+// wraps the rule's Err, classified by a sentinel (ErrInternalFailure for an
+// error that has none).
+func (r *faultRule) failure(op, msg string) error {
+	kind := sentinelOf(r.Err)
+	e := &Error{Op: op, Kind: kind, Msg: msg}
+	if kind != r.Err {
+		e.Err = r.Err
+	}
+	return e
+}
+
+// apply fires the first operation-level fault matching op on a stream (""
+// for cluster operations) and a shard (noShard when the operation names
+// none): it waits the fault's latency, then returns its error, or ctx's if
+// ctx ends first.
+func (fs *faultSet) apply(ctx context.Context, op, stream string, shard uint64) error {
+	r := fs.find(op, stream, shard, false, "", nil)
+	if r == nil {
+		return nil
+	}
 	if r.Latency > 0 {
 		if err := sleepCtx(ctx, r.Latency); err != nil {
-			return err
+			return ctxError(op, err)
 		}
 	}
 	if r.Err == nil {
 		return nil
 	}
-	return errorf(op, r.Err, "injected fault")
+	return r.failure(op, "injected fault")
 }
 
-// apply fires the first operation-level fault matching op.
-func (fs *faultSet) apply(ctx context.Context, op, stream, shard string) error {
-	if r := fs.find(op, stream, shard, false, "", nil); r != nil {
-		return r.fire(ctx, op)
-	}
-	return nil
-}
-
-// applyRecord fires the first record-level fault matching one record.
-func (fs *faultSet) applyRecord(ctx context.Context, op, stream, shard, key string, data []byte) error {
-	if fs.rules.Load() == nil {
-		return nil
-	}
-	if r := fs.find(op, stream, shard, true, key, data); r != nil {
-		return r.fire(ctx, op)
-	}
-	return nil
-}
-
-// recordFaults fires the record-level faults of a write request before
-// anything is written. It returns each record's injected error (nil when no
-// fault is installed), and delays the call once by the longest latency among
-// the faults that fired; if ctx ends meanwhile, the call fails with ctx's
-// error.
-func (fs *faultSet) recordFaults(ctx context.Context, op, stream string, m *shardMap, entries []PutRecordsEntry, keys []HashKey) ([]error, error) {
-	if fs.rules.Load() == nil {
-		return nil, nil
-	}
-	injected := make([]error, len(entries))
+// recordFaults fires the record-level faults of a write before anything is
+// written: shards[i] is the shard entry i routes to. It returns each
+// record's injected error (nil if none fired), and delays the call once by
+// the longest latency among the faults that fired; if ctx ends meanwhile,
+// the call fails with ctx's error.
+func (fs *faultSet) recordFaults(ctx context.Context, op, stream string, shards []*shardState, entries []PutRecordsEntry) ([]error, error) {
+	var injected []error
 	var latency time.Duration
 	for i, e := range entries {
-		shard := m.open[m.route(keys[i])].id
-		r := fs.find(op, stream, shard, true, e.PartitionKey, e.Data)
+		sh := shards[i]
+		r := fs.find(op, stream, sh.num, true, e.PartitionKey, e.Data)
 		if r == nil {
 			continue
 		}
 		latency = max(latency, r.Latency)
 		if r.Err != nil {
-			injected[i] = errorf(op, r.Err, "injected fault on record %d (shard %s)", i, shard)
+			if injected == nil {
+				injected = make([]error, len(entries))
+			}
+			injected[i] = r.failure(op, "injected fault on record "+strconv.Itoa(i)+" (shard "+sh.id+")")
 		}
 	}
 	if latency > 0 {
 		if err := sleepCtx(ctx, latency); err != nil {
-			return nil, err
+			return nil, ctxError(op, err)
 		}
 	}
 	return injected, nil

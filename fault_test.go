@@ -26,7 +26,7 @@ var (
 func TestFaultOnce(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(1))
 	ctx := context.Background()
-	c.InjectFault(Fault{Op: "PutRecord", Err: ErrInternalFailure, Times: 1})
+	injectFault(t, c, Fault{Op: OpPutRecord, Err: ErrInternalFailure, Times: 1})
 
 	_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: []byte("lost")})
 	assertKind(t, err, ErrInternalFailure, "PutRecord", "injected fault")
@@ -43,7 +43,7 @@ func TestFaultOnce(t *testing.T) {
 func TestFaultTimes(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(1))
 	ctx := context.Background()
-	c.InjectFault(Fault{Op: "ListShards", Err: ErrLimitExceeded, Times: 3})
+	injectFault(t, c, Fault{Op: OpListShards, Err: ErrLimitExceeded, Times: 3})
 	var errs []error
 	for range 5 {
 		_, err := s.ListShards(ctx, ListShardsInput{})
@@ -61,7 +61,7 @@ func TestFaultTimes(t *testing.T) {
 func TestFaultUntilRemoved(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(1))
 	ctx := context.Background()
-	remove := c.InjectFault(Fault{Op: "GetShardIterator", Err: ErrProvisionedThroughputExceeded})
+	remove := injectFault(t, c, Fault{Op: OpGetShardIterator, Err: ErrProvisionedThroughputExceeded})
 	for range 20 {
 		_, err := s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
 		require.ErrorIs(t, err, ErrProvisionedThroughputExceeded)
@@ -80,7 +80,7 @@ func TestFaultUntilRemoved(t *testing.T) {
 func TestFaultAllOperations(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(1))
 	it := iterator(t, s, shard0, StartingPosition{Type: TrimHorizon})
-	remove := c.InjectFault(Fault{Err: ErrInternalFailure})
+	remove := injectFault(t, c, Fault{Err: ErrInternalFailure})
 	for name, op := range streamOps(it) {
 		if name == "GetRecords without iterator" {
 			continue // rejected before any operation starts
@@ -101,7 +101,7 @@ func TestFaultStreamName(t *testing.T) {
 	ctx := context.Background()
 	other, err := c.CreateStream(ctx, "other", WithShardCount(1))
 	require.NoError(t, err)
-	c.InjectFault(Fault{StreamName: "other", Err: ErrInternalFailure})
+	injectFault(t, c, Fault{StreamName: "other", Err: ErrInternalFailure})
 	_, err = other.PutRecord(ctx, PutRecordInput{PartitionKey: "k"})
 	assert.ErrorIs(t, err, ErrInternalFailure)
 	_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k"})
@@ -111,8 +111,8 @@ func TestFaultStreamName(t *testing.T) {
 func TestFaultFirstMatchFires(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(1))
 	ctx := context.Background()
-	c.InjectFault(Fault{Op: "PutRecord", Err: ErrInternalFailure, Times: 1})
-	c.InjectFault(Fault{Op: "PutRecord", Err: ErrProvisionedThroughputExceeded, Times: 1})
+	injectFault(t, c, Fault{Op: OpPutRecord, Err: ErrInternalFailure, Times: 1})
+	injectFault(t, c, Fault{Op: OpPutRecord, Err: ErrProvisionedThroughputExceeded, Times: 1})
 	_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k"})
 	assert.ErrorIs(t, err, ErrInternalFailure)
 	_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k"})
@@ -124,18 +124,19 @@ func TestFaultFirstMatchFires(t *testing.T) {
 func TestFaultCustomError(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(1))
 	boom := errors.New("boom")
-	c.InjectFault(Fault{Op: "Describe", Err: boom}) // not an op name: never fires
-	c.InjectFault(Fault{Op: "DescribeStreamSummary", Err: boom})
+	injectFault(t, c, Fault{Op: OpDescribeStreamSummary, Err: boom})
 	_, err := s.Describe(context.Background())
 	assert.ErrorIs(t, err, boom)
-	assert.Empty(t, ErrorName(err))
+	assert.ErrorIs(t, err, ErrInternalFailure, "an error without a Kinesis name is an internal failure")
+	assert.Equal(t, "InternalFailureException", ErrorName(err))
+	assert.Equal(t, "runnel: DescribeStreamSummary: InternalFailureException: injected fault: boom", err.Error())
 }
 
 func TestFaultRecordPredicate(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(2))
 	ctx := context.Background()
 	var calls atomic.Int64
-	c.InjectFault(Fault{
+	injectFault(t, c, Fault{
 		Record: func(key string, data []byte) bool {
 			calls.Add(1)
 			return strings.HasPrefix(key, "bad")
@@ -177,8 +178,8 @@ func TestFaultRecordPredicate(t *testing.T) {
 
 func TestFaultRecordPredicateOnce(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(1))
-	c.InjectFault(Fault{
-		Op:     "PutRecords",
+	injectFault(t, c, Fault{
+		Op:     OpPutRecords,
 		Record: func(key string, _ []byte) bool { return key == "x" },
 		Err:    ErrProvisionedThroughputExceeded,
 		Times:  1,
@@ -200,7 +201,7 @@ func TestFaultShardID(t *testing.T) {
 	ctx := context.Background()
 	it0 := iterator(t, s, shard0, StartingPosition{Type: TrimHorizon})
 	it1 := iterator(t, s, shard1, StartingPosition{Type: TrimHorizon})
-	c.InjectFault(Fault{ShardID: shard1, Err: ErrInternalFailure})
+	injectFault(t, c, Fault{ShardID: shard1, Err: ErrInternalFailure})
 
 	// Reads of that shard fail; the other shard works.
 	_, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it1})
@@ -236,7 +237,7 @@ func TestFaultExpiredIterator(t *testing.T) {
 	ctx := context.Background()
 	putString(t, s, "k", "v")
 	it := iterator(t, s, shard0, StartingPosition{Type: TrimHorizon})
-	c.InjectFault(Fault{Op: "GetRecords", Err: ErrExpiredIterator, Times: 1})
+	injectFault(t, c, Fault{Op: OpGetRecords, Err: ErrExpiredIterator, Times: 1})
 
 	_, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it})
 	assertKind(t, err, ErrExpiredIterator, "GetRecords")
@@ -251,7 +252,7 @@ func TestFaultLatency(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
 		ctx := context.Background()
-		c.InjectFault(Fault{Op: "PutRecord", Latency: 250 * time.Millisecond, Times: 2})
+		injectFault(t, c, Fault{Op: OpPutRecord, Latency: 250 * time.Millisecond, Times: 2})
 
 		start := time.Now()
 		out := putString(t, s, "k", "slow")
@@ -264,7 +265,7 @@ func TestFaultLatency(t *testing.T) {
 		assert.Equal(t, out.SequenceNumber, recs[0].SequenceNumber)
 
 		// Latency and an error together: the error comes after the delay.
-		c.InjectFault(Fault{Op: "GetShardIterator", Latency: time.Second, Err: ErrInternalFailure, Times: 1})
+		injectFault(t, c, Fault{Op: OpGetShardIterator, Latency: time.Second, Err: ErrInternalFailure, Times: 1})
 		start = time.Now()
 		_, err := s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
 		assert.ErrorIs(t, err, ErrInternalFailure)
@@ -291,7 +292,7 @@ func TestFaultLatency(t *testing.T) {
 func TestFaultLatencyContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
-		c.InjectFault(Fault{Op: "PutRecord", Latency: time.Minute})
+		injectFault(t, c, Fault{Op: OpPutRecord, Latency: time.Minute})
 
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
@@ -317,7 +318,7 @@ func TestFaultLatencyContext(t *testing.T) {
 
 func TestFaultConcurrentTimes(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited()))
-	c.InjectFault(Fault{Op: "PutRecord", Err: ErrInternalFailure, Times: 37})
+	injectFault(t, c, Fault{Op: OpPutRecord, Err: ErrInternalFailure, Times: 37})
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -345,7 +346,7 @@ func TestFaultConcurrentTimes(t *testing.T) {
 func TestFaultShardLatencyDelaysPutRecordsOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(2))
-		c.InjectFault(Fault{ShardID: shard0, Latency: time.Second})
+		injectFault(t, c, Fault{ShardID: shard0, Latency: time.Second})
 		start := time.Now()
 		out, err := s.PutRecords(context.Background(), []PutRecordsEntry{
 			{PartitionKey: "a", ExplicitHashKey: "0"},
@@ -365,8 +366,8 @@ func TestFaultShardLatencyDelaysPutRecordsOnce(t *testing.T) {
 func TestFaultRecordLatencyContextFailsCall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
-		c.InjectFault(Fault{
-			Op:      "PutRecords",
+		injectFault(t, c, Fault{
+			Op:      OpPutRecords,
 			Record:  func(key string, _ []byte) bool { return key == "slow" },
 			Latency: time.Minute,
 		})

@@ -79,14 +79,29 @@ func FuzzParseHashKey(f *testing.F) {
 func FuzzParseSequenceNumber(f *testing.F) {
 	valid := SequenceNumber{counter: 12345, shard: 7}.String()
 	for _, s := range []string{
-		"", "0", "1", "49", valid, valid[:55], valid + "0", "0" + valid,
+		"", "0", "1", "00", "01", "-1", "+1", " 1", "1 ", "１", "49", valid, valid[:55], valid + "0", "0" + valid,
 		"48" + valid[2:], "49" + strings.Repeat("0", 54), // counter 0
 		"49" + strings.Repeat("9", 54), // counter beyond 64 bits
 		SequenceNumber{counter: 1<<64 - 1, shard: maxShardNumber}.String(),
+		"49590338271490256608559692538361571095921575989136588898", // the AWS API reference's example
 		strings.Repeat("9", 129), strings.Repeat("9", 130), valid[:10] + "x" + valid[11:],
 	} {
 		f.Add(s)
 	}
+	// Numbers the parsed one is compared with: native, foreign and the zero value.
+	var refs []SequenceNumber
+	for _, s := range []string{
+		"0", "9", "10", valid, "49590338271490256608559692538361571095921575989136588898",
+		"49" + strings.Repeat("9", 54), strings.Repeat("9", 129),
+	} {
+		n, err := ParseSequenceNumber(s)
+		if err != nil {
+			f.Fatalf("ParseSequenceNumber(%q): %v", s, err)
+		}
+		refs = append(refs, n)
+	}
+	refs = append(refs, SequenceNumber{}, SequenceNumber{counter: 1}, SequenceNumber{counter: 1<<64 - 1, shard: maxShardNumber})
+
 	f.Fuzz(func(t *testing.T, s string) {
 		n, err := ParseSequenceNumber(s)
 		if !seqNumPattern.MatchString(s) {
@@ -94,13 +109,14 @@ func FuzzParseSequenceNumber(f *testing.F) {
 				t.Fatalf("ParseSequenceNumber(%q) accepted a string that is not a Kinesis sequence number", s)
 			}
 			requireKind(t, err, ErrValidation)
-		}
-		if err != nil {
-			requireKind(t, err, ErrValidation, ErrInvalidArgument)
 			if !n.IsZero() {
-				t.Fatalf("ParseSequenceNumber(%q) failed but returned %v", s, n)
+				t.Fatalf("ParseSequenceNumber(%q) failed but returned %+v", s, n)
 			}
 			return
+		}
+		// Every Kinesis sequence number is accepted, whoever issued it.
+		if err != nil {
+			t.Fatalf("ParseSequenceNumber(%q): %v", s, err)
 		}
 		if n.IsZero() {
 			t.Fatalf("ParseSequenceNumber(%q) returned the zero value", s)
@@ -108,8 +124,17 @@ func FuzzParseSequenceNumber(f *testing.F) {
 		if got := n.String(); got != s {
 			t.Fatalf("ParseSequenceNumber(%q).String() = %q", s, got)
 		}
-		if len(s) != 56 || !strings.HasPrefix(s, "49") {
-			t.Fatalf("accepted %q, which runnel never issues", s)
+		if n.native() == n.foreign() {
+			t.Fatalf("%q: native() = foreign() = %v", s, n.native())
+		}
+		v, _ := new(big.Int).SetString(s, 10)
+		counter, _ := new(big.Int).SetString(s[min(2, len(s)):min(2+seqCounterWidth, len(s))], 10)
+		wantNative := len(s) == seqDigits && strings.HasPrefix(s, "49") && counter.Sign() > 0 && counter.IsUint64()
+		if n.native() != wantNative {
+			t.Fatalf("%q: native() = %v, want %v", s, n.native(), wantNative)
+		}
+		if id := n.ShardID(); n.native() != (id != "") || (id != "" && (!strings.HasPrefix(id, "shardId-") || len(id) != 20)) {
+			t.Fatalf("ShardID of %q is %q", s, id)
 		}
 		text, err := n.MarshalText()
 		if err != nil || string(text) != s {
@@ -117,10 +142,26 @@ func FuzzParseSequenceNumber(f *testing.F) {
 		}
 		var u SequenceNumber
 		if err := u.UnmarshalText(text); err != nil || u != n {
-			t.Fatalf("UnmarshalText(%q) = %v, %v", text, u, err)
+			t.Fatalf("UnmarshalText(%q) = %+v, %v; want %+v", text, u, err, n)
 		}
-		if id := n.ShardID(); !strings.HasPrefix(id, "shardId-") || len(id) != 20 {
-			t.Fatalf("ShardID of %q is %q", s, id)
+		if c := n.Cmp(n); c != 0 {
+			t.Fatalf("%q.Cmp(itself) = %d", s, c)
+		}
+		for _, r := range refs {
+			want := 1 // the zero value is below every number
+			if !r.IsZero() {
+				rv, _ := new(big.Int).SetString(r.String(), 10)
+				want = v.Cmp(rv)
+			}
+			if got := n.Cmp(r); got != want {
+				t.Fatalf("%q.Cmp(%q) = %d, want %d", s, r, got, want)
+			}
+			if got := r.Cmp(n); got != -want {
+				t.Fatalf("%q.Cmp(%q) = %d, want %d", r, s, got, -want)
+			}
+			if (n == r) != (want == 0) {
+				t.Fatalf("%q == %q is %v, but Cmp gives %d", s, r, n == r, want)
+			}
 		}
 	})
 }

@@ -68,18 +68,6 @@ func parseHashKey(op, what, s string) (HashKey, *Error) {
 	return k, nil
 }
 
-// routingKey validates a record's partition key and explicit hash key, as
-// PutRecord does, and returns the hash key that routes the record.
-func routingKey(op, partitionKey, explicitHashKey string) (HashKey, *Error) {
-	if err := validatePartitionKey(op, partitionKey); err != nil {
-		return HashKey{}, err
-	}
-	if explicitHashKey == "" {
-		return HashKeyOf(partitionKey), nil
-	}
-	return parseHashKey(op, "ExplicitHashKey", explicitHashKey)
-}
-
 // String returns the key in decimal, as Kinesis shows hash keys.
 func (k HashKey) String() string {
 	if k.hi == 0 {
@@ -200,4 +188,22 @@ func (k *HashKey) UnmarshalText(text []byte) error {
 	}
 	*k = v
 	return nil
+}
+
+// tilesHashSpace reports whether ranges, ordered by starting key, cover the
+// hash space 0…2^128−1 exactly: the first starts at 0, each starts right
+// after the one before it ends, and the last ends at 2^128−1.
+func tilesHashSpace(ranges []HashKeyRange) bool {
+	if len(ranges) == 0 || ranges[0].StartingHashKey != (HashKey{}) || ranges[len(ranges)-1].EndingHashKey != MaxHashKey() {
+		return false
+	}
+	for i, r := range ranges {
+		if r.StartingHashKey.Cmp(r.EndingHashKey) > 0 {
+			return false
+		}
+		if i > 0 && (ranges[i-1].EndingHashKey == MaxHashKey() || ranges[i-1].EndingHashKey.add(1) != r.StartingHashKey) {
+			return false
+		}
+	}
+	return true
 }

@@ -42,7 +42,11 @@ type StartingPosition struct {
 // reads it back. An iterator expires a stream-configured time (5 minutes by
 // default) after it was returned. The zero value is "no iterator", which
 // GetRecords returns at the end of a closed shard.
+//
+// An iterator may also carry a token that another StreamReader issued (an
+// adapter over Amazon Kinesis, say): see OpaqueShardIterator.
 type ShardIterator struct {
+	token    string // set only for an opaque iterator: the token itself
 	stream   string
 	streamID uint64
 	shard    uint64
@@ -52,15 +56,26 @@ type ShardIterator struct {
 	issuedMs int64
 }
 
+// OpaqueShardIterator returns an iterator that carries token unchanged: a
+// shard iterator issued by another implementation of StreamReader (an
+// adapter over Amazon Kinesis returns Kinesis's iterators this way), or a
+// runnel token received as text. String returns the token; StreamName and
+// ShardID return "". A runnel Stream's GetRecords accepts it when the token
+// is one of runnel's (ParseShardIterator). An empty token gives the zero
+// value.
+func OpaqueShardIterator(token string) ShardIterator { return ShardIterator{token: token} }
+
 // IsZero reports whether it is the zero value (no iterator).
 func (it ShardIterator) IsZero() bool { return it == ShardIterator{} }
 
-// StreamName returns the name of the stream the iterator reads.
+// StreamName returns the name of the stream the iterator reads ("" for an
+// opaque iterator).
 func (it ShardIterator) StreamName() string { return it.stream }
 
-// ShardID returns the id of the shard the iterator reads.
+// ShardID returns the id of the shard the iterator reads ("" for the zero
+// value and for an opaque iterator).
 func (it ShardIterator) ShardID() string {
-	if it.IsZero() {
+	if it.IsZero() || it.token != "" {
 		return ""
 	}
 	return shardID(it.shard)
@@ -69,10 +84,10 @@ func (it ShardIterator) ShardID() string {
 const iteratorVersion = 1
 
 // String returns the iterator as an opaque token (URL-safe base64), or ""
-// for the zero value.
+// for the zero value. An opaque iterator returns its token.
 func (it ShardIterator) String() string {
-	if it.IsZero() {
-		return ""
+	if it.IsZero() || it.token != "" {
+		return it.token
 	}
 	b := make([]byte, 0, 48+len(it.stream))
 	b = append(b, iteratorVersion)
@@ -145,11 +160,14 @@ func ParseShardIterator(token string) (ShardIterator, error) {
 // number issued by that shard; AtTimestamp needs a timestamp.
 func (s *Stream) GetShardIterator(ctx context.Context, shardID string, from StartingPosition) (ShardIterator, error) {
 	const op = "GetShardIterator"
-	if err := s.begin(ctx, op, shardID); err != nil {
+	if err := s.ready(ctx, op); err != nil {
 		return ShardIterator{}, err
 	}
 	sh, err := s.shardByID(op, shardID)
 	if err != nil {
+		return ShardIterator{}, err
+	}
+	if err := s.begin(ctx, op, sh.num); err != nil {
 		return ShardIterator{}, err
 	}
 	now := time.Now()
@@ -164,7 +182,7 @@ func (s *Stream) GetShardIterator(ctx context.Context, shardID string, from Star
 		if n.IsZero() {
 			return ShardIterator{}, errorf(op, ErrInvalidArgument, "iterator type %s needs a StartingSequenceNumber", from.Type)
 		}
-		if n.shard != sh.num || n.counter < sh.startCounter || n.counter >= sh.latest() {
+		if !n.native() || n.shard != sh.num || n.counter < sh.startCounter || n.counter >= sh.latest() {
 			return ShardIterator{}, errorf(op, ErrInvalidArgument, "sequence number %s does not belong to shard %s of stream %s", n, sh.id, s.name)
 		}
 		it.pos = n.counter
@@ -224,13 +242,25 @@ type GetRecordsOutput struct {
 func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecordsOutput, error) {
 	const op = "GetRecords"
 	it := in.ShardIterator
+	if err := s.ready(ctx, op); err != nil {
+		return GetRecordsOutput{}, err
+	}
 	if it.IsZero() {
-		if err := s.live(op); err != nil {
-			return GetRecordsOutput{}, err
-		}
 		return GetRecordsOutput{}, errorf(op, ErrInvalidArgument, "shard iterator is empty")
 	}
-	if err := s.begin(ctx, op, it.ShardID()); err != nil {
+	if it.token != "" {
+		parsed, err := ParseShardIterator(it.token)
+		if err != nil {
+			return GetRecordsOutput{}, asError(op, "", err)
+		}
+		it = parsed
+	}
+	if err := s.begin(ctx, op, it.shard); err != nil {
+		if isThrottle(err) {
+			if sh := s.shards.Load().shard(it.shard); sh != nil {
+				sh.countThrottle(false)
+			}
+		}
 		return GetRecordsOutput{}, err
 	}
 	limit := in.Limit
@@ -338,7 +368,7 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 					if err := sleepCtx(ctx, 200*time.Millisecond); err == nil {
 						continue
 					}
-					err = ctx.Err()
+					err = ctxError("GetRecords", ctx.Err())
 				}
 				yield(Record{}, err)
 				return
@@ -358,7 +388,7 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 			select {
 			case <-changed:
 			case <-ctx.Done():
-				yield(Record{}, ctx.Err())
+				yield(Record{}, ctxError("GetRecords", ctx.Err()))
 				return
 			}
 		}

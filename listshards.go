@@ -66,12 +66,21 @@ const (
 
 // ListShards lists the stream's shards: open ones, and closed ones until
 // their records have expired.
+//
+// Every listing is one consistent snapshot of the shards, also while the
+// stream reshards: a page shows the shards as one shard map showed them,
+// and the pages that follow a NextToken continue that same snapshot
+// (shards created since are left out; shards closed since are still shown
+// open). So the open shards of a full listing always tile the hash space
+// 0…2^128−1 with no gap and no overlap.
 func (s *Stream) ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error) {
 	const op = "ListShards"
-	if err := s.begin(ctx, op, ""); err != nil {
+	if err := s.begin(ctx, op, noShard); err != nil {
 		return ListShardsOutput{}, err
 	}
 	now := time.Now()
+	m := s.shards.Load()
+	gen := m.gen
 	switch {
 	case in.MaxResults == 0:
 		in.MaxResults = defaultListShards
@@ -88,7 +97,7 @@ func (s *Stream) ListShards(ctx context.Context, in ListShardsInput) (ListShards
 		if err != nil {
 			return ListShardsOutput{}, err
 		}
-		after, hasAfter, in.Filter = tok.after, true, tok.filter
+		after, hasAfter, in.Filter, gen = tok.after, true, tok.filter, tok.gen
 	}
 	if in.ExclusiveStartShardID != "" {
 		num, err := parseShardID(op, in.ExclusiveStartShardID)
@@ -110,20 +119,25 @@ func (s *Stream) ListShards(ctx context.Context, in ListShardsInput) (ListShards
 
 	var out ListShardsOutput
 	cutoff := s.cutoffMs(now)
-	for _, sh := range s.shards.Load().all {
-		if hasAfter && sh.num <= after {
+	for _, sh := range m.all {
+		if (hasAfter && sh.num <= after) || sh.openedGen > gen {
 			continue
 		}
 		sh.mu.Lock()
 		sh.expireLocked(cutoff)
-		d, ok := sh.describeLocked(), keep(sh) && !sh.goneLocked(cutoff)
+		v := sh.viewLocked(gen)
+		ok := keep(v) && !sh.goneLocked(cutoff)
+		var d Shard
+		if ok {
+			d = sh.describeLocked(v)
+		}
 		sh.mu.Unlock()
 		if !ok {
 			continue
 		}
 		if len(out.Shards) == in.MaxResults {
 			last := out.Shards[len(out.Shards)-1].SequenceNumberRange.StartingSequenceNumber.shard
-			out.NextToken = s.nextToken(last, in.Filter, now)
+			out.NextToken = s.nextToken(listToken{after: last, gen: gen, filter: in.Filter}, now)
 			break
 		}
 		out.Shards = append(out.Shards, d)
@@ -131,11 +145,10 @@ func (s *Stream) ListShards(ctx context.Context, in ListShardsInput) (ListShards
 	return out, nil
 }
 
-// shardFilter validates f and returns a predicate over shards (called with
-// the shard's lock held).
-func (s *Stream) shardFilter(op string, f ShardFilter, now time.Time) (func(*shardState) bool, error) {
-	openAt := func(ts int64) func(*shardState) bool {
-		return func(sh *shardState) bool { return sh.createdMs <= ts && (!sh.closed || sh.closedAtMs >= ts) }
+// shardFilter validates f and returns a predicate over shard views.
+func (s *Stream) shardFilter(op string, f ShardFilter, now time.Time) (func(shardView) bool, error) {
+	openAt := func(ts int64) func(shardView) bool {
+		return func(v shardView) bool { return v.createdMs <= ts && (!v.closed || v.closedAtMs >= ts) }
 	}
 	switch f.Type {
 	case "", FilterFromTrimHorizon, FilterAfterShardID:
@@ -144,9 +157,9 @@ func (s *Stream) shardFilter(op string, f ShardFilter, now time.Time) (func(*sha
 				return nil, err
 			}
 		}
-		return func(*shardState) bool { return true }, nil
+		return func(shardView) bool { return true }, nil
 	case FilterAtLatest:
-		return func(sh *shardState) bool { return !sh.closed }, nil
+		return func(v shardView) bool { return !v.closed }, nil
 	case FilterAtTrimHorizon:
 		// The trim horizon of a stream younger than its retention is its
 		// creation.
@@ -159,25 +172,28 @@ func (s *Stream) shardFilter(op string, f ShardFilter, now time.Time) (func(*sha
 		if f.Type == FilterAtTimestamp {
 			return openAt(ts), nil
 		}
-		return func(sh *shardState) bool { return !sh.closed || sh.closedAtMs >= ts }, nil
+		return func(v shardView) bool { return !v.closed || v.closedAtMs >= ts }, nil
 	}
 	return nil, errorf(op, ErrValidation, "shard filter type %.40q is not one of AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP", f.Type)
 }
 
-// listToken is the state a ListShards NextToken carries.
+// listToken is the state a ListShards NextToken carries: where the listing
+// stands, the shard-map generation of its snapshot, and its filter.
 type listToken struct {
 	after  uint64
+	gen    uint64
 	filter ShardFilter
 }
 
-func (s *Stream) nextToken(after uint64, f ShardFilter, now time.Time) string {
+func (s *Stream) nextToken(t listToken, now time.Time) string {
 	b := binary.AppendUvarint(nil, s.id)
-	b = binary.AppendUvarint(b, after)
+	b = binary.AppendUvarint(b, t.after)
+	b = binary.AppendUvarint(b, t.gen)
 	b = binary.AppendVarint(b, now.UnixMilli())
-	b = binary.AppendVarint(b, f.Timestamp.UnixMilli())
-	b = binary.AppendUvarint(b, uint64(len(f.Type)))
-	b = append(b, f.Type...)
-	b = append(b, f.ShardID...)
+	b = binary.AppendVarint(b, t.filter.Timestamp.UnixMilli())
+	b = binary.AppendUvarint(b, uint64(len(t.filter.Type)))
+	b = append(b, t.filter.Type...)
+	b = append(b, t.filter.ShardID...)
 	return sealToken(b)
 }
 
@@ -187,10 +203,11 @@ func (s *Stream) parseNextToken(op, token string, now time.Time) (listToken, err
 	if !ok {
 		return listToken{}, bad
 	}
-	var vals [5]uint64
+	// id, after, gen, issued (signed), timestamp (signed), filter type length
+	var vals [6]uint64
 	for i := range vals {
 		var n int
-		if i == 2 || i == 3 {
+		if i == 3 || i == 4 {
 			var v int64
 			v, n = binary.Varint(r)
 			vals[i] = uint64(v)
@@ -202,15 +219,15 @@ func (s *Stream) parseNextToken(op, token string, now time.Time) (listToken, err
 		}
 		r = r[n:]
 	}
-	if vals[0] != s.id || vals[4] > uint64(len(r)) {
+	if vals[0] != s.id || vals[5] > uint64(len(r)) {
 		return listToken{}, bad
 	}
-	if age := now.UnixMilli() - int64(vals[2]); age > nextTokenTTL.Milliseconds() {
+	if age := now.UnixMilli() - int64(vals[3]); age > nextTokenTTL.Milliseconds() {
 		return listToken{}, errorf(op, ErrExpiredNextToken, "NextToken expired: it is %v old; tokens live %v", time.Duration(age)*time.Millisecond, nextTokenTTL)
 	}
-	t := listToken{after: vals[1], filter: ShardFilter{Type: ShardFilterType(r[:vals[4]]), ShardID: string(r[vals[4]:])}}
+	t := listToken{after: vals[1], gen: vals[2], filter: ShardFilter{Type: ShardFilterType(r[:vals[5]]), ShardID: string(r[vals[5]:])}}
 	if t.filter.Type == FilterAtTimestamp || t.filter.Type == FilterFromTimestamp {
-		t.filter.Timestamp = msTime(int64(vals[3]))
+		t.filter.Timestamp = msTime(int64(vals[4]))
 	}
 	return t, nil
 }

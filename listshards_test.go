@@ -2,6 +2,8 @@ package runnel
 
 import (
 	"context"
+	"math/big"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -189,18 +191,30 @@ func TestListShardsDefaultPageSize(t *testing.T) {
 	assert.Empty(t, out.NextToken)
 }
 
-// A shard created between two pages shows up on a later page.
-func TestListShardsPagingSeesNewShards(t *testing.T) {
+// The pages after a NextToken continue the first page's snapshot: a shard
+// created between two pages is not listed, and a shard closed between them
+// is still listed open, so the full listing tiles the hash space. A new
+// listing sees the reshard.
+func TestListShardsPagingKeepsItsSnapshot(t *testing.T) {
 	ctx := t.Context()
 	_, s := reshardStream(t, WithShardCount(3))
 	out, err := s.ListShards(ctx, ListShardsInput{MaxResults: 2})
 	require.NoError(t, err)
 	require.Equal(t, []string{reshardID(0), reshardID(1)}, reshardIDs(out.Shards))
-	sh := reshardOpen(t, s)[0]
-	require.NoError(t, s.SplitShard(ctx, sh.ShardID, reshardMid(t, sh)))
+	first := out.Shards
+	last := reshardOpen(t, s)[2]
+	require.NoError(t, s.SplitShard(ctx, last.ShardID, reshardMid(t, last)))
 	out, err = s.ListShards(ctx, ListShardsInput{NextToken: out.NextToken, MaxResults: 10})
 	require.NoError(t, err)
-	assert.Equal(t, []string{reshardID(2), reshardID(3), reshardID(4)}, reshardIDs(out.Shards))
+	assert.Equal(t, []string{reshardID(2)}, reshardIDs(out.Shards))
+	require.Len(t, out.Shards, 1)
+	assert.True(t, out.Shards[0].Open(), "closed after the snapshot: still open in it")
+	assertTiles(t, append(first, out.Shards...))
+
+	fresh, err := s.ListShards(ctx, ListShardsInput{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{reshardID(0), reshardID(1), reshardID(2), reshardID(3), reshardID(4)}, reshardIDs(fresh.Shards))
+	assertTiles(t, fresh.Shards)
 }
 
 func TestListShardsNextTokenExpiry(t *testing.T) {
@@ -309,4 +323,26 @@ func TestListShardsOmitsExpiredClosedShards(t *testing.T) {
 			assert.Equal(t, []string{reshardID(1), reshardID(2)}, listshardsIDs(t, s, ListShardsInput{Filter: ShardFilter{Type: f}}), "filter %q", f)
 		}
 	})
+}
+
+// assertTiles checks that the open shards of a listing cover the hash space
+// 0…2^128−1 exactly, with no gap and no overlap (computed with math/big,
+// independently of the code under test).
+func assertTiles(t *testing.T, shards []Shard) {
+	t.Helper()
+	var open []Shard
+	for _, sh := range shards {
+		if sh.Open() {
+			open = append(open, sh)
+		}
+	}
+	require.NotEmpty(t, open, "the listing has no open shard")
+	slices.SortFunc(open, func(a, b Shard) int { return a.HashKeyRange.StartingHashKey.Cmp(b.HashKeyRange.StartingHashKey) })
+	next := new(big.Int)
+	for _, sh := range open {
+		start := bigKey(t, sh.HashKeyRange.StartingHashKey)
+		require.Zero(t, next.Cmp(start), "open shard %s starts at %s, want %s (gap or overlap)", sh.ShardID, start, next)
+		next = new(big.Int).Add(bigKey(t, sh.HashKeyRange.EndingHashKey), big.NewInt(1))
+	}
+	require.Zero(t, twoTo128.Cmp(next), "the open shards end at %s, want 2^128-1", new(big.Int).Sub(next, big.NewInt(1)))
 }

@@ -86,3 +86,11 @@ func datas(recs []Record) []string {
 	}
 	return out
 }
+
+// injectFault installs a fault and fails the test if it is not valid.
+func injectFault(t testing.TB, c *Cluster, f Fault) (remove func()) {
+	t.Helper()
+	remove, err := c.InjectFault(f)
+	require.NoError(t, err)
+	return remove
+}

@@ -4,8 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
-	"errors"
-	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -14,30 +13,28 @@ import (
 )
 
 // Putter is what a Producer needs from a stream: writing batches and
-// learning the open shards. *Stream implements it; an adapter can implement
-// it for Amazon Kinesis, so that the same producer code runs there.
-// PutRecords must not keep the entries' Data after it returns: the producer
-// reuses that memory.
+// learning the shards. *Stream implements it; an adapter can implement it
+// for Amazon Kinesis, so that the same producer code runs there. PutRecords
+// must not keep the entries' Data after it returns: the producer reuses
+// that memory. Errors should wrap the sentinels of the error table (see
+// ErrorForName); an error that wraps none is taken as ErrInternalFailure,
+// and retried. A Putter that also implements RoutedPutter gets the
+// producer's fast path.
 type Putter interface {
 	PutRecords(ctx context.Context, entries []PutRecordsEntry) (PutRecordsOutput, error)
 	ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error)
 }
 
-// hashedPutter is implemented by *Stream: it takes precomputed hash keys and
-// refuses aggregates whose user records would span shards.
-type hashedPutter interface {
-	putRecordsHashed(ctx context.Context, entries []PutRecordsEntry, keys []HashKey, spans []HashKeyRange) (PutRecordsOutput, error)
-}
-
 // Errors of the Producer (not Kinesis errors).
 var (
 	// ErrBufferFull is returned by TryPut, and by Put with
-	// WithFailWhenBufferFull, when the producer's buffer has no room.
-	ErrBufferFull = errors.New("runnel: producer buffer is full")
+	// WithFailWhenBufferFull, when the producer's buffer has no room. It is
+	// retryable: room frees as records complete.
+	ErrBufferFull error = &runnelError{text: "producer buffer is full", isRetryable: true}
 	// ErrRecordExpired is wrapped by the error of a record that could not be
 	// delivered within its RecordTTL; the error also wraps the last error
-	// the record met.
-	ErrRecordExpired = errors.New("runnel: record TTL expired")
+	// the record met. Not retryable.
+	ErrRecordExpired error = &runnelError{text: "record TTL expired"}
 )
 
 // ProducerRecord is a user record to put through a Producer.
@@ -120,6 +117,9 @@ type producerConfig struct {
 	backoffBase     time.Duration
 	backoffMax      time.Duration
 	recordIDs       bool
+	genericPath     bool
+	strictOrder     bool
+	logger          *slog.Logger
 }
 
 // ProducerOption configures a Producer.
@@ -224,6 +224,31 @@ func WithRetryBackoff(base, max time.Duration) ProducerOption {
 // aggregated format, also alone. Default off.
 func WithRecordIDs(on bool) ProducerOption { return func(c *producerConfig) { c.recordIDs = on } }
 
+// WithGenericPath makes the producer use only the Putter methods, even when
+// its Putter offers the RoutedPutter fast path (as *Stream does): then it
+// sends exactly what it would send to Amazon Kinesis, so that tests can
+// exercise that path against a runnel stream. Default off.
+func WithGenericPath(on bool) ProducerOption { return func(c *producerConfig) { c.genericPath = on } }
+
+// WithStrictOrder keeps each partition key's records in put order on the
+// generic path (a Putter without RoutedPutter, such as Amazon Kinesis) even
+// when some records of a call fail: a key then travels in at most one
+// Kinesis record per shard and call, so that a retried record is never
+// overtaken by a later one of its key stored by the same call. This costs
+// throughput for hot keys: without aggregation, 1,000 records of one key
+// take 1,000 calls. Default off: as with the KPL, calls are filled
+// regardless of keys, and when a record fails while a later record of its
+// key in the same call succeeds, the retried record lands after it. The
+// fast path into a runnel Stream keeps order without this cost, always.
+func WithStrictOrder(on bool) ProducerOption { return func(c *producerConfig) { c.strictOrder = on } }
+
+// WithProducerLogger makes the producer log shard-map refreshes (Info),
+// retries and throttling (Debug, one line per call), and records that
+// failed at their TTL or at Close (Warn). Default: no logging.
+func WithProducerLogger(l *slog.Logger) ProducerOption {
+	return func(c *producerConfig) { c.logger = l }
+}
+
 // streamDescriber is implemented by Putters that can tell their stream's
 // limits, as *Stream does; the producer then packs to them.
 type streamDescriber interface {
@@ -251,11 +276,14 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 	for _, o := range opts {
 		o(&c)
 	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
 	stream := StreamSummary{Limits: KinesisLimits(), MaxRecordSize: 1 << 20, MaxPutRecordsSize: 5 << 20}
 	if d, ok := dst.(streamDescriber); ok && (c.maxRecordSize == 0 || c.collMaxSize == 0 || c.shardLimits == nil) {
 		sum, err := d.Describe(ctx)
 		if err != nil {
-			return c, fmt.Errorf("runnel: producer: describing the stream: %w", err)
+			return c, asError(op, "describing the stream", err)
 		}
 		stream = sum
 	}
@@ -328,21 +356,25 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 // (at most CollectionMaxSize), which the sender keeps for its next call.
 type Producer struct {
 	dst    Putter
-	hashed hashedPutter // dst's fast path, when it has one
+	routed RoutedPutter // dst's fast path, when it has one and it is used
 	cfg    producerConfig
 	idBase string // random prefix of record ids
 
 	mu          sync.Mutex
-	shards      []*producerShard // the open shards, ordered by hash range
-	starts      []HashKey        // their starting hash keys
-	mapStale    bool             // refresh the shard map once nothing is in flight
+	shards      []*producerShard        // the open shards, ordered by hash range
+	starts      []HashKey               // their starting hash keys
+	ranges      map[string]HashKeyRange // every listed shard's range, by id
+	mapStale    bool                    // refresh the shard map once nothing is in flight
 	refreshing  bool
-	unsent      int // records queued (not in flight)
+	refreshAt   time.Time   // a failed refresh is tried again no earlier
+	misplaced   []misplaced // stored aggregates to check against the next shard map
+	unsent      int         // records queued (not in flight)
 	unsentBytes int
 	held        int // records held: queued or in flight (for back-pressure)
 	heldBytes   int
 	inFlight    int // PutRecords calls under way
 	nextID      uint64
+	puts        uint64 // records accepted so far: the last one's order
 	gen         uint64     // flush generation of new records
 	flushGen    uint64     // records of generations below are due now
 	outstanding []genCount // records without an outcome, by generation (ascending)
@@ -391,6 +423,7 @@ type pending struct {
 	hk       HashKey
 	done     func(ProducerResult)
 	putAt    time.Time
+	order    uint64 // put order, for requeueing after a refresh
 	gen      uint64
 	attempts int
 	lastErr  error
@@ -408,15 +441,17 @@ func NewProducer(ctx context.Context, dst Putter, opts ...ProducerOption) (*Prod
 		return nil, err
 	}
 	p := &Producer{dst: dst, cfg: cfg, wake: make(chan struct{}, 1), stop: make(chan struct{}), callbacks: make(chan struct{}, 1)}
-	p.hashed, _ = dst.(hashedPutter)
+	if !cfg.genericPath {
+		p.routed, _ = dst.(RoutedPutter)
+	}
 	var seed [8]byte
 	crand.Read(seed[:])
 	p.idBase = hex.EncodeToString(seed[:]) + "-"
-	shards, err := p.listShards(ctx)
+	shards, ranges, err := p.listShards(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p.setShards(shards)
+	p.setShards(shards, ranges)
 	p.sendCtx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for range cfg.maxInFlight {
 		p.wg.Go(p.sendLoop)
@@ -424,36 +459,68 @@ func NewProducer(ctx context.Context, dst Putter, opts ...ProducerOption) (*Prod
 	return p, nil
 }
 
-// listShards reads dst's open shards, following NextTokens.
-func (p *Producer) listShards(ctx context.Context) ([]*producerShard, error) {
-	var out []*producerShard
-	in := ListShardsInput{Filter: ShardFilter{Type: FilterAtLatest}}
-	for {
-		page, err := p.dst.ListShards(ctx, in)
+// listShards reads all of dst's shards, following NextTokens, and returns
+// the open ones, ordered by hash range, and every shard's range by id. It
+// installs nothing that does not tile the hash space: such a listing (a
+// Putter that is not consistent while the stream reshards) is read again,
+// a few times, before it fails.
+func (p *Producer) listShards(ctx context.Context) ([]*producerShard, map[string]HashKeyRange, error) {
+	const op, attempts = "ListShards", 5
+	for attempt := 1; ; attempt++ {
+		listed, err := listAllShards(ctx, p.dst)
 		if err != nil {
-			return nil, fmt.Errorf("runnel: producer: listing shards: %w", err)
+			return nil, nil, asError(op, "the producer listing shards", err)
 		}
-		for _, sh := range page.Shards {
+		var open []*producerShard
+		ranges := make(map[string]HashKeyRange, len(listed))
+		for _, sh := range listed {
+			ranges[sh.ShardID] = sh.HashKeyRange
 			if sh.Open() {
-				out = append(out, p.newShard(sh))
+				open = append(open, p.newShard(sh))
 			}
 		}
+		slices.SortFunc(open, func(a, b *producerShard) int { return a.rng.StartingHashKey.Cmp(b.rng.StartingHashKey) })
+		rngs := make([]HashKeyRange, len(open))
+		for i, sh := range open {
+			rngs[i] = sh.rng
+		}
+		if tilesHashSpace(rngs) {
+			return open, ranges, nil
+		}
+		if attempt == attempts {
+			kind := ErrInternalFailure
+			if len(open) == 0 {
+				kind = ErrResourceNotFound
+			}
+			return nil, nil, errorf(op, kind, "the %d open shards listed do not tile the hash space 0…2^128-1, %d times in a row", len(open), attempts)
+		}
+		if err := sleepCtx(ctx, p.cfg.backoffBase); err != nil {
+			return nil, nil, ctxError(op, err)
+		}
+	}
+}
+
+// listAllShards lists every shard of dst, following NextTokens.
+func listAllShards(ctx context.Context, dst Putter) ([]Shard, error) {
+	var out []Shard
+	in := ListShardsInput{}
+	for {
+		page, err := dst.ListShards(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Shards...)
 		if page.NextToken == "" {
-			break
+			return out, nil
 		}
 		in = ListShardsInput{NextToken: page.NextToken}
 	}
-	if len(out) == 0 {
-		return nil, errorf("NewProducer", ErrResourceNotFound, "the stream has no open shards")
-	}
-	slices.SortFunc(out, func(a, b *producerShard) int { return a.rng.StartingHashKey.Cmp(b.rng.StartingHashKey) })
-	return out, nil
 }
 
 // setShards installs a shard map. Called with p.mu held (or before the
 // producer runs).
-func (p *Producer) setShards(shards []*producerShard) {
-	p.shards = shards
+func (p *Producer) setShards(shards []*producerShard, ranges map[string]HashKeyRange) {
+	p.shards, p.ranges = shards, ranges
 	p.starts = make([]HashKey, len(shards))
 	for i, sh := range shards {
 		p.starts[i] = sh.rng.StartingHashKey
@@ -507,23 +574,20 @@ func (p *Producer) PutSync(ctx context.Context, r ProducerRecord) (ProducerResul
 	case res := <-ch:
 		return res, res.Err
 	case <-ctx.Done():
-		return ProducerResult{}, ctx.Err()
+		return ProducerResult{}, ctxError("PutSync", ctx.Err())
 	}
 }
 
 func (p *Producer) put(ctx context.Context, r ProducerRecord, done func(ProducerResult), failFast bool) error {
 	const op = "Put"
-	hk, err := routingKey(op, r.PartitionKey, r.ExplicitHashKey)
-	if err != nil {
-		return err
-	}
 	limit := p.cfg.maxRecordSize
 	if p.cfg.recordIDs {
 		// The record travels as an aggregate with its id: leave room for
 		// the framing, the key table and the id tag.
 		limit -= 1 + aggOverhead + len(r.PartitionKey) + len(r.ExplicitHashKey) + recordIDLen + 64
 	}
-	if err := checkRecordSize(op, len(r.PartitionKey)+len(r.Data), limit); err != nil {
+	hk, err := checkRecord(op, r.PartitionKey, r.ExplicitHashKey, len(r.Data), limit, true)
+	if err != nil {
 		return err
 	}
 	rec := pending{key: r.PartitionKey, ehk: r.ExplicitHashKey, hk: hk, done: done}
@@ -540,19 +604,21 @@ func (p *Producer) put(ctx context.Context, r ProducerRecord, done func(Producer
 		}
 		if failFast {
 			p.mu.Unlock()
-			return fmt.Errorf("%w: %d records / %d bytes held, the limits are %d / %d", ErrBufferFull, p.held, p.heldBytes, p.cfg.bufferRecords, p.cfg.bufferBytes)
+			return errorf(op, ErrBufferFull, "%d records / %d bytes held, the limits are %d / %d", p.held, p.heldBytes, p.cfg.bufferRecords, p.cfg.bufferBytes)
 		}
 		room := p.roomLocked()
 		p.mu.Unlock()
 		select {
 		case <-room:
 		case <-ctx.Done():
-			return ctx.Err()
+			return ctxError(op, ctx.Err())
 		}
 		p.mu.Lock()
 	}
 	rec.data = p.copyLocked(r.Data)
 	rec.putAt = time.Now()
+	p.puts++
+	rec.order = p.puts
 	rec.gen = p.gen
 	if p.cfg.recordIDs {
 		p.nextID++
@@ -628,7 +694,10 @@ func (p *Producer) Flush(ctx context.Context) error {
 	p.flushGen = p.gen
 	p.mu.Unlock()
 	p.signal()
-	return p.waitFor(ctx, target)
+	if err := p.waitFor(ctx, target); err != nil {
+		return ctxError("Flush", err)
+	}
+	return nil
 }
 
 // waitFor waits until no record of a generation ≤ target is outstanding.
@@ -683,8 +752,10 @@ func (p *Producer) Close(ctx context.Context) error {
 	close(p.stop)
 	p.cancel() // nothing is held any more: end a shard-map refresh under way
 	p.wg.Wait()
-	p.closeErr = err
-	return err
+	if err != nil {
+		p.closeErr = ctxError("Close", err)
+	}
+	return p.closeErr
 }
 
 // Metrics returns a snapshot of the producer's counters.

@@ -114,7 +114,7 @@ func BenchmarkProducerBlockedMemory(b *testing.B) {
 	for b.Loop() {
 		c := NewCluster()
 		s, _ := c.CreateStream(context.Background(), "blocked", WithShardCount(4))
-		remove := c.InjectFault(Fault{Op: "PutRecords", Err: ErrProvisionedThroughputExceeded})
+		remove := injectFault(b, c, Fault{Op: OpPutRecords, Err: ErrProvisionedThroughputExceeded})
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)

@@ -65,6 +65,7 @@ type outcomes struct {
 	records   int
 	bytes     int
 	ok, fail  int64
+	firstErr  error // of the first failed record
 	gens      []genCount
 	waited    time.Duration
 	maxWaited time.Duration
@@ -92,6 +93,9 @@ func (o *outcomes) add(r *pending, res ProducerResult, now time.Time) {
 		o.ok++
 	} else {
 		o.fail++
+		if o.firstErr == nil {
+			o.firstErr = res.Err
+		}
 	}
 	w := now.Sub(r.putAt)
 	o.waited += w
@@ -120,7 +124,7 @@ func (p *Producer) sendLoop() {
 		p.finish(done)
 		switch {
 		case refresh:
-			p.refreshShards()
+			p.finish(p.refreshShards())
 			continue
 		case claims != nil:
 			if wait == 0 {
@@ -167,12 +171,23 @@ func (p *Producer) take(now time.Time) (claims []claim, done *outcomes, refresh 
 			wait = min(wait, max(sh.queue.items()[0].putAt.Add(p.cfg.recordTTL).Sub(now), time.Millisecond))
 		}
 	}
-	if p.mapStale {
-		if p.inFlight == 0 && !p.refreshing {
-			p.refreshing = true
-			return nil, done, true, 0
+	if p.aborted {
+		for _, mp := range p.misplaced {
+			for _, r := range mp.members {
+				done.add(&r, p.failure(&r, errClosedUnverified), now)
+			}
 		}
-		return nil, done, false, wait // wait for the calls in flight
+		p.misplaced = nil
+	}
+	if p.mapStale {
+		switch {
+		case p.inFlight > 0 || p.refreshing:
+			return nil, done, false, wait // wait for the calls in flight
+		case now.Before(p.refreshAt):
+			return nil, done, false, min(wait, p.refreshAt.Sub(now))
+		}
+		p.refreshing = true
+		return nil, done, true, 0
 	}
 	if p.inFlight >= p.cfg.maxInFlight {
 		return nil, done, false, wait
@@ -254,17 +269,17 @@ type entry struct {
 //
 // Records of a call succeed or fail one by one, so a key in two records of
 // one shard could see its later record stored and the earlier one retried.
-// runnel's own stream refuses a shard's records after its first failure; on
-// any other Putter a partition key travels in at most one Kinesis record per
-// shard and call.
+// The fast path into a runnel stream refuses a shard's records after its
+// first failure; on the generic path WithStrictOrder puts a partition key
+// in at most one Kinesis record per shard and call.
 func (p *Producer) send(claims []claim, buf *sendBuffers) {
 	now := time.Now()
 	buf.reset()
 	entries, puts := buf.entries, buf.puts
 	var leftovers []claim
 	bytes := 0
-	var sent map[uint64]struct{} // hash keys (low half) of the shard's earlier records
-	if p.hashed == nil {
+	var sent map[uint64]struct{} // with strict order: hash keys (low half) of the shard's earlier records
+	if p.routed == nil && p.cfg.strictOrder {
 		sent = make(map[uint64]struct{})
 	}
 	for _, c := range claims {
@@ -361,7 +376,7 @@ func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent
 	start := len(*scratch)
 	*scratch = agg.appendTo(*scratch)
 	put := PutRecordsEntry{PartitionKey: "a", Data: (*scratch)[start:len(*scratch):len(*scratch)]}
-	if p.hashed == nil {
+	if p.routed == nil {
 		put.ExplicitHashKey = first.hk.String()
 	}
 	return entry{shard: sh, members: recs[:n]}, put, n
@@ -370,8 +385,12 @@ func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent
 // call makes one PutRecords call, through the stream's fast path when it
 // has one.
 func (p *Producer) call(buf *sendBuffers) (PutRecordsOutput, error) {
-	if p.hashed == nil {
-		return p.dst.PutRecords(p.sendCtx, buf.puts)
+	if p.routed == nil {
+		out, err := p.dst.PutRecords(p.sendCtx, buf.puts)
+		if err != nil {
+			err = asError("PutRecords", "", err)
+		}
+		return out, err
 	}
 	for _, e := range buf.entries {
 		buf.keys = append(buf.keys, e.members[0].hk)
@@ -380,7 +399,7 @@ func (p *Producer) call(buf *sendBuffers) (PutRecordsOutput, error) {
 		// the parent's records until the producer has the new map.
 		buf.spans = append(buf.spans, e.shard.rng)
 	}
-	return p.hashed.putRecordsHashed(p.sendCtx, buf.puts, buf.keys, buf.spans)
+	return p.routed.PutRoutedRecords(p.sendCtx, PutRoutedRecordsInput{Entries: buf.puts, HashKeys: buf.keys, Ranges: buf.spans})
 }
 
 // complete handles a call's outcome: results for stored records, retries
@@ -395,6 +414,8 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 		}
 		retry[sh] = append(retry[sh], rs...)
 	}
+	throttles, retries := 0, 0
+	var lastErr error
 	p.mu.Lock()
 	if len(entries) > 0 {
 		p.metrics.PutRecordsCalls++
@@ -416,41 +437,46 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 		}
 		if err == nil {
 			r := out.Records[i]
+			p.metrics.KinesisRecordsPut++
 			if r.ShardID != e.shard.id {
 				p.mapStale = true // the stream was resharded: learn the new shards
+				if p.routed == nil && len(e.members) > 1 {
+					// A split raced the call: the aggregate may hold user
+					// records that its shard does not own. Check them
+					// against the new shard map before reporting them.
+					p.misplaced = append(p.misplaced, misplaced{result: r, members: slices.Clone(e.members)})
+					continue
+				}
 			}
-			p.metrics.KinesisRecordsPut++
 			aggregated := len(e.members) > 1 || p.cfg.recordIDs
 			for j := range e.members {
-				m := &e.members[j]
-				res := ProducerResult{ShardID: r.ShardID, SequenceNumber: r.SequenceNumber, Aggregated: aggregated, RecordID: m.id, Attempts: m.attempts}
-				if aggregated {
-					res.SubSequenceNumber = j
-				}
-				done.add(&e.members[j], res, now)
+				done.add(&e.members[j], storedResult(&e.members[j], r, j, aggregated), now)
 			}
 			continue
 		}
 		if !attempted(err) {
-			p.mapStale = p.mapStale || errors.Is(err, errStaleShardMap)
+			p.mapStale = p.mapStale || errors.Is(err, ErrShardMapChanged)
 			requeue(e.shard, e.members...)
 			continue
 		}
 		throttled := errors.Is(err, ErrProvisionedThroughputExceeded)
 		if throttled {
 			p.metrics.Throttles++
+			throttles++
 		}
 		backoff := false
 		for _, m := range e.members {
 			m.lastErr = err
 			switch {
 			case p.aborted && callErr != nil:
-				done.add(&m, p.failure(&m, fmt.Errorf("%w: the call was cut off: %w", errClosedUndelivered, err)), now)
-			case (throttled && p.cfg.failIfThrottled) || !retryable(err):
+				done.add(&m, p.failure(&m, &Error{Op: "Close", Kind: ErrClosed, Msg: "the producer closed while the call carrying the record was cut off", Err: err}), now)
+			case (throttled && p.cfg.failIfThrottled) || !IsRetryable(err):
 				done.add(&m, p.failure(&m, err), now)
 			default:
 				requeue(e.shard, m)
 				p.metrics.Retries++
+				retries++
+				lastErr = err
 				backoff = true
 			}
 		}
@@ -478,24 +504,35 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 	}
 	p.inFlight--
 	p.mu.Unlock()
+	if retries > 0 {
+		p.cfg.logger.Debug("runnel: producer retrying records", "records", retries, "throttled_kinesis_records", throttles, "error", lastErr)
+	}
 	p.finish(done)
 	p.signal()
+}
+
+// misplaced is an aggregate stored in a shard other than the one the
+// producer routed it to, on the generic path: a split raced the call. Its
+// members wait for the next shard map, which tells which of them the shard
+// that stored them owns.
+type misplaced struct {
+	result  PutRecordsResult
+	members []pending
+}
+
+// storedResult is the result of member j of a Kinesis record stored as r.
+func storedResult(m *pending, r PutRecordsResult, j int, aggregated bool) ProducerResult {
+	res := ProducerResult{ShardID: r.ShardID, SequenceNumber: r.SequenceNumber, Aggregated: aggregated, RecordID: m.id, Attempts: m.attempts}
+	if aggregated {
+		res.SubSequenceNumber = j
+	}
+	return res
 }
 
 // attempted reports whether a record's result counts as a delivery attempt:
 // a record refused for a stale shard map, or not tried, does not.
 func attempted(err error) bool {
-	return !errors.Is(err, errStaleShardMap) && !errors.Is(err, errNotAttempted)
-}
-
-// retryable reports whether a failed record may succeed if sent again.
-func retryable(err error) bool {
-	for _, fatal := range []error{ErrValidation, ErrInvalidArgument, ErrResourceNotFound, ErrClosed, ErrExpiredIterator} {
-		if errors.Is(err, fatal) {
-			return false
-		}
-	}
-	return true
+	return !errors.Is(err, ErrShardMapChanged) && !errors.Is(err, ErrNotAttempted)
 }
 
 // backoff is the wait before the attempts-th retry: exponential with
@@ -511,6 +548,11 @@ func (p *Producer) backoff(attempts int) time.Duration {
 // errClosedUndelivered fails the records that Close gave up on.
 var errClosedUndelivered = errorf("Close", ErrClosed, "the producer closed before the record was delivered")
 
+// errClosedUnverified fails the records of a misplaced aggregate that Close
+// gave up on: a reader that drops records outside its shard's range, as the
+// KCL does, does not see them.
+var errClosedUnverified = errorf("Close", ErrClosed, "the producer closed before it could check, and send again, a record stored in a shard that may not own its hash key")
+
 // failure is the result of a record that failed with err.
 func (p *Producer) failure(r *pending, err error) ProducerResult {
 	return ProducerResult{RecordID: r.id, Attempts: r.attempts, Err: err}
@@ -518,10 +560,7 @@ func (p *Producer) failure(r *pending, err error) ProducerResult {
 
 // expireLocked fails a record whose TTL passed.
 func (p *Producer) expireLocked(r *pending, done *outcomes, now time.Time) {
-	err := fmt.Errorf("%w after %v and %d attempts", ErrRecordExpired, p.cfg.recordTTL, r.attempts)
-	if r.lastErr != nil {
-		err = fmt.Errorf("%w after %v and %d attempts: %w", ErrRecordExpired, p.cfg.recordTTL, r.attempts, r.lastErr)
-	}
+	err := &Error{Op: "Put", Kind: ErrRecordExpired, Msg: fmt.Sprintf("after %v and %d attempts", p.cfg.recordTTL, r.attempts), Err: r.lastErr}
 	done.add(r, p.failure(r, err), now)
 }
 
@@ -545,6 +584,9 @@ func (p *Producer) finish(done *outcomes) {
 	}
 	p.mu.Unlock()
 
+	if done.fail > 0 {
+		p.cfg.logger.Warn("runnel: producer records failed", "records", done.fail, "first_error", done.firstErr)
+	}
 	if len(done.calls) > 0 {
 		p.callbacks <- struct{}{}
 		for _, c := range done.calls {
@@ -566,28 +608,35 @@ func (p *Producer) finish(done *outcomes) {
 	}
 }
 
-// refreshShards learns the stream's open shards after a reshard and moves
-// the queued records to the shards that now own their hash keys, keeping
-// each key's order. It runs while no call is in flight.
-func (p *Producer) refreshShards() {
+// refreshShards learns the stream's shards after a reshard and moves the
+// queued records to the shards that now own their hash keys, keeping each
+// key's order. It checks misplaced aggregates against the new map: their
+// members that the storing shard owns are reported stored, the others are
+// sent again, ahead of their keys' later records. It runs while no call is
+// in flight, and returns the outcomes to finish.
+func (p *Producer) refreshShards() *outcomes {
 	ctx, cancel := context.WithTimeout(p.sendCtx, p.cfg.backoffMax)
-	shards, err := p.listShards(ctx)
+	shards, ranges, err := p.listShards(ctx)
 	cancel()
+	now := time.Now()
+	done := &outcomes{}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refreshing = false
 	if err != nil {
 		// Keep the old map and try again after a pause.
+		p.refreshAt = now.Add(p.cfg.backoffBase)
+		p.mapStale = len(p.misplaced) > 0 // misplaced records need the new map
 		for _, sh := range p.shards {
-			sh.notBefore = time.Now().Add(p.cfg.backoffBase)
+			sh.notBefore = maxTime(sh.notBefore, p.refreshAt)
 		}
-		p.mapStale = false
-		return
+		p.cfg.logger.Warn("runnel: producer could not refresh its shard map", "error", err)
+		return done
 	}
 	old := p.shards
-	p.setShards(shards)
-	// Requeue in put order (a stable sort keeps each old queue's order, so
-	// each key's), so that every queue's head is its oldest record again.
+	p.setShards(shards, ranges)
+	// Requeue in put order, so that every queue's head is its oldest record
+	// again and each key's records keep their order.
 	var all []pending
 	for _, sh := range old {
 		for _, r := range sh.queue.items() {
@@ -596,11 +645,31 @@ func (p *Producer) refreshShards() {
 			ns.notBefore = maxTime(ns.notBefore, sh.notBefore)
 		}
 	}
-	slices.SortStableFunc(all, func(a, b pending) int { return a.putAt.Compare(b.putAt) })
+	resent := 0
+	for _, mp := range p.misplaced {
+		rng, listed := ranges[mp.result.ShardID]
+		for j := range mp.members {
+			m := &mp.members[j]
+			if listed && rng.Contains(m.hk) {
+				done.add(m, storedResult(m, mp.result, j, true), now)
+				continue
+			}
+			m.lastErr = errorf("PutRecords", ErrInternalFailure, "stored in shard %s, which does not own the record's hash key", mp.result.ShardID)
+			all = append(all, *m)
+			p.unsent++
+			p.unsentBytes += m.size()
+			p.metrics.Retries++
+			resent++
+		}
+	}
+	p.misplaced = nil
+	slices.SortFunc(all, func(a, b pending) int { return cmp.Compare(a.order, b.order) })
 	for _, r := range all {
 		p.shards[p.route(r.hk)].queue.push(r)
 	}
 	p.mapStale = false
+	p.cfg.logger.Info("runnel: producer refreshed its shard map", "open_shards", len(shards), "records_resent", resent)
+	return done
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -538,7 +538,7 @@ func TestProducerFlush(t *testing.T) {
 		require.NoError(t, p.Flush(t.Context()))
 
 		// Flush's ctx ends: the records stay held and are delivered.
-		remove := c.InjectFault(Fault{Op: "PutRecords", Latency: time.Second})
+		remove := injectFault(t, c, Fault{Op: OpPutRecords, Latency: time.Second})
 		require.NoError(t, p.Put(t.Context(), prodRecord("k", "late"), func(r ProducerResult) {
 			assert.NoError(t, r.Err)
 			called.Add(1)
@@ -577,13 +577,13 @@ func TestProducerPutSync(t *testing.T) {
 		assert.True(t, early.Load(), "an earlier record of the same key is stored first")
 
 		// A failed record's error is returned as PutSync's error too.
-		c.InjectFault(Fault{Op: "PutRecords", Err: ErrInternalFailure, Times: 1})
+		injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrInternalFailure, Times: 1})
 		res, err = p.PutSync(t.Context(), prodRecord("k", "retried"))
 		require.NoError(t, err, "an internal failure is retried")
 		assert.Equal(t, 2, res.Attempts)
 
 		// ctx ends first: PutSync returns, the record is still delivered.
-		remove := c.InjectFault(Fault{Op: "PutRecords", Latency: time.Second})
+		remove := injectFault(t, c, Fault{Op: OpPutRecords, Latency: time.Second})
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
 		before := s.Stats().Total.RecordsPut
@@ -846,7 +846,7 @@ func TestProducerRetryPartialFailure(t *testing.T) {
 				p := prodNew(t, s, WithAggregation(agg))
 				// Without aggregation the fault sees the user record; with it,
 				// the aggregate (key "a") that carries it.
-				c.InjectFault(Fault{Op: "PutRecords", Err: ErrInternalFailure, Times: 1, Record: func(key string, data []byte) bool {
+				injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrInternalFailure, Times: 1, Record: func(key string, data []byte) bool {
 					return strings.Contains(string(data), "retry-me")
 				}})
 				results := prodNewResults()
@@ -890,7 +890,7 @@ func TestProducerRetryThrottled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
 		p := prodNew(t, s)
-		c.InjectFault(Fault{Op: "PutRecords", Err: ErrProvisionedThroughputExceeded, Times: 2})
+		injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrProvisionedThroughputExceeded, Times: 2})
 		start := time.Now()
 		res, err := p.PutSync(t.Context(), prodRecord("k", "v"))
 		require.NoError(t, err)
@@ -911,7 +911,7 @@ func TestProducerRetryBackoffCustom(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
 		p := prodNew(t, s, WithRetryBackoff(time.Second, 2*time.Second))
-		c.InjectFault(Fault{Op: "PutRecords", Err: ErrProvisionedThroughputExceeded, Times: 4})
+		injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrProvisionedThroughputExceeded, Times: 4})
 		start := time.Now()
 		res, err := p.PutSync(t.Context(), prodRecord("k", "v"))
 		require.NoError(t, err)
@@ -927,7 +927,7 @@ func TestProducerFailIfThrottled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
 		p := prodNew(t, s, WithFailIfThrottled(true))
-		c.InjectFault(Fault{Op: "PutRecords", Err: ErrProvisionedThroughputExceeded, Times: 1})
+		injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrProvisionedThroughputExceeded, Times: 1})
 		start := time.Now()
 		res, err := p.PutSync(t.Context(), prodRecord("k", "v"))
 		assert.ErrorIs(t, err, ErrProvisionedThroughputExceeded)
@@ -944,7 +944,7 @@ func TestProducerFailIfThrottled(t *testing.T) {
 		assert.Zero(t, m.Retries)
 
 		// Other errors are still retried.
-		c.InjectFault(Fault{Op: "PutRecords", Err: ErrInternalFailure, Times: 1})
+		injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrInternalFailure, Times: 1})
 		res, err = p.PutSync(t.Context(), prodRecord("k", "w"))
 		require.NoError(t, err)
 		assert.Equal(t, 2, res.Attempts)
@@ -965,7 +965,7 @@ func TestProducerRecordTTL(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				c, s := newTestStream(t, WithShardCount(1))
 				p := prodNew(t, s, tc.opts...)
-				remove := c.InjectFault(Fault{Op: "PutRecords", Err: ErrProvisionedThroughputExceeded, Record: func(string, []byte) bool { return true }})
+				remove := injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrProvisionedThroughputExceeded, Record: func(string, []byte) bool { return true }})
 				results := prodNewResults()
 				start := time.Now()
 				for i := range 3 {
@@ -1036,7 +1036,7 @@ func TestProducerNonRetryable(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			c, s := newTestStream(t, WithShardCount(1))
 			p := prodNew(t, s)
-			c.InjectFault(Fault{Op: "PutRecords", Err: ErrValidation, Times: 1})
+			injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrValidation, Times: 1})
 			start := time.Now()
 			res, err := p.PutSync(t.Context(), prodRecord("k", "v"))
 			assert.ErrorIs(t, err, ErrValidation)
@@ -1087,7 +1087,7 @@ func TestProducerNonRetryable(t *testing.T) {
 func TestProducerBackPressureBlocks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
-		c.InjectFault(Fault{Op: "PutRecords", Latency: time.Second})
+		injectFault(t, c, Fault{Op: OpPutRecords, Latency: time.Second})
 		p := prodNew(t, s, WithBufferLimits(1<<20, 3))
 		results := prodNewResults()
 		for i := range 3 {
@@ -1132,7 +1132,7 @@ func TestProducerBackPressureBlocks(t *testing.T) {
 func TestProducerBackPressureBytes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
-		c.InjectFault(Fault{Op: "PutRecords", Latency: time.Second})
+		injectFault(t, c, Fault{Op: OpPutRecords, Latency: time.Second})
 		p := prodNew(t, s, WithProducerMaxRecordSize(1000), WithAggregationMaxSize(999), WithCollectionMaxSize(1<<20),
 			WithBufferLimits(1000, 1000))
 		data := strings.Repeat("x", 399) // 400 bytes with the key
@@ -1151,7 +1151,7 @@ func TestProducerBackPressureBytes(t *testing.T) {
 func TestProducerFailWhenBufferFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
-		c.InjectFault(Fault{Op: "PutRecords", Latency: time.Second})
+		injectFault(t, c, Fault{Op: OpPutRecords, Latency: time.Second})
 		p := prodNew(t, s, WithBufferLimits(1<<20, 2), WithFailWhenBufferFull(true))
 		called := atomic.Int64{}
 		cb := func(ProducerResult) { called.Add(1) }
@@ -1174,9 +1174,9 @@ func TestProducerBufferLimitsNeverExceeded(t *testing.T) {
 		const maxRecords, maxBytes = 50, 4000
 		c, s := newTestStream(t, WithShardCount(3))
 		// Slow and sometimes throttled: records pile up.
-		c.InjectFault(Fault{Op: "PutRecords", Latency: 30 * time.Millisecond})
+		injectFault(t, c, Fault{Op: OpPutRecords, Latency: 30 * time.Millisecond})
 		var n atomic.Int64
-		c.InjectFault(Fault{Op: "PutRecords", Err: ErrProvisionedThroughputExceeded, Record: func(string, []byte) bool { return n.Add(1)%5 == 0 }})
+		injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrProvisionedThroughputExceeded, Record: func(string, []byte) bool { return n.Add(1)%5 == 0 }})
 		p := prodNew(t, s, WithProducerMaxRecordSize(1000), WithAggregationMaxSize(999), WithCollectionMaxSize(2000),
 			WithBufferLimits(maxBytes, maxRecords))
 		var violations atomic.Int64
@@ -1230,7 +1230,7 @@ func TestProducerCloseDelivers(t *testing.T) {
 		t.Run(fmt.Sprint("aggregation=", agg), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				c, s := newTestStream(t, WithShardCount(4))
-				c.InjectFault(Fault{Op: "PutRecords", Latency: 500 * time.Millisecond})
+				injectFault(t, c, Fault{Op: OpPutRecords, Latency: 500 * time.Millisecond})
 				p, err := NewProducer(t.Context(), s, WithAggregation(agg), WithCollectionMaxCount(50), WithMaxInFlight(2))
 				require.NoError(t, err)
 				results := prodNewResults()
@@ -1282,7 +1282,7 @@ func TestProducerCloseExpiredContext(t *testing.T) {
 		t.Run(fmt.Sprint("aggregation=", agg), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				c, s := newTestStream(t, WithShardCount(4))
-				c.InjectFault(Fault{Op: "PutRecords", Latency: time.Second})
+				injectFault(t, c, Fault{Op: OpPutRecords, Latency: time.Second})
 				p, err := NewProducer(t.Context(), s, WithAggregation(agg), WithCollectionMaxCount(20), WithMaxInFlight(2))
 				require.NoError(t, err)
 				results := prodNewResults()
@@ -1336,7 +1336,7 @@ func TestProducerCloseExpiredContext(t *testing.T) {
 func TestProducerCloseUnblocksPut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
-		c.InjectFault(Fault{Op: "PutRecords", Latency: time.Second})
+		injectFault(t, c, Fault{Op: OpPutRecords, Latency: time.Second})
 		p := prodNew(t, s, WithBufferLimits(1<<20, 1))
 		require.NoError(t, p.Put(t.Context(), prodRecord("k", "1"), nil))
 		var putErr error
@@ -1670,7 +1670,7 @@ func TestProducerInvalidRecords(t *testing.T) {
 func TestProducerCallbacksOneAtATime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(8), WithLimits(Unlimited()))
-		c.InjectFault(Fault{Op: "PutRecords", Latency: 10 * time.Millisecond})
+		injectFault(t, c, Fault{Op: OpPutRecords, Latency: 10 * time.Millisecond})
 		p := prodNew(t, s, WithAggregation(false), WithCollectionMaxCount(10), WithMaxInFlight(8), WithShardLimits(Unlimited()))
 		var running, overlap atomic.Int64
 		for i := range 2000 {
@@ -1721,7 +1721,7 @@ func TestProducerRateLimit(t *testing.T) {
 func TestProducerCallbackWaitsInBubble(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(8), WithLimits(Unlimited()))
-		c.InjectFault(Fault{Op: "PutRecords", Latency: 10 * time.Millisecond})
+		injectFault(t, c, Fault{Op: OpPutRecords, Latency: 10 * time.Millisecond})
 		p := prodNew(t, s, WithAggregation(false), WithCollectionMaxCount(10), WithMaxInFlight(8), WithShardLimits(Unlimited()))
 		for i := range 200 {
 			require.NoError(t, p.Put(t.Context(), prodRecord(fmt.Sprint(i), "v"), func(ProducerResult) {

@@ -1,6 +1,13 @@
 package runnel
 
-import "time"
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxPartitionKeyLength is the longest partition key, in Unicode characters.
+const MaxPartitionKeyLength = 256
 
 // Record is a data record as GetRecords returns it.
 //
@@ -21,3 +28,50 @@ type Record struct {
 
 // msTime converts Unix milliseconds to a time.Time.
 func msTime(ms int64) time.Time { return time.UnixMilli(ms) }
+
+// checkRecord is the one validator of a record to write, used by PutRecord,
+// PutRecords, PutRoutedRecords and the Producer: its partition key, its data
+// size and its size with the key against maxRecordSize, and its explicit
+// hash key. It returns the hash key that routes the record: the explicit
+// one if given, else the partition key's MD5 when hash is set (zero
+// otherwise, for callers that route by a key of their own).
+func checkRecord(op, key, explicit string, dataLen, maxRecordSize int, hash bool) (HashKey, *Error) {
+	if err := validatePartitionKey(op, key); err != nil {
+		return HashKey{}, err
+	}
+	if dataLen > maxRecordSize {
+		return HashKey{}, errorf(op, ErrValidation, "data is %d bytes; the limit is %d", dataLen, maxRecordSize)
+	}
+	if n := len(key) + dataLen; n > maxRecordSize {
+		return HashKey{}, errorf(op, ErrInvalidArgument, "record is %d bytes of data and partition key; the limit is %d", n, maxRecordSize)
+	}
+	if explicit != "" {
+		return parseHashKey(op, "ExplicitHashKey", explicit)
+	}
+	if hash {
+		return HashKeyOf(key), nil
+	}
+	return HashKey{}, nil
+}
+
+// atEntry adds the position of the offending entry of a request to e's
+// message.
+func (e *Error) atEntry(i int) *Error {
+	e.Msg += " (record " + strconv.Itoa(i) + ")"
+	return e
+}
+
+// validatePartitionKey checks Kinesis's partition-key constraint: 1 to 256
+// Unicode characters (runnel also requires valid UTF-8, which any key sent
+// through the Kinesis API is).
+func validatePartitionKey(op, key string) *Error {
+	switch {
+	case key == "":
+		return errorf(op, ErrValidation, "partition key is empty; it must have 1 to %d characters", MaxPartitionKeyLength)
+	case len(key) > MaxPartitionKeyLength && utf8.RuneCountInString(key) > MaxPartitionKeyLength:
+		return errorf(op, ErrValidation, "partition key %.20q… is %d characters; the limit is %d", key, utf8.RuneCountInString(key), MaxPartitionKeyLength)
+	case !utf8.ValidString(key):
+		return errorf(op, ErrValidation, "partition key %q is not valid UTF-8", key)
+	}
+	return nil
+}

@@ -138,7 +138,7 @@ func (s *Stream) checkUpdateCalls(op string, now time.Time) error {
 // the open shards, and the change is committed at once or, with
 // WithReshardDuration, after the emulated time.
 func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan) error) error {
-	if err := s.begin(ctx, op, ""); err != nil {
+	if err := s.begin(ctx, op, noShard); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -250,7 +250,7 @@ func (p *reshardPlan) openShard(op, id string) (int, error) {
 
 func (p *reshardPlan) newShard(rng HashKeyRange, parent, adjacent *shardState) *shardState {
 	s := p.s
-	sh := newShardState(s.nextShard, rng, 0, p.now.UnixMilli(), s.cfg.limits, s.cfg.maxRecordSize)
+	sh := newShardState(s.nextShard, rng, 0, p.now.UnixMilli(), 0, s.cfg.limits, s.cfg.maxRecordSize)
 	s.nextShard++
 	sh.parentID = parent.id
 	parents := []*shardState{parent}
@@ -324,6 +324,8 @@ func (s *Stream) commit(p *reshardPlan, now time.Time) {
 	for _, par := range locked {
 		par.mu.Lock()
 	}
+	old := s.shards.Load()
+	gen := old.gen + 1
 	final := make(map[*shardState]bool, len(p.open))
 	for _, sh := range p.open {
 		final[sh] = true
@@ -335,17 +337,16 @@ func (s *Stream) commit(p *reshardPlan, now time.Time) {
 		for _, par := range p.parentsOf[sh] {
 			start = max(start, par.next)
 		}
-		sh.startCounter, sh.next, sh.createdMs = start, start, nowMs
+		sh.startCounter, sh.next, sh.createdMs, sh.openedGen = start, start, nowMs, gen
 		if !final[sh] {
 			// An intermediate shard of UpdateShardCount: closed at birth.
-			sh.closed, sh.closedAtMs, sh.children = true, nowMs, p.children[sh]
+			sh.closeLocked(nowMs, gen, p.children[sh])
 		}
 	}
 	for _, par := range p.parents {
-		par.closeLocked(nowMs, p.children[par])
+		par.closeLocked(nowMs, gen, p.children[par])
 	}
-	old := s.shards.Load()
-	s.shards.Store(newShardMap(p.open, append(slices.Clip(old.all), p.created...)))
+	s.shards.Store(newShardMap(gen, p.open, append(slices.Clip(old.all), p.created...)))
 	for _, par := range locked {
 		par.mu.Unlock()
 	}

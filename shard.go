@@ -38,14 +38,6 @@ func (s Shard) Open() bool { return s.SequenceNumberRange.EndingSequenceNumber.I
 // it routed the record there: it routes again with the new shard map.
 var errShardClosed = errors.New("shard closed")
 
-// errNotAttempted fails a write that came after a failed one in the same
-// request and shard, when the writer asked for in-order writes.
-var errNotAttempted = errors.New("runnel: not attempted: an earlier record for the same shard failed")
-
-// errStaleShardMap fails a write whose span does not fit the shard it routes
-// to: the writer's view of the shard map is out of date.
-var errStaleShardMap = errors.New("runnel: the shard map changed: the record's hash keys span more than one shard")
-
 // shardState is one shard: its description, its records and its token
 // buckets, guarded by one mutex that is held only for the duration of a
 // store call, never across I/O, callbacks or channel sends.
@@ -57,6 +49,7 @@ type shardState struct {
 	adjacentParentID string
 	startCounter     uint64 // first counter the shard may issue
 	createdMs        int64  // when the shard opened (Unix ms)
+	openedGen        uint64 // generation of the first shard map that lists it
 
 	mu         sync.Mutex
 	store      store
@@ -66,6 +59,7 @@ type shardState struct {
 	oldest     int64  // arrival of the oldest retained record; MaxInt64 if none
 	closed     bool
 	closedAtMs int64
+	closedGen  uint64        // generation of the shard map published with the close
 	children   []*shardState // set when closed
 	wake       chan struct{} // closed on the next append or close; nil if nobody waits
 	counters   shardCounters
@@ -79,8 +73,9 @@ type shardCounters struct {
 	writeThrottles, readThrottles int64
 }
 
-func newShardState(num uint64, rng HashKeyRange, startCounter uint64, createdMs int64, l Limits, maxRecordSize int) *shardState {
+func newShardState(num uint64, rng HashKeyRange, startCounter uint64, createdMs int64, gen uint64, l Limits, maxRecordSize int) *shardState {
 	return &shardState{
+		openedGen:    gen,
 		createdMs:    createdMs,
 		num:          num,
 		id:           shardID(num),
@@ -140,7 +135,7 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 	appended, failed := false, false
 	for _, w := range ws {
 		if failed && w.inOrder {
-			results[w.index].Err = errNotAttempted
+			results[w.index].Err = ErrNotAttempted
 			continue
 		}
 		if w.err != nil {
@@ -149,7 +144,7 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 			continue
 		}
 		if w.span != nil && !(s.hashRange.Contains(w.span.StartingHashKey) && s.hashRange.Contains(w.span.EndingHashKey)) {
-			results[w.index].Err = errStaleShardMap
+			results[w.index].Err = ErrShardMapChanged
 			failed = true
 			continue
 		}
@@ -183,6 +178,18 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 		s.lastArrive = arrival
 		s.oldest = min(s.oldest, arrival)
 		s.wakeLocked()
+	}
+}
+
+// countThrottle counts a throttle that a fault injected: of a write, or
+// of a read.
+func (s *shardState) countThrottle(write bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if write {
+		s.counters.writeThrottles++
+	} else {
+		s.counters.readThrottles++
 	}
 }
 
@@ -269,7 +276,25 @@ func (s *shardState) latest() uint64 {
 	return s.next
 }
 
-func (s *shardState) describeLocked() Shard {
+// shardView is a shard as a listing at one shard-map generation sees it:
+// a shard that closed in a later generation is still open in the view.
+type shardView struct {
+	closed     bool
+	closedAtMs int64
+	createdMs  int64
+}
+
+// viewLocked returns the shard as the shard map of generation gen shows it.
+func (s *shardState) viewLocked(gen uint64) shardView {
+	v := shardView{createdMs: s.createdMs}
+	if s.closed && s.closedGen <= gen {
+		v.closed, v.closedAtMs = true, s.closedAtMs
+	}
+	return v
+}
+
+// describeLocked describes the shard as v sees it.
+func (s *shardState) describeLocked(v shardView) Shard {
 	d := Shard{
 		ShardID:               s.id,
 		ParentShardID:         s.parentID,
@@ -277,7 +302,7 @@ func (s *shardState) describeLocked() Shard {
 		HashKeyRange:          s.hashRange,
 		SequenceNumberRange:   SequenceNumberRange{StartingSequenceNumber: SequenceNumber{counter: s.startCounter, shard: s.num}},
 	}
-	if s.closed {
+	if v.closed {
 		d.SequenceNumberRange.EndingSequenceNumber = s.endingLocked()
 	}
 	return d
@@ -292,9 +317,10 @@ func (s *shardState) endingLocked() SequenceNumber {
 // closeLocked stops the shard accepting writes and records its children.
 // Writers that routed here before the close see errShardClosed and route
 // again with the shard map published by the same resharding.
-func (s *shardState) closeLocked(nowMs int64, children []*shardState) {
+func (s *shardState) closeLocked(nowMs int64, gen uint64, children []*shardState) {
 	s.closed = true
 	s.closedAtMs = nowMs
+	s.closedGen = gen
 	s.children = children
 	s.wakeLocked()
 }

@@ -88,6 +88,12 @@ type memStore struct {
 	records   int64
 	bytes     int64
 	allocated int64 // bytes of arenas and metadata arrays held
+
+	// probe is the pivot of B-tree searches by counter, reused so that
+	// lookups allocate nothing: a pivot passed to the B-tree escapes through
+	// its less function. The store is only called with its shard's lock
+	// held, so one probe suffices.
+	probe chunk
 }
 
 func newMemStore() *memStore {
@@ -132,17 +138,23 @@ func (m *memStore) newChunk(counter uint64, need int) *chunk {
 	return c
 }
 
+// pivot returns the probe set to counter, for searches in the B-tree.
+func (m *memStore) pivot(counter uint64) *chunk {
+	m.probe.firstCounter = counter
+	return &m.probe
+}
+
 // find returns the first chunk holding a counter ≥ from.
 func (m *memStore) find(from uint64) *chunk {
 	var found *chunk
-	m.chunks.DescendLessOrEqual(&chunk{firstCounter: from}, func(c *chunk) bool {
+	m.chunks.DescendLessOrEqual(m.pivot(from), func(c *chunk) bool {
 		if c.lastCounter() >= from {
 			found = c
 		}
 		return false
 	})
 	if found == nil {
-		m.chunks.AscendGreaterOrEqual(&chunk{firstCounter: from}, func(c *chunk) bool {
+		m.chunks.AscendGreaterOrEqual(m.pivot(from), func(c *chunk) bool {
 			found = c
 			return false
 		})

@@ -3,11 +3,9 @@ package runnel
 import (
 	"context"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // Kinesis's fixed request limits.
@@ -18,8 +16,6 @@ const (
 	MaxGetRecordsLimit = 10_000
 	// MaxGetRecordsBytes is the most data one GetRecords call returns.
 	MaxGetRecordsBytes = 10 << 20
-	// MaxPartitionKeyLength is the longest partition key, in Unicode characters.
-	MaxPartitionKeyLength = 256
 	// maxRecordSizeLimit is the largest record size a stream can be set to.
 	maxRecordSizeLimit = 10 << 20
 )
@@ -66,15 +62,19 @@ const (
 )
 
 // shardMap is an immutable view of a stream's shards. Writers load it
-// without locking; resharding publishes a new one.
+// without locking; resharding publishes a new one with the next
+// generation. A listing reads one map and shows each shard as that
+// generation sees it, so it is one consistent snapshot even while a
+// reshard commits: the open shards of a full listing tile the hash space.
 type shardMap struct {
+	gen    uint64        // increases with every reshard commit; 1 at creation
 	open   []*shardState // open shards ordered by starting hash key; they tile the space
 	starts []HashKey     // the open shards' starting hash keys, for routing
 	all    []*shardState // every listed shard, ordered by shard number
 }
 
-func newShardMap(open, all []*shardState) *shardMap {
-	m := &shardMap{open: open, all: all, starts: make([]HashKey, len(open))}
+func newShardMap(gen uint64, open, all []*shardState) *shardMap {
+	m := &shardMap{gen: gen, open: open, all: all, starts: make([]HashKey, len(open))}
 	for i, sh := range open {
 		m.starts[i] = sh.hashRange.StartingHashKey
 	}
@@ -212,10 +212,10 @@ func newStream(c *Cluster, id uint64, name string, cfg streamConfig, now time.Ti
 	s.retention.Store(int64(cfg.retention))
 	var open []*shardState
 	for _, rng := range splitEvenly(cfg.shardCount) {
-		open = append(open, newShardState(s.nextShard, rng, 1, now.UnixMilli(), cfg.limits, cfg.maxRecordSize))
+		open = append(open, newShardState(s.nextShard, rng, 1, now.UnixMilli(), 1, cfg.limits, cfg.maxRecordSize))
 		s.nextShard++
 	}
-	s.shards.Store(newShardMap(open, slices.Clone(open)))
+	s.shards.Store(newShardMap(1, open, slices.Clone(open)))
 	return s
 }
 
@@ -236,16 +236,28 @@ func (s *Stream) live(op string) error {
 	return nil
 }
 
-// begin starts an operation: it checks the stream and ctx and applies any
-// injected fault that matches the whole operation.
-func (s *Stream) begin(ctx context.Context, op, shardID string) error {
+// ready checks that the stream is live and ctx has not ended.
+func (s *Stream) ready(ctx context.Context, op string) error {
 	if err := s.live(op); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
+		return ctxError(op, err)
+	}
+	return nil
+}
+
+// begin starts an operation that is not a write: it checks the stream and
+// ctx and applies any injected fault that matches the whole operation on
+// shard (noShard when the operation names none).
+func (s *Stream) begin(ctx context.Context, op string, shard uint64) error {
+	if err := s.ready(ctx, op); err != nil {
 		return err
 	}
-	return s.cluster.faults.apply(ctx, op, s.name, shardID)
+	if !s.cluster.faults.active() {
+		return nil
+	}
+	return s.cluster.faults.apply(ctx, op, s.name, shard)
 }
 
 // end marks the stream deleted or closed and wakes every reader waiting at
@@ -291,29 +303,39 @@ type PutRecordOutput struct {
 // invalid record fails with ErrValidation or ErrInvalidArgument.
 func (s *Stream) PutRecord(ctx context.Context, in PutRecordInput) (PutRecordOutput, error) {
 	const op = "PutRecord"
-	if err := s.begin(ctx, op, ""); err != nil {
+	if err := s.ready(ctx, op); err != nil {
 		return PutRecordOutput{}, err
 	}
-	hk, err := s.validateRecord(op, -1, in.PartitionKey, in.ExplicitHashKey, len(in.Data))
+	hk, err := checkRecord(op, in.PartitionKey, in.ExplicitHashKey, len(in.Data), s.cfg.maxRecordSize, true)
 	if err != nil {
 		return PutRecordOutput{}, err
 	}
 	m := s.shards.Load()
-	if err := s.cluster.faults.applyRecord(ctx, op, s.name, m.open[m.route(hk)].id, in.PartitionKey, in.Data); err != nil {
-		return PutRecordOutput{}, err
+	shard := int32(m.route(hk))
+	if s.cluster.faults.active() {
+		entry := []PutRecordsEntry{{PartitionKey: in.PartitionKey, Data: in.Data}}
+		injected, err := s.writeFaults(ctx, op, m, []int32{shard}, entry)
+		if err != nil {
+			return PutRecordOutput{}, err
+		}
+		if injected != nil && injected[0] != nil {
+			return PutRecordOutput{}, injected[0]
+		}
 	}
 	now := time.Now()
 	cutoff := s.cutoffMs(now)
 	ws := [1]write{{key: in.PartitionKey, data: in.Data, ordering: in.SequenceNumberForOrdering}}
 	var res [1]PutRecordsResult
 	for {
-		sh := m.open[m.route(hk)]
+		sh := m.open[shard]
 		sh.put(op, now, cutoff, ws[:], res[:])
 		switch res[0].Err {
 		case nil:
 			return PutRecordOutput{ShardID: sh.id, SequenceNumber: res[0].SequenceNumber}, nil
 		case errShardClosed:
-			m = s.shards.Load() // resharded meanwhile: route with the new map
+			// Resharded after routing: route again with the new map.
+			m = s.shards.Load()
+			shard = int32(m.route(hk))
 		default:
 			return PutRecordOutput{}, res[0].Err
 		}
@@ -337,7 +359,9 @@ type PutRecordsResult struct {
 	SequenceNumber SequenceNumber // the record's number in it, on success
 	// Err is nil on success; otherwise it wraps
 	// ErrProvisionedThroughputExceeded or ErrInternalFailure (the two
-	// ErrorCodes Kinesis reports per record), or an injected fault's error.
+	// ErrorCodes Kinesis reports per record, see RecordErrorCode), an
+	// injected fault's error, or, for PutRoutedRecords only,
+	// ErrShardMapChanged or ErrNotAttempted.
 	Err error
 }
 
@@ -353,28 +377,91 @@ type PutRecordsOutput struct {
 // whole (count, sizes, a bad key) fails entirely and stores nothing.
 func (s *Stream) PutRecords(ctx context.Context, entries []PutRecordsEntry) (PutRecordsOutput, error) {
 	const op = "PutRecords"
-	if err := s.begin(ctx, op, ""); err != nil {
+	if err := s.ready(ctx, op); err != nil {
 		return PutRecordsOutput{}, err
 	}
+	sc := s.scratch.Get().(*putScratch)
+	defer s.scratch.Put(sc)
+	keys, err := s.checkEntries(op, entries, sc.keys[:0], true)
+	sc.keys = keys
+	if err != nil {
+		return PutRecordsOutput{}, err
+	}
+	return s.putRouted(ctx, op, sc, entries, keys, nil)
+}
+
+// PutRoutedRecordsInput is a PutRecords request whose records the caller
+// has routed itself, for PutRoutedRecords.
+type PutRoutedRecordsInput struct {
+	// Entries are the records, validated as PutRecords validates them.
+	Entries []PutRecordsEntry
+	// HashKeys[i] routes Entries[i], in place of its partition key's MD5
+	// or its ExplicitHashKey (which, if set, must still be valid).
+	HashKeys []HashKey
+	// Ranges[i] is the hash-key range the caller believes Entries[i]'s
+	// shard covers: the entry is stored only in a shard whose range holds
+	// all of it. An aggregate of user records with different hash keys is
+	// thus never stored in a shard that does not own them all.
+	Ranges []HashKeyRange
+}
+
+// RoutedPutter is an optional interface of a Putter, which the Producer
+// uses when its Putter has it: *Stream does. Through it the producer sends
+// the hash keys it computed (so the stream does not hash again), and the
+// stream refuses what the producer routed with an out-of-date view of the
+// shards, so that per-key order holds across resharding without exception.
+// WithGenericPath makes a producer ignore it, to exercise exactly what
+// real Kinesis sees.
+type RoutedPutter interface {
+	PutRoutedRecords(ctx context.Context, in PutRoutedRecordsInput) (PutRecordsOutput, error)
+}
+
+// PutRoutedRecords is PutRecords for a caller that has routed the records
+// itself (see PutRoutedRecordsInput). An entry whose Range the shard it
+// routes to does not hold whole fails with ErrShardMapChanged, which tells
+// the caller of a reshard before anything of the resharded shard is stored.
+// Within a shard, the entries after a failed one fail with ErrNotAttempted,
+// so that none overtakes a record that will be retried.
+func (s *Stream) PutRoutedRecords(ctx context.Context, in PutRoutedRecordsInput) (PutRecordsOutput, error) {
+	const op = "PutRecords"
+	if err := s.ready(ctx, op); err != nil {
+		return PutRecordsOutput{}, err
+	}
+	if len(in.HashKeys) != len(in.Entries) || len(in.Ranges) != len(in.Entries) {
+		return PutRecordsOutput{}, errorf(op, ErrInvalidArgument, "%d entries need as many HashKeys and Ranges; got %d and %d",
+			len(in.Entries), len(in.HashKeys), len(in.Ranges))
+	}
+	if _, err := s.checkEntries(op, in.Entries, nil, false); err != nil {
+		return PutRecordsOutput{}, err
+	}
+	sc := s.scratch.Get().(*putScratch)
+	defer s.scratch.Put(sc)
+	return s.putRouted(ctx, op, sc, in.Entries, in.HashKeys, in.Ranges)
+}
+
+// checkEntries validates a PutRecords request: its entry count, each
+// record, and its total size. With hash, it appends each entry's hash key
+// to keys and returns them.
+func (s *Stream) checkEntries(op string, entries []PutRecordsEntry, keys []HashKey, hash bool) ([]HashKey, error) {
 	if err := checkEntryCount(op, len(entries)); err != nil {
-		return PutRecordsOutput{}, err
+		return keys, err
 	}
-	keys := make([]HashKey, len(entries))
 	total := 0
 	for i := range entries {
 		e := &entries[i]
-		hk, err := s.validateRecord(op, i, e.PartitionKey, e.ExplicitHashKey, len(e.Data))
+		hk, err := checkRecord(op, e.PartitionKey, e.ExplicitHashKey, len(e.Data), s.cfg.maxRecordSize, hash)
 		if err != nil {
-			return PutRecordsOutput{}, err
+			return keys, err.atEntry(i)
 		}
-		keys[i] = hk
+		if hash {
+			keys = append(keys, hk)
+		}
 		total += len(e.PartitionKey) + len(e.Data)
 	}
 	if total > s.cfg.maxRequestSize {
-		return PutRecordsOutput{}, errorf(op, ErrInvalidArgument, "request is %d bytes of data and partition keys; the limit is %d", total, s.cfg.maxRequestSize)
+		return keys, errorf(op, ErrInvalidArgument, "request is %d bytes of data and partition keys; the limit is %d", total, s.cfg.maxRequestSize)
 	}
-
-	return s.putRouted(ctx, op, entries, keys, nil, false)
+	return keys, nil
 }
 
 // checkEntryCount checks the number of entries of a PutRecords request.
@@ -385,74 +472,65 @@ func checkEntryCount(op string, n int) *Error {
 	return nil
 }
 
-// checkRequestSize checks the size of a PutRecords request.
-func (s *Stream) checkRequestSize(op string, total int) *Error {
-	if total > s.cfg.maxRequestSize {
-		return errorf(op, ErrInvalidArgument, "request is %d bytes of data and partition keys; the limit is %d", total, s.cfg.maxRequestSize)
+// writeFaults applies the injected faults of a write whose entries route to
+// m.open[shardOf[i]]: a whole-operation fault fails the call, and record
+// faults fail single entries (their errors are returned by entry, nil if
+// none fired). Injected throttles count in the shards' Stats.
+func (s *Stream) writeFaults(ctx context.Context, op string, m *shardMap, shardOf []int32, entries []PutRecordsEntry) ([]error, error) {
+	shards := make([]*shardState, len(entries))
+	for i, j := range shardOf {
+		shards[i] = m.open[j]
 	}
-	return nil
-}
-
-// putRecordsHashed is PutRecords for a caller that has validated the
-// entries and computed their hash keys (the Producer): keys[i] routes
-// entries[i], and spans[i] is the range of the shard the caller believes
-// entry i belongs to. An entry is stored only in a shard whose range holds
-// all of its span, otherwise it fails with errStaleShardMap: so an aggregate
-// never lands in a shard that does not own all its records, and the caller
-// learns of a split before anything of the split shard is stored. Within a
-// shard, the entries after a failed one are refused (errNotAttempted), so
-// none overtakes a record that will be retried.
-func (s *Stream) putRecordsHashed(ctx context.Context, entries []PutRecordsEntry, keys []HashKey, spans []HashKeyRange) (PutRecordsOutput, error) {
-	const op = "PutRecords"
-	if err := s.begin(ctx, op, ""); err != nil {
-		return PutRecordsOutput{}, err
-	}
-	if err := checkEntryCount(op, len(entries)); err != nil {
-		return PutRecordsOutput{}, err
-	}
-	total := 0
-	for i := range entries {
-		n := len(entries[i].PartitionKey) + len(entries[i].Data)
-		if err := checkRecordSize(op, n, s.cfg.maxRecordSize); err != nil {
-			err.Msg += " (record " + strconv.Itoa(i) + ")"
-			return PutRecordsOutput{}, err
+	if err := s.cluster.faults.apply(ctx, op, s.name, noShard); err != nil {
+		if isThrottle(err) {
+			for _, sh := range shards {
+				sh.countThrottle(true)
+			}
 		}
-		total += n
+		return nil, err
 	}
-	if err := s.checkRequestSize(op, total); err != nil {
-		return PutRecordsOutput{}, err
+	injected, err := s.cluster.faults.recordFaults(ctx, op, s.name, shards, entries)
+	for i, e := range injected {
+		if e != nil && isThrottle(e) {
+			shards[i].countThrottle(true)
+		}
 	}
-	return s.putRouted(ctx, op, entries, keys, spans, true)
+	return injected, err
 }
 
 // putRouted writes validated entries, routed by keys, grouping them by shard
-// so that each shard is locked once and keeps request order. With inOrder, a
-// shard refuses the rest of its entries after one fails (errNotAttempted),
+// so that each shard is locked once and keeps request order. With spans (the
+// routed path), an entry is stored only in a shard that holds its span, and
+// a shard refuses the rest of its entries after one fails (ErrNotAttempted),
 // so that no entry is stored ahead of an earlier one that must be retried.
-func (s *Stream) putRouted(ctx context.Context, op string, entries []PutRecordsEntry, keys []HashKey, spans []HashKeyRange, inOrder bool) (PutRecordsOutput, error) {
-	injected, err := s.cluster.faults.recordFaults(ctx, op, s.name, s.shards.Load(), entries, keys)
-	if err != nil {
-		return PutRecordsOutput{}, err
+func (s *Stream) putRouted(ctx context.Context, op string, sc *putScratch, entries []PutRecordsEntry, keys []HashKey, spans []HashKeyRange) (PutRecordsOutput, error) {
+	m := s.shards.Load()
+	shardOf := slices.Grow(sc.shardOf[:0], len(entries))[:len(entries)]
+	sc.shardOf = shardOf
+	for i := range entries {
+		shardOf[i] = int32(m.route(keys[i]))
+	}
+	var injected []error
+	if s.cluster.faults.active() {
+		var err error
+		if injected, err = s.writeFaults(ctx, op, m, shardOf, entries); err != nil {
+			return PutRecordsOutput{}, err
+		}
 	}
 	now := time.Now() // after any injected latency
 	cutoff := s.cutoffMs(now)
 	out := PutRecordsOutput{Records: make([]PutRecordsResult, len(entries))}
 	results := out.Records
-	sc := s.scratch.Get().(*putScratch)
-	defer s.scratch.Put(sc)
 	pending := sc.pending[:0]
 	for i := range entries {
 		pending = append(pending, i)
 	}
-	for len(pending) > 0 {
-		m := s.shards.Load()
+	for {
 		// Group the pending entries by shard, keeping request order within
 		// each shard, then write each group under one lock.
 		counts := slices.Grow(sc.counts[:0], len(m.open)+1)[:len(m.open)+1]
 		clear(counts)
-		shardOf := slices.Grow(sc.shardOf[:0], len(entries))[:len(entries)]
 		for _, i := range pending {
-			shardOf[i] = int32(m.route(keys[i]))
 			counts[shardOf[i]+1]++
 		}
 		for j := 1; j < len(counts); j++ {
@@ -461,31 +539,39 @@ func (s *Stream) putRouted(ctx context.Context, op string, entries []PutRecordsE
 		ws := slices.Grow(sc.writes[:0], len(pending))[:len(pending)]
 		for _, i := range pending {
 			j := shardOf[i]
-			ws[counts[j]] = write{key: entries[i].PartitionKey, data: entries[i].Data, index: i, inOrder: inOrder}
+			w := &ws[counts[j]]
+			*w = write{key: entries[i].PartitionKey, data: entries[i].Data, index: i, inOrder: spans != nil}
 			if spans != nil {
-				ws[counts[j]].span = &spans[i]
+				w.span = &spans[i]
 			}
 			if injected != nil {
-				ws[counts[j]].err = injected[i]
+				w.err = injected[i]
 			}
 			counts[j]++
 		}
 		start := 0
 		for j, sh := range m.open {
-			group := ws[start:counts[j]]
-			start = counts[j]
-			if len(group) > 0 {
+			if group := ws[start:counts[j]]; len(group) > 0 {
 				sh.put(op, now, cutoff, group, results)
 			}
+			start = counts[j]
 		}
 		clear(ws) // drop references to the caller's data
-		sc.counts, sc.shardOf, sc.writes = counts, shardOf, ws
+		sc.counts, sc.writes = counts, ws
 		pending = pending[:0]
 		for i := range results {
 			if results[i].Err == errShardClosed {
 				results[i].Err = nil
 				pending = append(pending, i)
 			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		// Resharded after routing: route the refused entries again.
+		m = s.shards.Load()
+		for _, i := range pending {
+			shardOf[i] = int32(m.route(keys[i]))
 		}
 	}
 	sc.pending = pending
@@ -499,60 +585,11 @@ func (s *Stream) putRouted(ctx context.Context, op string, entries []PutRecordsE
 
 // putScratch is the working memory of one PutRecords call, pooled per stream.
 type putScratch struct {
+	keys    []HashKey
 	pending []int
 	counts  []int
 	shardOf []int32
 	writes  []write
-}
-
-// validateRecord checks one record's partition key, explicit hash key and
-// size, and returns the hash key that routes it. index is the entry's
-// position in a PutRecords request, or -1.
-func (s *Stream) validateRecord(op string, index int, key, explicit string, dataLen int) (HashKey, error) {
-	hk, err := s.checkRecord(op, key, explicit, dataLen)
-	if err != nil && index >= 0 {
-		err.Msg += " (record " + strconv.Itoa(index) + ")"
-	}
-	if err != nil {
-		return HashKey{}, err
-	}
-	return hk, nil
-}
-
-func (s *Stream) checkRecord(op string, key, explicit string, dataLen int) (HashKey, *Error) {
-	if err := validatePartitionKey(op, key); err != nil {
-		return HashKey{}, err
-	}
-	if dataLen > s.cfg.maxRecordSize {
-		return HashKey{}, errorf(op, ErrValidation, "data is %d bytes; the limit is %d", dataLen, s.cfg.maxRecordSize)
-	}
-	if err := checkRecordSize(op, len(key)+dataLen, s.cfg.maxRecordSize); err != nil {
-		return HashKey{}, err
-	}
-	return routingKey(op, key, explicit)
-}
-
-// checkRecordSize checks a record's size (data + partition key).
-func checkRecordSize(op string, n, limit int) *Error {
-	if n > limit {
-		return errorf(op, ErrInvalidArgument, "record is %d bytes of data and partition key; the limit is %d", n, limit)
-	}
-	return nil
-}
-
-// validatePartitionKey checks Kinesis's partition-key constraint: 1 to 256
-// Unicode characters (runnel also requires valid UTF-8, which any key sent
-// through the Kinesis API is).
-func validatePartitionKey(op, key string) *Error {
-	switch {
-	case key == "":
-		return errorf(op, ErrValidation, "partition key is empty; it must have 1 to %d characters", MaxPartitionKeyLength)
-	case len(key) > MaxPartitionKeyLength && utf8.RuneCountInString(key) > MaxPartitionKeyLength:
-		return errorf(op, ErrValidation, "partition key %.20q… is %d characters; the limit is %d", key, utf8.RuneCountInString(key), MaxPartitionKeyLength)
-	case !utf8.ValidString(key):
-		return errorf(op, ErrValidation, "partition key %q is not valid UTF-8", key)
-	}
-	return nil
 }
 
 // StreamSummary is what DescribeStreamSummary reports.
@@ -574,7 +611,7 @@ type StreamSummary struct {
 
 // Describe returns the stream's summary (DescribeStreamSummary).
 func (s *Stream) Describe(ctx context.Context) (StreamSummary, error) {
-	if err := s.begin(ctx, "DescribeStreamSummary", ""); err != nil {
+	if err := s.begin(ctx, "DescribeStreamSummary", noShard); err != nil {
 		return StreamSummary{}, err
 	}
 	s.mu.Lock()
@@ -607,7 +644,7 @@ func (s *Stream) DecreaseRetentionPeriod(ctx context.Context, d time.Duration) e
 }
 
 func (s *Stream) changeRetention(ctx context.Context, op string, d time.Duration, sign int) error {
-	if err := s.begin(ctx, op, ""); err != nil {
+	if err := s.begin(ctx, op, noShard); err != nil {
 		return err
 	}
 	if err := s.setRetention(op, d, sign); err != nil {
@@ -658,7 +695,7 @@ func (s *Stream) dropExpiredShards(cutoffMs int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.shards.Load()
-	m := &shardMap{open: old.open, starts: old.starts}
+	m := &shardMap{gen: old.gen, open: old.open, starts: old.starts}
 	for _, sh := range old.all {
 		sh.mu.Lock()
 		gone := sh.goneLocked(cutoffMs)

@@ -301,23 +301,25 @@ func TestSequenceNumberZero(t *testing.T) {
 func TestSequenceNumberParse(t *testing.T) {
 	valid := "49" + strings.Repeat("0", 41) + "7" + "000000000003"
 	tests := []struct {
-		name string
-		in   string
-		kind error // nil: valid
+		name    string
+		in      string
+		kind    error // nil: valid
+		foreign bool  // valid, but not in runnel's layout: names no shard
 	}{
 		{name: "valid", in: valid},
 		{name: "empty", in: "", kind: ErrValidation},
 		{name: "leading zero", in: "0" + valid, kind: ErrValidation},
 		{name: "letter", in: valid[:10] + "a" + valid[11:], kind: ErrValidation},
 		{name: "130 digits", in: "1" + strings.Repeat("0", 129), kind: ErrValidation},
-		{name: "zero", in: "0", kind: ErrInvalidArgument},
-		{name: "short", in: "49123", kind: ErrInvalidArgument},
-		{name: "55 digits", in: valid[1:], kind: ErrInvalidArgument},
-		{name: "57 digits", in: valid + "1", kind: ErrInvalidArgument},
-		{name: "wrong prefix", in: "48" + valid[2:], kind: ErrInvalidArgument},
-		{name: "counter zero", in: "49" + strings.Repeat("0", 42) + "000000000003", kind: ErrInvalidArgument},
-		{name: "counter beyond 64 bits", in: "49" + strings.Repeat("9", 42) + "000000000003", kind: ErrInvalidArgument},
-		{name: "129 digits", in: "1" + strings.Repeat("0", 128), kind: ErrInvalidArgument},
+		{name: "zero", in: "0", foreign: true},
+		{name: "short", in: "49123", foreign: true},
+		{name: "55 digits", in: valid[1:], foreign: true},
+		{name: "57 digits", in: valid + "1", foreign: true},
+		{name: "wrong prefix", in: "48" + valid[2:], foreign: true},
+		{name: "counter zero", in: "49" + strings.Repeat("0", 42) + "000000000003", foreign: true},
+		{name: "counter beyond 64 bits", in: "49" + strings.Repeat("9", 42) + "000000000003", foreign: true},
+		{name: "129 digits", in: "1" + strings.Repeat("0", 128), foreign: true},
+		{name: "a Kinesis number", in: "49590338271490256608559692538361571095921575989136588898", foreign: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -325,7 +327,12 @@ func TestSequenceNumberParse(t *testing.T) {
 			if tt.kind == nil {
 				require.NoError(t, err)
 				assert.Equal(t, tt.in, n.String())
-				assert.Equal(t, "shardId-000000000003", n.ShardID())
+				assert.False(t, n.IsZero())
+				if tt.foreign {
+					assert.Empty(t, n.ShardID(), "only runnel's numbers name their shard")
+				} else {
+					assert.Equal(t, "shardId-000000000003", n.ShardID())
+				}
 				return
 			}
 			assert.ErrorIs(t, err, tt.kind)

@@ -56,7 +56,7 @@ func FuzzValidateRecord(f *testing.F) {
 		if dataLen < 0 {
 			dataLen = -dataLen
 		}
-		_, err := s.validateRecord("PutRecord", -1, key, explicit, dataLen)
+		_, err := checkRecord("PutRecord", key, explicit, dataLen, s.cfg.maxRecordSize, true)
 		if err != nil && !errors.Is(err, ErrValidation) && !errors.Is(err, ErrInvalidArgument) {
 			t.Fatalf("untyped error %v", err)
 		}
