@@ -3,7 +3,10 @@ package runnel
 import (
 	"context"
 	"math/big"
+	"math/rand/v2"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -345,4 +348,77 @@ func assertTiles(t *testing.T, shards []Shard) {
 		next = new(big.Int).Add(bigKey(t, sh.HashKeyRange.EndingHashKey), big.NewInt(1))
 	}
 	require.Zero(t, twoTo128.Cmp(next), "the open shards end at %s, want 2^128-1", new(big.Int).Sub(next, big.NewInt(1)))
+}
+
+// TestListShardsConsistentWhileResharding lists the shards, with every
+// filter that includes all open shards and with random page sizes, while
+// the stream scales between 4 and 8 shards: every full listing's open
+// shards tile the hash space, and producers created meanwhile (which list
+// the shards too) start.
+func TestListShardsConsistentWhileResharding(t *testing.T) {
+	ctx := t.Context()
+	_, s := reshardStream(t, WithShardCount(4), WithUpdateShardCountLimit(0), WithLimits(Unlimited()))
+	const reshards = 150
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var listings, producers atomic.Int64
+	wg.Go(func() {
+		defer close(done)
+		// Reshard at least 150 times, and until the others have had turns.
+		for i := 0; i < reshards || (i < 20*reshards && (listings.Load() < 20 || producers.Load() < 3)); i++ {
+			target := 8
+			if i%2 == 1 {
+				target = 4
+			}
+			if _, err := s.UpdateShardCount(ctx, target); !assert.NoError(t, err) {
+				return
+			}
+		}
+	})
+	filters := []ShardFilter{{}, {Type: FilterFromTrimHorizon}, {Type: FilterAtLatest}, {Type: FilterFromTimestamp, Timestamp: time.Now()}}
+	for g := range 2 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				in := ListShardsInput{Filter: filters[r.IntN(len(filters))], MaxResults: 1 + r.IntN(10)}
+				var all []Shard
+				for {
+					out, err := s.ListShards(ctx, in)
+					if !assert.NoError(t, err) {
+						return
+					}
+					all = append(all, out.Shards...)
+					if out.NextToken == "" {
+						break
+					}
+					in = ListShardsInput{NextToken: out.NextToken, MaxResults: 1 + r.IntN(10)}
+				}
+				assertTiles(t, all)
+				listings.Add(1)
+			}
+		})
+	}
+	wg.Go(func() {
+		for generic := false; ; generic = !generic {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			p, err := NewProducer(ctx, s, WithGenericPath(generic))
+			if !assert.NoError(t, err, "NewProducer while the stream reshards") {
+				return
+			}
+			assert.NoError(t, p.Close(ctx))
+			producers.Add(1)
+		}
+	})
+	wg.Wait()
+	assert.Positive(t, listings.Load())
+	assert.Positive(t, producers.Load())
 }

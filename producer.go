@@ -374,7 +374,7 @@ type Producer struct {
 	heldBytes   int
 	inFlight    int // PutRecords calls under way
 	nextID      uint64
-	puts        uint64 // records accepted so far: the last one's order
+	puts        uint64     // records accepted so far: the last one's order
 	gen         uint64     // flush generation of new records
 	flushGen    uint64     // records of generations below are due now
 	outstanding []genCount // records without an outcome, by generation (ascending)

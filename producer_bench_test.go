@@ -140,3 +140,39 @@ func BenchmarkProducerBlockedMemory(b *testing.B) {
 		c.Close()
 	}
 }
+
+// BenchmarkProducerHotKey puts 100-byte records of one partition key through
+// the generic path (what real Kinesis sees), without aggregation, in the
+// default batching mode and with WithStrictOrder, and reports user records
+// per PutRecords call: strict order sends a key at most once per shard and
+// call.
+func BenchmarkProducerHotKey(b *testing.B) {
+	for _, strict := range []bool{false, true} {
+		b.Run(fmt.Sprintf("strict=%v", strict), func(b *testing.B) {
+			_, s := benchStream(b)
+			ctx := context.Background()
+			p, err := NewProducer(ctx, s, WithGenericPath(true), WithAggregation(false), WithStrictOrder(strict), WithShardLimits(Unlimited()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			data := make([]byte, benchRecordSize)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := p.Put(ctx, ProducerRecord{PartitionKey: "hot", Data: data}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := p.Close(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			m := p.Metrics()
+			if m.UserRecordsPut != int64(b.N) {
+				b.Fatalf("put %d user records, want %d", m.UserRecordsPut, b.N)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(m.UserRecordsPut)/float64(m.PutRecordsCalls), "records/call")
+		})
+	}
+}

@@ -156,15 +156,15 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 			failed = true
 			continue
 		}
-		if !w.ordering.IsZero() {
-			if w.ordering.counter >= math.MaxUint64/2 {
+		if !w.ordering.IsZero() && (SequenceNumber{counter: s.next, shard: s.num}).Cmp(w.ordering) <= 0 {
+			// The new number must exceed the one given: skip ahead to it,
+			// unless it lies beyond what the shard can issue.
+			if !w.ordering.native() || w.ordering.counter >= math.MaxUint64/2 {
 				results[w.index].Err = errorf(op, ErrInvalidArgument, "SequenceNumberForOrdering %s is beyond any number this stream can issue", w.ordering)
 				failed = true
 				continue
 			}
-			if (SequenceNumber{counter: s.next, shard: s.num}).Cmp(w.ordering) <= 0 {
-				s.next = w.ordering.counter + 1
-			}
+			s.next = w.ordering.counter + 1
 		}
 		counter := s.next
 		s.next++
