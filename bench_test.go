@@ -2,10 +2,12 @@ package runnel
 
 import (
 	"context"
+	"crypto/md5"
 	"fmt"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -214,4 +216,114 @@ func BenchmarkRetainedMemory(b *testing.B) {
 		b.ReportMetric(overhead, "overhead-bytes/record")
 		runtime.KeepAlive(s)
 	}
+}
+
+// BenchmarkWriteVsMD5 measures, in the same run, the cost per record of
+// PutRecords (500 × 100-byte records, unique keys, 1 goroutine, limits
+// off) and of PutRecord, against the md5.Sum of the same partition keys,
+// and reports the ratios: MD5 routing is the floor of a write. Targets:
+// PutRecords ≤ 2× MD5, PutRecord ≤ 3× MD5. Each op is one batch of 500
+// records written, and the same 500 keys hashed.
+func BenchmarkWriteVsMD5(b *testing.B) {
+	for _, single := range []bool{false, true} {
+		name := "PutRecords"
+		if single {
+			name = "PutRecord"
+		}
+		b.Run(name, func(b *testing.B) {
+			_, s := benchStream(b)
+			keys := benchKeys(MaxPutRecordsEntries)
+			data := make([]byte, benchRecordSize)
+			batch := make([]PutRecordsEntry, len(keys))
+			for i := range batch {
+				batch[i] = PutRecordsEntry{PartitionKey: keys[i], Data: data}
+			}
+			ctx := context.Background()
+			var hashTime, putTime time.Duration
+			var sink byte
+			b.ReportAllocs()
+			for b.Loop() {
+				start := time.Now()
+				for _, k := range keys {
+					sum := md5.Sum([]byte(k))
+					sink ^= sum[0]
+				}
+				mid := time.Now()
+				if single {
+					for i := range batch {
+						if _, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: batch[i].PartitionKey, Data: data}); err != nil {
+							b.Fatal(err)
+						}
+					}
+				} else if out, err := s.PutRecords(ctx, batch); err != nil || out.FailedRecordCount > 0 {
+					b.Fatal(err)
+				}
+				end := time.Now()
+				hashTime += mid.Sub(start)
+				putTime += end.Sub(mid)
+			}
+			records := float64(b.N * len(keys))
+			b.ReportMetric(float64(hashTime.Nanoseconds())/records, "md5-ns/record")
+			b.ReportMetric(float64(putTime.Nanoseconds())/records, "write-ns/record")
+			b.ReportMetric(float64(putTime)/float64(hashTime), "write/md5")
+			if sink == 42 {
+				b.Log("") // keep the hashing
+			}
+		})
+	}
+}
+
+// BenchmarkFollow measures Follow tailing a shard while another goroutine
+// writes to it one record at a time, each written after the previous one
+// was delivered: records/s, the latency from the start of PutRecord to the
+// follower's yield (p50, p99, sampled), and the allocations per record
+// delivered, PutRecord included (B/op is the stored record's share of its
+// chunk).
+func BenchmarkFollow(b *testing.B) {
+	c := NewCluster()
+	b.Cleanup(func() { c.Close() })
+	s, err := c.CreateStream(context.Background(), "follow", WithShardCount(1), WithLimits(Unlimited()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan struct{}, 1)
+	var stamp atomic.Int64 // when the record being delivered was put (UnixNano)
+	var lat latencies
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for _, err := range s.Follow(ctx, "shardId-000000000000", StartingPosition{Type: TrimHorizon}) {
+			if err != nil {
+				return
+			}
+			if t := stamp.Load(); t != 0 {
+				lat.add(time.Duration(time.Now().UnixNano() - t))
+			}
+			got <- struct{}{}
+		}
+	})
+	data := make([]byte, benchRecordSize)
+	// Let the follower reach the tip before measuring.
+	if _, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: data}); err != nil {
+		b.Fatal(err)
+	}
+	<-got
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%16 == 0 { // sample: reading the clock costs a share of a put
+			stamp.Store(time.Now().UnixNano())
+		} else {
+			stamp.Store(0)
+		}
+		if _, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: data}); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+	b.StopTimer()
+	cancel()
+	wg.Wait()
+	reportRecords(b, b.N)
+	lat.report(b, "wake")
 }

@@ -2,6 +2,7 @@ package runnel
 
 import (
 	"context"
+	"log/slog"
 	"regexp"
 	"slices"
 	"sync"
@@ -31,6 +32,7 @@ type clusterConfig struct {
 	shardQuota      int
 	streamQuota     int // 0: no limit
 	sweepInterval   time.Duration
+	logger          *slog.Logger
 }
 
 // ClusterOption configures a Cluster.
@@ -79,11 +81,22 @@ func WithSweepInterval(d time.Duration) ClusterOption {
 	}
 }
 
+// WithLogger makes the cluster log reshards (Info) and throttled reads and
+// writes (Debug, one line per call). Default: no logging.
+func WithLogger(l *slog.Logger) ClusterOption {
+	return func(c *clusterConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
 // NewCluster returns an empty cluster and starts its background sweep. Call
 // Close to stop it. Inside a testing/synctest bubble the cluster runs on the
 // bubble's virtual clock; create and close it inside the bubble.
 func NewCluster(opts ...ClusterOption) *Cluster {
-	cfg := clusterConfig{region: "us-east-1", account: "000000000000", shardQuota: 20_000, sweepInterval: time.Minute}
+	cfg := clusterConfig{region: "us-east-1", account: "000000000000", shardQuota: 20_000, sweepInterval: time.Minute,
+		logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&cfg)
 	}

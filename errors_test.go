@@ -607,7 +607,7 @@ func TestInjectFaultValidation(t *testing.T) {
 	cases := []struct {
 		name  string
 		fault Fault
-		names string                     // the bad value, as the message must name it
+		names string                        // the bad value, as the message must name it
 		check func(t *testing.T, s *Stream) // an operation the fault would affect succeeds
 	}{
 		{"UnknownOperation", Fault{Op: Operation(200), Err: ErrInternalFailure}, "Operation(200)", putOK},
@@ -978,4 +978,54 @@ func TestOrderingForeignSequenceNumber(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestErrorAsErrorClassifies checks how asError classifies the errors it
+// wraps: every result has a sentinel as its Kind and one "runnel:" prefix.
+func TestErrorAsErrorClassifies(t *testing.T) {
+	boom := errors.New("boom")
+	own := errorf("PutRecords", ErrProvisionedThroughputExceeded, "rate exceeded")
+	wrappedThrottle := fmt.Errorf("adapter: %w", ErrProvisionedThroughputExceeded)
+	wrappedDeadline := fmt.Errorf("adapter: %w", context.DeadlineExceeded)
+	cases := []struct {
+		name     string
+		what     string
+		err      error
+		wantKind error
+		wantErr  error // the Err field; nil when the error is its own Kind
+		same     bool  // the *Error is returned as it is
+	}{
+		{"Unclassified", "", boom, ErrInternalFailure, boom, false},
+		{"WrappedSentinel", "", wrappedThrottle, ErrProvisionedThroughputExceeded, wrappedThrottle, false},
+		{"BareSentinel", "", ErrLimitExceeded, ErrLimitExceeded, nil, false},
+		{"BareRunnelSentinel", "", ErrClosed, ErrClosed, nil, false},
+		{"Canceled", "", context.Canceled, context.Canceled, nil, false},
+		{"WrappedDeadline", "", wrappedDeadline, context.DeadlineExceeded, wrappedDeadline, false},
+		{"OwnErrorSameOp", "", own, ErrProvisionedThroughputExceeded, nil, true},
+		{"OwnErrorWithWhat", "sending", own, ErrProvisionedThroughputExceeded, own, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := asError("PutRecords", tc.what, tc.err)
+			require.NotNil(t, got)
+			if tc.same {
+				assert.Same(t, own, got)
+				return
+			}
+			assert.Equal(t, "PutRecords", got.Op)
+			assert.Equal(t, tc.what, got.Msg)
+			assert.Equal(t, tc.wantKind, got.Kind)
+			assert.Equal(t, tc.wantErr, got.Err)
+			assert.ErrorIs(t, got, tc.err)
+			etAssertClassified(t, got)
+		})
+	}
+	t.Run("OtherOp", func(t *testing.T) {
+		got := asError("Flush", "", own)
+		assert.Equal(t, "Flush", got.Op)
+		assert.Same(t, own, got.Err)
+		assert.Equal(t, ErrProvisionedThroughputExceeded, got.Kind)
+		assert.Equal(t, "runnel: Flush: PutRecords: ProvisionedThroughputExceededException: rate exceeded", got.Error())
+		etAssertClassified(t, got)
+	})
 }

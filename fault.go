@@ -114,10 +114,8 @@ func (f *Fault) validate() error {
 		return errorf(op, ErrInvalidArgument, "the fault has neither Err nor Latency: it would do nothing")
 	case f.Record != nil && f.Op != AnyOperation && f.Op != OpPutRecord && f.Op != OpPutRecords:
 		return errorf(op, ErrInvalidArgument, "a Record filter applies only to PutRecord and PutRecords, not to %v", f.Op)
-	case f.StreamName != "":
-		if err := validateStreamName(op, f.StreamName); err != nil {
-			return err
-		}
+	case f.StreamName != "" && !streamNamePattern.MatchString(f.StreamName):
+		return errorf(op, ErrInvalidArgument, "StreamName %.140q is not a stream name (1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and '-')", f.StreamName)
 	}
 	if f.ShardID != "" {
 		if _, err := parseShardID(op, f.ShardID); err != nil {

@@ -293,6 +293,7 @@ func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecords
 	}
 	res := sh.read(now, s.cutoffMs(now), pos, limit, MaxGetRecordsBytes, in.Buffer[:0])
 	if res.throttled {
+		s.cluster.cfg.logger.Debug("runnel: read throttled", "stream", s.name, "shard", sh.id)
 		return GetRecordsOutput{}, errorf(op, ErrProvisionedThroughputExceeded, "rate exceeded for shard %s: over its read limit of %d calls/s or %d bytes/s",
 			sh.id, s.cfg.limits.ReadCallsPerSecond, s.cfg.limits.ReadBytesPerSecond)
 	}
@@ -350,13 +351,20 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 			return
 		}
 		var buf []Record
+		var wake chan struct{} // this reader's wake-up channel
+		if follow {
+			wake = make(chan struct{}, 1)
+		}
 		for !it.IsZero() {
 			// Ask for the wake-up before reading, so that no record can
 			// arrive unnoticed between the read and the wait.
-			var changed <-chan struct{}
 			if follow {
+				select {
+				case <-wake: // an old signal: the read below sees its record
+				default:
+				}
 				if sh := s.shards.Load().shard(it.shard); sh != nil {
-					changed = sh.changed()
+					sh.watch(wake)
 				}
 			}
 			// The iterator is this loop's own: renew it, so that a slow
@@ -386,7 +394,7 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 				return // caught up
 			}
 			select {
-			case <-changed:
+			case <-wake:
 			case <-ctx.Done():
 				yield(Record{}, ctxError("GetRecords", ctx.Err()))
 				return

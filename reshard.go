@@ -141,6 +141,12 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 	if err := s.begin(ctx, op, noShard); err != nil {
 		return err
 	}
+	var committed *reshardPlan // logged once s.mu is released
+	defer func() {
+		if committed != nil {
+			s.logReshard(op, committed)
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.live(op); err != nil {
@@ -166,17 +172,28 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 	}
 	if s.cfg.reshardDuration <= 0 {
 		s.commit(p, now)
+		committed = p
 		return nil
 	}
 	s.status = StatusUpdating
 	return s.cluster.after(op, time.Duration(p.steps)*s.cfg.reshardDuration, func() {
 		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.live(op) == nil {
+		live := s.live(op) == nil
+		if live {
 			s.commit(p, time.Now())
 		}
 		s.status = StatusActive
+		s.mu.Unlock()
+		if live {
+			s.logReshard(op, p)
+		}
 	})
+}
+
+// logReshard logs a committed resharding.
+func (s *Stream) logReshard(op string, p *reshardPlan) {
+	s.cluster.cfg.logger.Info("runnel: resharded", "op", op, "stream", s.name,
+		"open_shards", len(p.open), "shards_created", len(p.created), "shards_closed", len(p.parents))
 }
 
 // reserveShards adds delta open shards of s to the quota count, or fails

@@ -3,6 +3,7 @@ package runnel
 import (
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -59,9 +60,9 @@ type shardState struct {
 	oldest     int64  // arrival of the oldest retained record; MaxInt64 if none
 	closed     bool
 	closedAtMs int64
-	closedGen  uint64        // generation of the shard map published with the close
-	children   []*shardState // set when closed
-	wake       chan struct{} // closed on the next append or close; nil if nobody waits
+	closedGen  uint64          // generation of the shard map published with the close
+	children   []*shardState   // set when closed
+	waiters    []chan struct{} // readers' wake-up channels (capacity 1), signalled on the next append or close
 	counters   shardCounters
 }
 
@@ -189,31 +190,40 @@ func (s *shardState) countThrottle(write bool) {
 	if write {
 		s.counters.writeThrottles++
 	} else {
+		s.counters.getCalls++ // a throttled call is a call, as in read
 		s.counters.readThrottles++
 	}
 }
 
+// wakeLocked signals every registered reader and forgets them.
 func (s *shardState) wakeLocked() {
-	if s.wake != nil {
-		close(s.wake)
-		s.wake = nil
+	for i, ch := range s.waiters {
+		select {
+		case ch <- struct{}{}:
+		default: // a signal is pending already
+		}
+		s.waiters[i] = nil
 	}
+	s.waiters = s.waiters[:0]
 }
 
-// changed returns a channel that is closed when the shard next receives a
-// record or closes: a cheap wake-up for readers waiting at the tip.
-func (s *shardState) changed() <-chan struct{} {
+// watch registers ch (a reader's own channel, capacity 1) to be signalled
+// when the shard next receives a record or closes: a cheap wake-up for
+// readers waiting at the tip, which allocates nothing. A closed shard
+// signals at once. Registering the same channel twice is harmless.
+func (s *shardState) watch(ch chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		c := make(chan struct{})
-		close(c)
-		return c
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+		return
 	}
-	if s.wake == nil {
-		s.wake = make(chan struct{})
+	if !slices.Contains(s.waiters, ch) {
+		s.waiters = append(s.waiters, ch)
 	}
-	return s.wake
 }
 
 // readResult is what one GetRecords call on the shard found.

@@ -337,6 +337,7 @@ func (s *Stream) PutRecord(ctx context.Context, in PutRecordInput) (PutRecordOut
 			m = s.shards.Load()
 			shard = int32(m.route(hk))
 		default:
+			s.cluster.cfg.logger.Debug("runnel: record failed", "op", op, "stream", s.name, "shard", sh.id, "error", res[0].Err)
 			return PutRecordOutput{}, res[0].Err
 		}
 	}
@@ -579,6 +580,9 @@ func (s *Stream) putRouted(ctx context.Context, op string, sc *putScratch, entri
 		if r.Err != nil {
 			out.FailedRecordCount++
 		}
+	}
+	if out.FailedRecordCount > 0 {
+		s.cluster.cfg.logger.Debug("runnel: records failed", "op", op, "stream", s.name, "records", out.FailedRecordCount)
 	}
 	return out, nil
 }
