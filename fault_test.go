@@ -191,7 +191,7 @@ func TestFaultRecordPredicateOnce(t *testing.T) {
 	assert.Equal(t, 1, out.FailedRecordCount)
 	assert.ErrorIs(t, out.Records[1].Err, ErrProvisionedThroughputExceeded)
 	assert.NoError(t, out.Records[2].Err, "the fault fired once")
-	// Op "PutRecords" does not affect PutRecord.
+	// A fault on OpPutRecords does not affect PutRecord.
 	_, err = s.PutRecord(context.Background(), PutRecordInput{PartitionKey: "x"})
 	assert.NoError(t, err)
 }
@@ -338,11 +338,10 @@ func TestFaultConcurrentTimes(t *testing.T) {
 	assert.EqualValues(t, 8*50-37, s.Stats().Total.RecordsPut)
 }
 
-// TestFaultShardLatencyDelaysPutRecordsOnce shows that a shard-scoped
-// latency fault delays a PutRecords call once per entry routed to the shard
-// (3 entries: 3 s) instead of once per call as Fault.Latency documents
-// ("delays each affected operation"). A client testing its timeouts with a
-// 1 s delay would see a 500-entry batch take 500 s.
+// TestFaultShardLatencyDelaysPutRecordsOnce checks that a shard-scoped
+// latency fault delays a PutRecords call once, however many of its entries
+// route to the shard, as Fault.Latency promises ("once per call also when
+// several of its records are affected").
 func TestFaultShardLatencyDelaysPutRecordsOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(2))
@@ -359,10 +358,10 @@ func TestFaultShardLatencyDelaysPutRecordsOnce(t *testing.T) {
 	})
 }
 
-// TestFaultRecordLatencyContextFailsCall shows that when ctx ends during a
-// record fault's latency, PutRecords succeeds and reports ctx's error as one
-// entry's Err (not a Kinesis error code), while it writes the other entries.
-// Fault.Latency documents that "the operation fails with ctx's error".
+// TestFaultRecordLatencyContextFailsCall checks that when ctx ends during a
+// record fault's latency, the whole PutRecords call fails with ctx's error,
+// as Fault.Latency promises, and no entry reports an error without a
+// Kinesis error code.
 func TestFaultRecordLatencyContextFailsCall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))

@@ -294,12 +294,12 @@ func TestPartialLimits(t *testing.T) {
 	})
 }
 
-// TestReadBytesDebtLastsFiveSeconds shows that after a 10 MiB read the shard
-// allows reads again after 4 s, not the 5 s that Kinesis documents ("If a
-// call returns 10 MiB of data, subsequent calls made within the next 5
-// seconds throw ProvisionedThroughputExceededException"; KINESIS.md: "about
-// 5 s after a 10 MiB read"): the full bucket's 2 MiB of credit is spent on
-// the read, so only 8 MiB of debt remains.
+// TestReadBytesDebtLastsFiveSeconds checks that a 10 MiB read from an idle
+// shard throttles its reads for the 5 s that Kinesis documents ("If a call
+// returns 10 MiB of data, subsequent calls made within the next 5 seconds
+// throw ProvisionedThroughputExceededException"), as Limits.ReadBytesPerSecond
+// promises: a read above the per-second budget is paid from empty, whatever
+// credit the shard had saved.
 func TestReadBytesDebtLastsFiveSeconds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, s := newTestStream(t, WithShardCount(1), WithMaxRecordSize(10<<20), WithMaxPutRecordsSize(10<<20))

@@ -380,10 +380,11 @@ type Producer struct {
 	outstanding []genCount // records without an outcome, by generation (ascending)
 	closing     bool
 	aborted     bool
-	room        chan struct{} // closed when records complete; nil if nobody waits
-	completed   chan struct{} // likewise, for Flush and Close
-	rr          int           // round-robin start for fairness between shards
-	slab        []byte        // where put copies small records' data
+	room        chan struct{}       // closed when records complete; nil if nobody waits
+	completed   chan struct{}       // likewise, for Flush and Close
+	rr          int                 // round-robin start for fairness between shards
+	takenKeys   map[uint64]struct{} // scratch of take with strict order: keys taken for a shard
+	slab        []byte              // where put copies small records' data
 	metrics     ProducerMetrics
 
 	// callbacks (capacity 1) lets one sender at a time run callbacks. A
@@ -440,7 +441,8 @@ func NewProducer(ctx context.Context, dst Putter, opts ...ProducerOption) (*Prod
 	if err != nil {
 		return nil, err
 	}
-	p := &Producer{dst: dst, cfg: cfg, wake: make(chan struct{}, 1), stop: make(chan struct{}), callbacks: make(chan struct{}, 1)}
+	p := &Producer{dst: dst, cfg: cfg, wake: make(chan struct{}, 1), stop: make(chan struct{}), callbacks: make(chan struct{}, 1),
+		takenKeys: make(map[uint64]struct{})}
 	if !cfg.genericPath {
 		p.routed, _ = dst.(RoutedPutter)
 	}
@@ -469,7 +471,7 @@ func (p *Producer) listShards(ctx context.Context) ([]*producerShard, map[string
 	for attempt := 1; ; attempt++ {
 		listed, err := listAllShards(ctx, p.dst)
 		if err != nil {
-			return nil, nil, asError(op, "the producer listing shards", err)
+			return nil, nil, asError(op, "", err)
 		}
 		var open []*producerShard
 		ranges := make(map[string]HashKeyRange, len(listed))

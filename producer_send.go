@@ -223,11 +223,23 @@ func (p *Producer) take(now time.Time) (claims []claim, done *outcomes, refresh 
 		}
 		// Take records for this call: the estimate errs high, so that
 		// what is taken fits the call once packed.
+		// With strict order on the generic path, a call carries a key once
+		// per shard, so nothing after the first repeated key can be sent.
+		strict := p.routed == nil && p.cfg.strictOrder
+		if strict {
+			clear(p.takenKeys)
+		}
 		taken, bytes := 0, 0
 		for _, r := range sh.queue.items() {
 			est := r.size() + len(r.ehk) + len(r.id) + 24
 			if taken > 0 && (bytes+est > budgetBytes || (!p.cfg.aggregation && taken == budgetEntries)) {
 				break
+			}
+			if strict {
+				if _, dup := p.takenKeys[r.hk.lo]; dup {
+					break
+				}
+				p.takenKeys[r.hk.lo] = struct{}{}
 			}
 			taken++
 			bytes += est
@@ -431,7 +443,9 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 		case callErr != nil:
 			err = callErr
 		case i < len(out.Records):
-			err = out.Records[i].Err
+			if err = out.Records[i].Err; err != nil && p.routed == nil {
+				err = asError("PutRecords", "", err) // classify what a user's Putter returned
+			}
 		default:
 			err = errorf("PutRecords", ErrInternalFailure, "response has %d results for %d records", len(out.Records), len(entries))
 		}

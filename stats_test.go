@@ -85,9 +85,8 @@ func TestStats(t *testing.T) {
 }
 
 // normalizeTimes drops the location and monotonic reading of the arrival
-// times so that ShardStats compare with ==.
-// normalizeTimes also drops MemoryBytes, which depends on chunk sizing
-// (memory_test.go checks it).
+// times so that ShardStats compare with ==. It also drops MemoryBytes, which
+// depends on chunk sizing (TestExpiredMemoryIsReleased checks it).
 func normalizeTimes(s ShardStats) ShardStats {
 	s.MemoryBytes = 0
 	norm := func(t time.Time) time.Time {

@@ -82,16 +82,15 @@ func TestCreateStreamValidation(t *testing.T) {
 	}
 }
 
-// TestCreateStreamMaxRecordSize10MiBAlone shows that WithMaxRecordSize(10 MiB),
-// which its doc comment offers as Kinesis's largest record size, cannot be
-// used on its own: the default PutRecords size (5 MiB) is below it and
-// CreateStream fails. Kinesis raises the request limit to 10 MiB with large
-// records (KINESIS.md), so the default should follow the record size.
+// TestCreateStreamMaxRecordSize10MiBAlone checks that WithMaxRecordSize(10 MiB),
+// Kinesis's largest record size, is accepted on its own: the default
+// PutRecords size is 5 MiB or the maximum record size when that is larger,
+// as WithMaxPutRecordsSize documents.
 func TestCreateStreamMaxRecordSize10MiBAlone(t *testing.T) {
 	c := NewCluster()
 	defer c.Close()
 	s, err := c.CreateStream(context.Background(), "big", WithMaxRecordSize(10<<20))
-	require.NoError(t, err, "WithMaxRecordSize(10 MiB) alone should be accepted")
+	require.NoError(t, err, "WithMaxRecordSize(10 MiB) alone is accepted")
 	sum, err := s.Describe(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 10<<20, sum.MaxRecordSize)
