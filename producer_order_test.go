@@ -334,3 +334,45 @@ func TestProducerGenericAggregateAfterSplit(t *testing.T) {
 		assert.Positive(t, p.Metrics().Retries, "high/0 was sent again")
 	})
 }
+
+// TestProducerHotKeyCalls counts the PutRecords calls that 100 records of
+// one partition key take on the generic path: the default batches them in
+// one call; WithStrictOrder sends the key once per shard and call, which
+// without aggregation means one record per call, and with aggregation one
+// aggregate per call (holding them all here).
+func TestProducerHotKeyCalls(t *testing.T) {
+	tests := []struct {
+		name        string
+		strict, agg bool
+		calls       int64
+	}{
+		{name: "batched", calls: 1},
+		{name: "batched aggregated", agg: true, calls: 1},
+		{name: "strict", strict: true, calls: 100},
+		{name: "strict aggregated", strict: true, agg: true, calls: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				_, s := newTestStream(t, WithShardCount(2), WithLimits(Unlimited()))
+				p := prodNew(t, s, WithGenericPath(true), WithStrictOrder(tt.strict), WithAggregation(tt.agg), WithShardLimits(Unlimited()))
+				for i := range 100 {
+					require.NoError(t, p.Put(t.Context(), prodRecord("hot", fmt.Sprint(i)), nil))
+				}
+				require.NoError(t, p.Flush(t.Context()))
+				m := p.Metrics()
+				assert.EqualValues(t, 100, m.UserRecordsPut)
+				assert.Equal(t, tt.calls, m.PutRecordsCalls)
+				var got []string
+				for _, u := range prodReadLineage(t, s) {
+					got = append(got, string(u.Data))
+				}
+				want := make([]string, 100)
+				for i := range want {
+					want[i] = fmt.Sprint(i)
+				}
+				assert.Equal(t, want, got, "stored in put order")
+			})
+		})
+	}
+}

@@ -223,9 +223,10 @@ func (p *Producer) take(now time.Time) (claims []claim, done *outcomes, refresh 
 		}
 		// Take records for this call: the estimate errs high, so that
 		// what is taken fits the call once packed.
-		// With strict order on the generic path, a call carries a key once
-		// per shard, so nothing after the first repeated key can be sent.
-		strict := p.routed == nil && p.cfg.strictOrder
+		// With strict order on the generic path and no aggregation, a call
+		// carries a key once per shard, so nothing after the first repeated
+		// key can be sent. (An aggregate may repeat its own keys.)
+		strict := p.routed == nil && p.cfg.strictOrder && !p.cfg.aggregation
 		if strict {
 			clear(p.takenKeys)
 		}

@@ -120,7 +120,7 @@ type write struct {
 
 // put appends records to the shard in order, at time now. Each record
 // succeeds or fails on its own, except that an in-order write after a failed
-// one is refused (errNotAttempted). It writes results[w.index].
+// one is refused (ErrNotAttempted). It writes results[w.index].
 func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, results []PutRecordsResult) {
 	nowMs := now.UnixMilli()
 	s.mu.Lock()

@@ -40,9 +40,9 @@ func FuzzListShardsNextToken(f *testing.F) {
 	})
 }
 
-// FuzzValidateRecord checks the record validator on arbitrary keys: no
+// FuzzCheckRecord checks the record validator on arbitrary keys: no
 // panic, and every error is typed.
-func FuzzValidateRecord(f *testing.F) {
+func FuzzCheckRecord(f *testing.F) {
 	c := NewCluster()
 	defer c.Close()
 	s, err := c.CreateStream(context.Background(), "fuzz")
