@@ -128,7 +128,7 @@ func BenchmarkPutRecords(b *testing.B) {
 			for range g {
 				wg.Go(func() {
 					for range per {
-						if out, err := s.PutRecords(ctx, batch); err != nil || out.FailedRecordCount > 0 {
+						if out, err := s.PutRecords(ctx, PutRecordsInput{Records: batch}); err != nil || out.FailedRecordCount > 0 {
 							b.Error(err)
 							return
 						}
@@ -150,7 +150,7 @@ func fillStream(b *testing.B, s *Stream, n int) {
 		for j := range batch {
 			batch[j] = PutRecordsEntry{PartitionKey: keys[(i+j)&1023], Data: data}
 		}
-		if _, err := s.PutRecords(context.Background(), batch[:min(len(batch), n-i)]); err != nil {
+		if _, err := s.PutRecords(context.Background(), PutRecordsInput{Records: batch[:min(len(batch), n-i)]}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -174,7 +174,7 @@ func BenchmarkGetRecords(b *testing.B) {
 	read, calls := 0, 0
 	for b.Loop() {
 		for _, sh := range s.shards.Load().open {
-			it, err := s.GetShardIterator(ctx, sh.id, StartingPosition{Type: TrimHorizon})
+			it, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: sh.id, StartingPosition: StartingPosition{Type: TrimHorizon}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -271,7 +271,7 @@ func BenchmarkWriteVsMD5(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-				} else if out, err := s.PutRecords(ctx, batch); err != nil || out.FailedRecordCount > 0 {
+				} else if out, err := s.PutRecords(ctx, PutRecordsInput{Records: batch}); err != nil || out.FailedRecordCount > 0 {
 					b.Fatal(err)
 				}
 				end := time.Now()

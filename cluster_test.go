@@ -26,7 +26,7 @@ func TestExpiredMemoryIsReleased(t *testing.T) {
 				for j := range batch {
 					batch[j] = PutRecordsEntry{PartitionKey: fmt.Sprint(i + j), Data: data}
 				}
-				_, err := s.PutRecords(context.Background(), batch)
+				_, err := s.PutRecords(context.Background(), PutRecordsInput{Records: batch})
 				require.NoError(t, err)
 			}
 		}

@@ -20,7 +20,7 @@ type StreamReader interface {
 	// ListShards lists the stream's shards (one page; see ListShardsInput).
 	ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error)
 	// GetShardIterator returns an iterator at a position of a shard.
-	GetShardIterator(ctx context.Context, shardID string, from StartingPosition) (ShardIterator, error)
+	GetShardIterator(ctx context.Context, in GetShardIteratorInput) (ShardIterator, error)
 	// GetRecords reads records at an iterator. An implementation may use
 	// in.Buffer for the returned records or ignore it.
 	GetRecords(ctx context.Context, in GetRecordsInput) (GetRecordsOutput, error)

@@ -157,7 +157,7 @@ func TestErrorRecordErrorCode(t *testing.T) {
 	c, s := newTestStream(t, WithShardCount(1))
 	ctx := context.Background()
 	injectFault(t, c, Fault{Op: OpPutRecords, Err: ErrExpiredIterator, Record: func(key string, _ []byte) bool { return key == "bad" }})
-	out, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "ok", Data: []byte("a")}, {PartitionKey: "bad", Data: []byte("b")}})
+	out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "ok", Data: []byte("a")}, {PartitionKey: "bad", Data: []byte("b")}}})
 	require.NoError(t, err)
 	require.Len(t, out.Records, 2)
 	require.NoError(t, out.Records[0].Err)
@@ -196,11 +196,11 @@ func TestContextErrors(t *testing.T) {
 			return err
 		}},
 		{"PutRecords", "PutRecords", func(ctx context.Context, _ *Cluster, s *Stream, _ ShardIterator) error {
-			_, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "k", Data: []byte("v")}})
+			_, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "k", Data: []byte("v")}}})
 			return err
 		}},
 		{"GetShardIterator", "GetShardIterator", func(ctx context.Context, _ *Cluster, s *Stream, _ ShardIterator) error {
-			_, err := s.GetShardIterator(ctx, etShard0, StartingPosition{Type: TrimHorizon})
+			_, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: etShard0, StartingPosition: StartingPosition{Type: TrimHorizon}})
 			return err
 		}},
 		{"GetRecords", "GetRecords", func(ctx context.Context, _ *Cluster, s *Stream, it ShardIterator) error {
@@ -285,11 +285,11 @@ func TestClosedErrors(t *testing.T) {
 			return err
 		}},
 		{"PutRecords", "PutRecords", func(_ *Cluster, s *Stream, _ ShardIterator) error {
-			_, err := s.PutRecords(context.Background(), []PutRecordsEntry{{PartitionKey: "k", Data: []byte("v")}})
+			_, err := s.PutRecords(context.Background(), PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "k", Data: []byte("v")}}})
 			return err
 		}},
 		{"GetShardIterator", "GetShardIterator", func(_ *Cluster, s *Stream, _ ShardIterator) error {
-			_, err := s.GetShardIterator(context.Background(), etShard0, StartingPosition{Type: TrimHorizon})
+			_, err := s.GetShardIterator(context.Background(), GetShardIteratorInput{ShardID: etShard0, StartingPosition: StartingPosition{Type: TrimHorizon}})
 			return err
 		}},
 		{"GetRecords", "GetRecords", func(_ *Cluster, s *Stream, it ShardIterator) error {
@@ -380,7 +380,7 @@ func TestErrorPrefixOnce(t *testing.T) {
 		}},
 		{"EmptyPartitionKeyPutRecords", []error{ErrValidation}, func(t *testing.T) error {
 			_, s := newTestStream(t)
-			_, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "k"}, {PartitionKey: ""}})
+			_, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "k"}, {PartitionKey: ""}}})
 			return err
 		}},
 		{"BadExplicitHashKey", []error{ErrValidation}, func(t *testing.T) error {
@@ -400,7 +400,7 @@ func TestErrorPrefixOnce(t *testing.T) {
 		}},
 		{"UnknownShard", []error{ErrResourceNotFound}, func(t *testing.T) error {
 			_, s := newTestStream(t)
-			_, err := s.GetShardIterator(ctx, "shardId-000000000099", StartingPosition{Type: TrimHorizon})
+			_, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: "shardId-000000000099", StartingPosition: StartingPosition{Type: TrimHorizon}})
 			return err
 		}},
 		{"InjectedThrottle", []error{ErrProvisionedThroughputExceeded}, func(t *testing.T) error {
@@ -522,7 +522,7 @@ func TestFaultErrWithoutSentinel(t *testing.T) {
 			return err
 		}},
 		{"PutRecords", Fault{Op: OpPutRecords, Err: boom}, func(t *testing.T, s *Stream) error {
-			_, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "k", Data: []byte("v")}})
+			_, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "k", Data: []byte("v")}}})
 			return err
 		}},
 		{"ListShards", Fault{Op: OpListShards, Err: boom}, func(t *testing.T, s *Stream) error {
@@ -534,7 +534,7 @@ func TestFaultErrWithoutSentinel(t *testing.T) {
 			return err
 		}},
 		{"GetShardIterator", Fault{Op: OpGetShardIterator, Err: boom}, func(t *testing.T, s *Stream) error {
-			_, err := s.GetShardIterator(ctx, etShard0, StartingPosition{Type: TrimHorizon})
+			_, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: etShard0, StartingPosition: StartingPosition{Type: TrimHorizon}})
 			return err
 		}},
 		{"GetRecordsOfShard", Fault{Op: OpGetRecords, ShardID: etShard0, Err: boom}, func(t *testing.T, s *Stream) error {
@@ -543,11 +543,11 @@ func TestFaultErrWithoutSentinel(t *testing.T) {
 			return err
 		}},
 		{"PutRecordsRecordFault", Fault{Op: OpPutRecords, Err: boom, Record: func(key string, _ []byte) bool { return key == "bad" }}, func(t *testing.T, s *Stream) error {
-			out, err := s.PutRecords(ctx, []PutRecordsEntry{
+			out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
 				{PartitionKey: "good", Data: []byte("1")},
 				{PartitionKey: "bad", Data: []byte("2")},
 				{PartitionKey: "good", Data: []byte("3")},
-			})
+			}})
 			require.NoError(t, err)
 			require.Len(t, out.Records, 3)
 			assert.Equal(t, 1, out.FailedRecordCount)
@@ -558,10 +558,10 @@ func TestFaultErrWithoutSentinel(t *testing.T) {
 			return out.Records[1].Err
 		}},
 		{"PutRecordsShardFault", Fault{Op: OpPutRecords, ShardID: etShard1, Err: boom}, func(t *testing.T, s *Stream) error {
-			out, err := s.PutRecords(ctx, []PutRecordsEntry{
+			out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
 				{PartitionKey: "a", ExplicitHashKey: etLow},
 				{PartitionKey: "b", ExplicitHashKey: etHigh},
-			})
+			}})
 			require.NoError(t, err)
 			require.Len(t, out.Records, 2)
 			assert.Equal(t, 1, out.FailedRecordCount)
@@ -622,7 +622,7 @@ func TestInjectFaultValidation(t *testing.T) {
 			}},
 		{"MalformedShardID", Fault{Op: OpGetShardIterator, ShardID: "shard-1", Err: ErrInternalFailure}, `"shard-1"`,
 			func(t *testing.T, s *Stream) {
-				_, err := s.GetShardIterator(ctx, etShard0, StartingPosition{Type: TrimHorizon})
+				_, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: etShard0, StartingPosition: StartingPosition{Type: TrimHorizon}})
 				assert.NoError(t, err)
 			}},
 		{"MalformedStreamName", Fault{Op: OpPutRecord, StreamName: "bad name!", Err: ErrInternalFailure}, `"bad name!"`, putOK},
@@ -736,11 +736,11 @@ func TestStatsInjectedThrottles(t *testing.T) {
 	}{
 		{"RecordFaultOneOfThree", Fault{Op: OpPutRecords, Err: throttle, Record: func(key string, _ []byte) bool { return key == "b" }},
 			func(t *testing.T, s *Stream) {
-				out, err := s.PutRecords(ctx, []PutRecordsEntry{
+				out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
 					{PartitionKey: "a", ExplicitHashKey: etLow},
 					{PartitionKey: "b", ExplicitHashKey: etHigh},
 					{PartitionKey: "c", ExplicitHashKey: etLow},
-				})
+				}})
 				require.NoError(t, err)
 				assert.Equal(t, 1, out.FailedRecordCount)
 				assert.ErrorIs(t, out.Records[1].Err, throttle)
@@ -768,20 +768,20 @@ func TestStatsInjectedThrottles(t *testing.T) {
 			}, []int64{0, 1}, []int64{0, 0}},
 		{"OperationThrottlePutRecords", Fault{Op: OpPutRecords, Err: throttle},
 			func(t *testing.T, s *Stream) {
-				_, err := s.PutRecords(ctx, []PutRecordsEntry{
+				_, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
 					{PartitionKey: "a", ExplicitHashKey: etLow},
 					{PartitionKey: "b", ExplicitHashKey: etHigh},
 					{PartitionKey: "c", ExplicitHashKey: etLow},
-				})
+				}})
 				assert.ErrorIs(t, err, throttle)
 			}, []int64{2, 1}, []int64{0, 0}},
 		{"ShardThrottlePutRecords", Fault{Op: OpPutRecords, ShardID: etShard0, Err: throttle},
 			func(t *testing.T, s *Stream) {
-				out, err := s.PutRecords(ctx, []PutRecordsEntry{
+				out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
 					{PartitionKey: "a", ExplicitHashKey: etLow},
 					{PartitionKey: "b", ExplicitHashKey: etHigh},
 					{PartitionKey: "c", ExplicitHashKey: etLow},
-				})
+				}})
 				require.NoError(t, err)
 				assert.Equal(t, 2, out.FailedRecordCount)
 			}, []int64{2, 0}, []int64{0, 0}},
@@ -802,7 +802,7 @@ func TestStatsInjectedThrottles(t *testing.T) {
 			}, []int64{0, 0}, []int64{1, 0}},
 		{"OtherErrorsDoNotCount", Fault{Op: OpPutRecords, Err: ErrInternalFailure},
 			func(t *testing.T, s *Stream) {
-				_, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "a", ExplicitHashKey: etLow}})
+				_, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "a", ExplicitHashKey: etLow}}})
 				assert.ErrorIs(t, err, ErrInternalFailure)
 				it := iterator(t, s, etShard0, StartingPosition{Type: TrimHorizon})
 				_, err = s.GetRecords(ctx, GetRecordsInput{ShardIterator: it})
@@ -846,11 +846,11 @@ func TestStatsInjectedThrottleLikeReal(t *testing.T) {
 		{"PutRecordsEntries", 2, Fault{Op: OpPutRecords, Err: ErrProvisionedThroughputExceeded, StreamName: "injected",
 			Record: func(_ string, data []byte) bool { return string(data) != "second" }},
 			func(s *Stream) error {
-				out, err := s.PutRecords(ctx, []PutRecordsEntry{
+				out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
 					{PartitionKey: "k", Data: []byte("second")},
 					{PartitionKey: "k", Data: []byte("third")},
 					{PartitionKey: "k", Data: []byte("fourth")},
-				})
+				}})
 				if err != nil {
 					return err
 				}
@@ -972,7 +972,7 @@ func TestOrderingForeignSequenceNumber(t *testing.T) {
 			t.Run("GetShardIterator/"+string(typ)+"/"+n.name, func(t *testing.T) {
 				_, s := newTestStream(t, WithShardCount(1))
 				putString(t, s, "k", "v")
-				_, err := s.GetShardIterator(ctx, etShard0, StartingPosition{Type: typ, SequenceNumber: n.seq})
+				_, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: etShard0, StartingPosition: StartingPosition{Type: typ, SequenceNumber: n.seq}})
 				require.ErrorIs(t, err, ErrInvalidArgument)
 				etAssertClassified(t, err)
 			})

@@ -24,7 +24,7 @@ func ExampleCluster_CreateStream() {
 	}
 	fmt.Println("stored in", put.ShardID, "as", put.SequenceNumber)
 
-	it, err := s.GetShardIterator(ctx, put.ShardID, runnel.StartingPosition{Type: runnel.TrimHorizon})
+	it, err := s.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: put.ShardID, StartingPosition: runnel.StartingPosition{Type: runnel.TrimHorizon}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -53,12 +53,12 @@ func ExampleStream_PutRecords() {
 
 	// Records are routed by the MD5 hash of their partition key, or by an
 	// explicit hash key.
-	out, err := s.PutRecords(ctx, []runnel.PutRecordsEntry{
+	out, err := s.PutRecords(ctx, runnel.PutRecordsInput{Records: []runnel.PutRecordsEntry{
 		{PartitionKey: "user-1", Data: []byte("home")},
 		{PartitionKey: "user-2", Data: []byte("cart")},
 		{PartitionKey: "user-1", Data: []byte("checkout")},
 		{PartitionKey: "any", ExplicitHashKey: "0", Data: []byte("first shard")},
-	})
+	}})
 	if err != nil {
 		log.Fatal(err) // the request as a whole was invalid
 	}
@@ -121,7 +121,7 @@ func ExampleStream_GetRecords() {
 
 	// The polling loop of a Kinesis consumer: each call returns the records
 	// at an iterator and the iterator to continue from.
-	it, err := s.GetShardIterator(ctx, "shardId-000000000000", runnel.StartingPosition{Type: runnel.TrimHorizon})
+	it, err := s.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: "shardId-000000000000", StartingPosition: runnel.StartingPosition{Type: runnel.TrimHorizon}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -187,10 +187,10 @@ func ExampleCluster_InjectFault() {
 		log.Fatal(err)
 	}
 	defer remove()
-	out, err := s.PutRecords(ctx, []runnel.PutRecordsEntry{
+	out, err := s.PutRecords(ctx, runnel.PutRecordsInput{Records: []runnel.PutRecordsEntry{
 		{PartitionKey: "p-2", Data: []byte("1.00")},
 		{PartitionKey: "p-3", Data: []byte("2.00")},
-	})
+	}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -63,17 +63,17 @@ func TestFaultUntilRemoved(t *testing.T) {
 	ctx := context.Background()
 	remove := injectFault(t, c, Fault{Op: OpGetShardIterator, Err: ErrProvisionedThroughputExceeded})
 	for range 20 {
-		_, err := s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
+		_, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: shard0, StartingPosition: StartingPosition{Type: TrimHorizon}})
 		require.ErrorIs(t, err, ErrProvisionedThroughputExceeded)
 	}
 	// Other operations are not affected.
 	putString(t, s, "k", "v")
 
 	remove()
-	_, err := s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
+	_, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: shard0, StartingPosition: StartingPosition{Type: TrimHorizon}})
 	assert.NoError(t, err)
 	remove() // removing twice is harmless
-	_, err = s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
+	_, err = s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: shard0, StartingPosition: StartingPosition{Type: TrimHorizon}})
 	assert.NoError(t, err)
 }
 
@@ -151,7 +151,7 @@ func TestFaultRecordPredicate(t *testing.T) {
 		{PartitionKey: "bad3", ExplicitHashKey: toShard1, Data: []byte("b3")},
 		{PartitionKey: "good4", ExplicitHashKey: toShard0, Data: []byte("g4")},
 	}
-	out, err := s.PutRecords(ctx, entries)
+	out, err := s.PutRecords(ctx, PutRecordsInput{Records: entries})
 	require.NoError(t, err, "a record fault fails entries, not the call")
 	assert.Equal(t, 2, out.FailedRecordCount)
 	for i, r := range out.Records {
@@ -184,9 +184,9 @@ func TestFaultRecordPredicateOnce(t *testing.T) {
 		Err:    ErrProvisionedThroughputExceeded,
 		Times:  1,
 	})
-	out, err := s.PutRecords(context.Background(), []PutRecordsEntry{
+	out, err := s.PutRecords(context.Background(), PutRecordsInput{Records: []PutRecordsEntry{
 		{PartitionKey: "a"}, {PartitionKey: "x"}, {PartitionKey: "x"}, {PartitionKey: "b"},
-	})
+	}})
 	require.NoError(t, err)
 	assert.Equal(t, 1, out.FailedRecordCount)
 	assert.ErrorIs(t, out.Records[1].Err, ErrProvisionedThroughputExceeded)
@@ -206,7 +206,7 @@ func TestFaultShardID(t *testing.T) {
 	// Reads of that shard fail; the other shard works.
 	_, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it1})
 	assert.ErrorIs(t, err, ErrInternalFailure)
-	_, err = s.GetShardIterator(ctx, shard1, StartingPosition{Type: Latest})
+	_, err = s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: shard1, StartingPosition: StartingPosition{Type: Latest}})
 	assert.ErrorIs(t, err, ErrInternalFailure)
 	_, err = s.GetRecords(ctx, GetRecordsInput{ShardIterator: it0})
 	assert.NoError(t, err)
@@ -214,11 +214,11 @@ func TestFaultShardID(t *testing.T) {
 	assert.NoError(t, err, "operations that name no shard are not affected")
 
 	// Writes fail per record routed to that shard.
-	out, err := s.PutRecords(ctx, []PutRecordsEntry{
+	out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
 		{PartitionKey: "k", ExplicitHashKey: toShard0, Data: []byte("a")},
 		{PartitionKey: "k", ExplicitHashKey: toShard1, Data: []byte("b")},
 		{PartitionKey: "k", ExplicitHashKey: toShard0, Data: []byte("c")},
-	})
+	}})
 	require.NoError(t, err)
 	assert.Equal(t, 1, out.FailedRecordCount)
 	assert.ErrorIs(t, out.Records[1].Err, ErrInternalFailure)
@@ -267,7 +267,7 @@ func TestFaultLatency(t *testing.T) {
 		// Latency and an error together: the error comes after the delay.
 		injectFault(t, c, Fault{Op: OpGetShardIterator, Latency: time.Second, Err: ErrInternalFailure, Times: 1})
 		start = time.Now()
-		_, err := s.GetShardIterator(ctx, shard0, StartingPosition{Type: TrimHorizon})
+		_, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: shard0, StartingPosition: StartingPosition{Type: TrimHorizon}})
 		assert.ErrorIs(t, err, ErrInternalFailure)
 		assert.Equal(t, time.Second, time.Since(start))
 
@@ -347,11 +347,11 @@ func TestFaultShardLatencyDelaysPutRecordsOnce(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(2))
 		injectFault(t, c, Fault{ShardID: shard0, Latency: time.Second})
 		start := time.Now()
-		out, err := s.PutRecords(context.Background(), []PutRecordsEntry{
+		out, err := s.PutRecords(context.Background(), PutRecordsInput{Records: []PutRecordsEntry{
 			{PartitionKey: "a", ExplicitHashKey: "0"},
 			{PartitionKey: "b", ExplicitHashKey: "1"},
 			{PartitionKey: "c", ExplicitHashKey: "2"},
-		})
+		}})
 		require.NoError(t, err)
 		assert.Zero(t, out.FailedRecordCount)
 		assert.Equal(t, time.Second, time.Since(start), "one delay per PutRecords call")
@@ -372,7 +372,7 @@ func TestFaultRecordLatencyContextFailsCall(t *testing.T) {
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		out, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "fast"}, {PartitionKey: "slow"}})
+		out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "fast"}, {PartitionKey: "slow"}}})
 		assert.ErrorIs(t, err, context.DeadlineExceeded, "the call fails with ctx's error")
 		for i, r := range out.Records {
 			if r.Err != nil {

@@ -155,11 +155,20 @@ func ParseShardIterator(token string) (ShardIterator, error) {
 	return it, nil
 }
 
+// GetShardIteratorInput is a GetShardIterator request.
+type GetShardIteratorInput struct {
+	// ShardID is the shard to read. Required.
+	ShardID string
+	// StartingPosition is where to start. Required.
+	StartingPosition StartingPosition
+}
+
 // GetShardIterator returns an iterator at the given position of a shard
 // (open or closed). AtSequenceNumber and AfterSequenceNumber need a sequence
 // number issued by that shard; AtTimestamp needs a timestamp.
-func (s *Stream) GetShardIterator(ctx context.Context, shardID string, from StartingPosition) (ShardIterator, error) {
+func (s *Stream) GetShardIterator(ctx context.Context, in GetShardIteratorInput) (ShardIterator, error) {
 	const op = "GetShardIterator"
+	shardID, from := in.ShardID, in.StartingPosition
 	if err := s.ready(ctx, op); err != nil {
 		return ShardIterator{}, err
 	}
@@ -345,7 +354,7 @@ func (s *Stream) Follow(ctx context.Context, shardID string, from StartingPositi
 
 func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPosition, follow bool) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
-		it, err := s.GetShardIterator(ctx, shardID, from)
+		it, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: shardID, StartingPosition: from})
 		if err != nil {
 			yield(Record{}, err)
 			return

@@ -103,7 +103,7 @@ func TestPutRecordsMarksOnlyOverLimitEntries(t *testing.T) {
 			return es
 		}
 		for _, n := range []int{500, 495} {
-			out, err := s.PutRecords(ctx, batch(n, low, "fill"))
+			out, err := s.PutRecords(ctx, PutRecordsInput{Records: batch(n, low, "fill")})
 			require.NoError(t, err)
 			require.Zero(t, out.FailedRecordCount)
 		}
@@ -113,7 +113,7 @@ func TestPutRecordsMarksOnlyOverLimitEntries(t *testing.T) {
 			entries = append(entries, batch(1, low, fmt.Sprint("low", i))...)
 			entries = append(entries, batch(1, high, fmt.Sprint("high", i))...)
 		}
-		out, err := s.PutRecords(ctx, entries)
+		out, err := s.PutRecords(ctx, PutRecordsInput{Records: entries})
 		require.NoError(t, err, "throttling fails entries, not the call")
 		assert.Equal(t, 5, out.FailedRecordCount)
 		require.Len(t, out.Records, 20)
@@ -142,7 +142,7 @@ func TestPutRecordsMarksOnlyOverLimitEntries(t *testing.T) {
 				retry = append(retry, entries[i])
 			}
 		}
-		out, err = s.PutRecords(ctx, retry)
+		out, err = s.PutRecords(ctx, PutRecordsInput{Records: retry})
 		require.NoError(t, err)
 		assert.Zero(t, out.FailedRecordCount)
 		assert.EqualValues(t, 5, s.Stats().Total.WriteThrottles)
@@ -253,7 +253,7 @@ func TestUnlimited(t *testing.T) {
 			entries[i] = PutRecordsEntry{PartitionKey: "k", Data: data[:1+i%10]}
 		}
 		for range 10 { // 5,000 records in no time
-			out, err := s.PutRecords(ctx, entries)
+			out, err := s.PutRecords(ctx, PutRecordsInput{Records: entries})
 			require.NoError(t, err)
 			require.Zero(t, out.FailedRecordCount)
 		}

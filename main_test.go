@@ -52,7 +52,7 @@ func shardIDs(t testing.TB, s *Stream) []string {
 // iterator returns an iterator for a shard and fails the test on error.
 func iterator(t testing.TB, s *Stream, shardID string, from StartingPosition) ShardIterator {
 	t.Helper()
-	it, err := s.GetShardIterator(context.Background(), shardID, from)
+	it, err := s.GetShardIterator(context.Background(), GetShardIteratorInput{ShardID: shardID, StartingPosition: from})
 	require.NoError(t, err)
 	return it
 }

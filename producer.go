@@ -15,13 +15,16 @@ import (
 // Putter is what a Producer needs from a stream: writing batches and
 // learning the shards. *Stream implements it; an adapter can implement it
 // for Amazon Kinesis, so that the same producer code runs there. PutRecords
-// must not keep the entries' Data after it returns: the producer reuses
+// must not keep the records' Data after it returns: the producer reuses
 // that memory. Errors should wrap the sentinels of the error table (see
 // ErrorForName); an error that wraps none is taken as ErrInternalFailure,
-// and retried. A Putter that also implements RoutedPutter gets the
-// producer's fast path.
+// and retried.
+//
+// Two optional interfaces widen it: a Putter that is also a StreamDescriber
+// tells the producer its stream's limits, and one that is also a
+// RoutedPutter gets the producer's fast path.
 type Putter interface {
-	PutRecords(ctx context.Context, entries []PutRecordsEntry) (PutRecordsOutput, error)
+	PutRecords(ctx context.Context, in PutRecordsInput) (PutRecordsOutput, error)
 	ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error)
 }
 
@@ -249,9 +252,12 @@ func WithProducerLogger(l *slog.Logger) ProducerOption {
 	return func(c *producerConfig) { c.logger = l }
 }
 
-// streamDescriber is implemented by Putters that can tell their stream's
-// limits, as *Stream does; the producer then packs to them.
-type streamDescriber interface {
+// StreamDescriber is an optional interface of a Putter that can tell its
+// stream's limits, as *Stream does: the producer then packs to the stream's
+// record and request sizes and rate-limits to its shard limits, unless an
+// option sets them. An adapter over Amazon Kinesis can implement it with
+// DescribeStreamSummary.
+type StreamDescriber interface {
 	Describe(ctx context.Context) (StreamSummary, error)
 }
 
@@ -280,7 +286,7 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 		c.logger = slog.New(slog.DiscardHandler)
 	}
 	stream := StreamSummary{Limits: KinesisLimits(), MaxRecordSize: 1 << 20, MaxPutRecordsSize: 5 << 20}
-	if d, ok := dst.(streamDescriber); ok && (c.maxRecordSize == 0 || c.collMaxSize == 0 || c.shardLimits == nil) {
+	if d, ok := dst.(StreamDescriber); ok && (c.maxRecordSize == 0 || c.collMaxSize == 0 || c.shardLimits == nil) {
 		sum, err := d.Describe(ctx)
 		if err != nil {
 			return c, asError(op, "describing the stream", err)

@@ -20,8 +20,8 @@ type stuckLister struct {
 	lists atomic.Int32
 }
 
-func (h *stuckLister) PutRecords(ctx context.Context, e []PutRecordsEntry) (PutRecordsOutput, error) {
-	out, err := h.s.PutRecords(ctx, e)
+func (h *stuckLister) PutRecords(ctx context.Context, in PutRecordsInput) (PutRecordsOutput, error) {
+	out, err := h.s.PutRecords(ctx, in)
 	for i := range out.Records {
 		out.Records[i].ShardID += "-merged"
 	}

@@ -399,7 +399,7 @@ func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent
 // has one.
 func (p *Producer) call(buf *sendBuffers) (PutRecordsOutput, error) {
 	if p.routed == nil {
-		out, err := p.dst.PutRecords(p.sendCtx, buf.puts)
+		out, err := p.dst.PutRecords(p.sendCtx, PutRecordsInput{Records: buf.puts})
 		if err != nil {
 			err = asError("PutRecords", "", err)
 		}

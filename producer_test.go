@@ -231,7 +231,8 @@ func (f *prodFake) ListShards(ctx context.Context, in ListShardsInput) (ListShar
 	return ListShardsOutput{Shards: slices.Clone(f.shards)}, nil
 }
 
-func (f *prodFake) PutRecords(ctx context.Context, entries []PutRecordsEntry) (PutRecordsOutput, error) {
+func (f *prodFake) PutRecords(ctx context.Context, in PutRecordsInput) (PutRecordsOutput, error) {
+	entries := in.Records
 	f.mu.Lock()
 	call := prodCall{at: time.Now(), entries: make([]PutRecordsEntry, len(entries))}
 	for i, e := range entries {
@@ -307,7 +308,7 @@ func (f *prodFake) PutRecords(ctx context.Context, entries []PutRecordsEntry) (P
 	for j, i := range fwd {
 		sub[j] = call.entries[i]
 	}
-	res, err := f.s.PutRecords(ctx, sub)
+	res, err := f.s.PutRecords(ctx, PutRecordsInput{Records: sub})
 	if err != nil {
 		return PutRecordsOutput{}, err
 	}

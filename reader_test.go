@@ -19,7 +19,8 @@ func (w wireReader) ListShards(ctx context.Context, in runnel.ListShardsInput) (
 	return w.s.ListShards(ctx, in)
 }
 
-func (w wireReader) GetShardIterator(ctx context.Context, shardID string, from runnel.StartingPosition) (runnel.ShardIterator, error) {
+func (w wireReader) GetShardIterator(ctx context.Context, in runnel.GetShardIteratorInput) (runnel.ShardIterator, error) {
+	from := in.StartingPosition
 	if !from.SequenceNumber.IsZero() {
 		n, err := runnel.ParseSequenceNumber(from.SequenceNumber.String())
 		if err != nil {
@@ -27,7 +28,7 @@ func (w wireReader) GetShardIterator(ctx context.Context, shardID string, from r
 		}
 		from.SequenceNumber = n
 	}
-	it, err := w.s.GetShardIterator(ctx, shardID, from)
+	it, err := w.s.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: in.ShardID, StartingPosition: from})
 	return runnel.OpaqueShardIterator(it.String()), err
 }
 
@@ -68,7 +69,7 @@ func readLineage(t *testing.T, r runnel.StreamReader) []string {
 			return data
 		}
 		for _, sh := range ready {
-			it, err := r.GetShardIterator(ctx, sh.ShardID, runnel.StartingPosition{Type: runnel.TrimHorizon})
+			it, err := r.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: sh.ShardID, StartingPosition: runnel.StartingPosition{Type: runnel.TrimHorizon}})
 			require.NoError(t, err)
 			for !it.IsZero() {
 				got, err := r.GetRecords(ctx, runnel.GetRecordsInput{ShardIterator: it})
@@ -116,7 +117,7 @@ func TestStreamReaderOverTheWire(t *testing.T) {
 	var r runnel.StreamReader = wireReader{s}
 	seq, err := runnel.ParseSequenceNumber(first.SequenceNumber.String())
 	require.NoError(t, err)
-	it, err := r.GetShardIterator(ctx, first.ShardID, runnel.StartingPosition{Type: runnel.AtSequenceNumber, SequenceNumber: seq})
+	it, err := r.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: first.ShardID, StartingPosition: runnel.StartingPosition{Type: runnel.AtSequenceNumber, SequenceNumber: seq}})
 	require.NoError(t, err)
 	assert.Empty(t, it.ShardID(), "an opaque iterator names no shard")
 	got, err := r.GetRecords(ctx, runnel.GetRecordsInput{ShardIterator: it})

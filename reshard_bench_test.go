@@ -40,7 +40,7 @@ func reshardBenchFill(b *testing.B, s *Stream, n int) {
 		for j := range m {
 			batch[j] = PutRecordsEntry{PartitionKey: keys[(i+j)%len(keys)], Data: data}
 		}
-		out, err := s.PutRecords(context.Background(), batch[:m])
+		out, err := s.PutRecords(context.Background(), PutRecordsInput{Records: batch[:m]})
 		if err != nil || out.FailedRecordCount > 0 {
 			b.Fatalf("filling the stream: %v (%d failed)", err, out.FailedRecordCount)
 		}
@@ -170,7 +170,7 @@ func reshardBenchWrites(b *testing.B, mode string) {
 	for b.Loop() {
 		p := phase.Load()
 		t0 := time.Now()
-		out, err := s.PutRecords(ctx, batch)
+		out, err := s.PutRecords(ctx, PutRecordsInput{Records: batch})
 		dur[p] += time.Since(t0)
 		recs[p] += len(batch)
 		if err != nil || out.FailedRecordCount > 0 {

@@ -886,7 +886,7 @@ func TestUpdateShardCountShape(t *testing.T) {
 func reshardReadShard(t testing.TB, s *Stream, id string, limit int) (recs []Record, children []ChildShard, ended bool) {
 	t.Helper()
 	ctx := context.Background()
-	it, err := s.GetShardIterator(ctx, id, StartingPosition{Type: TrimHorizon})
+	it, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: id, StartingPosition: StartingPosition{Type: TrimHorizon}})
 	require.NoError(t, err)
 	for {
 		out, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it, Limit: limit})
@@ -921,7 +921,7 @@ func TestReshardGetRecordsChildShards(t *testing.T) {
 	}
 
 	t.Run("paged to the end", func(t *testing.T) {
-		it, err := s.GetShardIterator(ctx, s0.ShardID, StartingPosition{Type: TrimHorizon})
+		it, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: s0.ShardID, StartingPosition: StartingPosition{Type: TrimHorizon}})
 		require.NoError(t, err)
 		out, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it, Limit: 2})
 		require.NoError(t, err)
@@ -952,7 +952,7 @@ func TestReshardGetRecordsChildShards(t *testing.T) {
 	}
 	for _, p := range positions {
 		t.Run(p.name, func(t *testing.T) {
-			it, err := s.GetShardIterator(ctx, s0.ShardID, p.pos)
+			it, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: s0.ShardID, StartingPosition: p.pos})
 			require.NoError(t, err)
 			out, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it})
 			require.NoError(t, err)
@@ -1032,11 +1032,11 @@ func TestReshardClosedShardReadableUntilExpiry(t *testing.T) {
 		// By closing time + retention + one sweep, the shard is gone.
 		at(10*time.Minute + retention - 30*time.Second)
 		assert.Contains(t, listed(), s0.ShardID)
-		it, err := s.GetShardIterator(ctx, s0.ShardID, StartingPosition{Type: TrimHorizon})
+		it, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: s0.ShardID, StartingPosition: StartingPosition{Type: TrimHorizon}})
 		require.NoError(t, err)
 		at(10*time.Minute + retention + time.Minute)
 		assert.Equal(t, []string{reshardID(1), reshardID(2), reshardID(3), reshardID(4), reshardID(5)}, listed())
-		_, err = s.GetShardIterator(ctx, s0.ShardID, StartingPosition{Type: TrimHorizon})
+		_, err = s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: s0.ShardID, StartingPosition: StartingPosition{Type: TrimHorizon}})
 		reshardErr(t, err, ErrResourceNotFound, s0.ShardID)
 		_, err = s.GetRecords(ctx, GetRecordsInput{ShardIterator: it})
 		reshardErr(t, err, ErrResourceNotFound, s0.ShardID)
@@ -1348,7 +1348,7 @@ func reshardLineageProperty(t *testing.T, seed uint64) {
 					next[key]++
 					batch[i] = PutRecordsEntry{PartitionKey: key, Data: []byte(reshardData(key, ns[i]))}
 				}
-				out, err := s.PutRecords(ctx, batch)
+				out, err := s.PutRecords(ctx, PutRecordsInput{Records: batch})
 				if err != nil || out.FailedRecordCount > 0 {
 					t.Errorf("writer %d: PutRecords: %v, %d failed", w, err, out.FailedRecordCount)
 					failed.Store(true)

@@ -94,7 +94,7 @@ func TestSweepReleasesIdleShards(t *testing.T) {
 		for i := range entries {
 			entries[i] = PutRecordsEntry{PartitionKey: string(rune('a' + i%26)), Data: make([]byte, 100)}
 		}
-		out, err := s.PutRecords(context.Background(), entries)
+		out, err := s.PutRecords(context.Background(), PutRecordsInput{Records: entries})
 		require.NoError(t, err)
 		require.Zero(t, out.FailedRecordCount)
 		n, _ := retained(s)

@@ -31,7 +31,7 @@ func TestStats(t *testing.T) {
 		_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "ab", ExplicitHashKey: toShard0, Data: []byte("12345")})
 		require.NoError(t, err)
 		time.Sleep(time.Second)
-		out, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "c", ExplicitHashKey: toShard0, Data: []byte("123")}})
+		out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "c", ExplicitHashKey: toShard0, Data: []byte("123")}}})
 		require.NoError(t, err)
 		require.Zero(t, out.FailedRecordCount)
 		time.Sleep(2 * time.Second)

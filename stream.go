@@ -366,6 +366,12 @@ type PutRecordsResult struct {
 	Err error
 }
 
+// PutRecordsInput is a PutRecords request.
+type PutRecordsInput struct {
+	// Records are the records to write: 1 to 500.
+	Records []PutRecordsEntry
+}
+
 // PutRecordsOutput holds one result per entry, in the order of the request.
 type PutRecordsOutput struct {
 	FailedRecordCount int                // entries whose Err is set
@@ -376,8 +382,9 @@ type PutRecordsOutput struct {
 // own (throttling fails only the records over a shard's limit); records for
 // one shard are stored in request order. A request that is invalid as a
 // whole (count, sizes, a bad key) fails entirely and stores nothing.
-func (s *Stream) PutRecords(ctx context.Context, entries []PutRecordsEntry) (PutRecordsOutput, error) {
+func (s *Stream) PutRecords(ctx context.Context, in PutRecordsInput) (PutRecordsOutput, error) {
 	const op = "PutRecords"
+	entries := in.Records
 	if err := s.ready(ctx, op); err != nil {
 		return PutRecordsOutput{}, err
 	}

@@ -215,7 +215,7 @@ func TestRoutingMatchesMD5(t *testing.T) {
 		assert.True(t, contains(put.ShardID, explicit), "explicit %s went to %s", explicit, put.ShardID)
 
 		// PutRecords routes the same way.
-		res, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: key}, {PartitionKey: key, ExplicitHashKey: explicit.String()}})
+		res, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: key}, {PartitionKey: key, ExplicitHashKey: explicit.String()}}})
 		require.NoError(t, err)
 		require.Zero(t, res.FailedRecordCount)
 		assert.True(t, contains(res.Records[0].ShardID, want))
@@ -237,7 +237,7 @@ func TestSequenceNumbers(t *testing.T) {
 			require.NoError(t, err)
 			outs = []PutRecordsResult{{ShardID: out.ShardID, SequenceNumber: out.SequenceNumber}}
 		} else {
-			out, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: key}, {PartitionKey: fmt.Sprint("x", i)}})
+			out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: key}, {PartitionKey: fmt.Sprint("x", i)}}})
 			require.NoError(t, err)
 			outs = out.Records
 		}
@@ -434,7 +434,7 @@ func TestConcurrentWriters(t *testing.T) {
 				for j := range entries {
 					entries[j] = PutRecordsEntry{PartitionKey: fmt.Sprint(rng.Uint64()), Data: fmt.Appendf(nil, "w%d-r%d-%x", w, i+j, rng.Uint32())}
 				}
-				out, err := s.PutRecords(ctx, entries)
+				out, err := s.PutRecords(ctx, PutRecordsInput{Records: entries})
 				if !assert.NoError(t, err) || !assert.Zero(t, out.FailedRecordCount) {
 					return
 				}
@@ -499,7 +499,7 @@ func TestTailWhileWriting(t *testing.T) {
 			for i := range perWriter {
 				data := fmt.Appendf(nil, "w%d-%04d-%s", w, i, strings.Repeat("x", i%50))
 				if i%3 == 0 {
-					_, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "k", Data: data}})
+					_, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "k", Data: data}}})
 					assert.NoError(t, err)
 				} else {
 					_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: data})
@@ -547,7 +547,7 @@ func TestPutRecordsOrderAndShards(t *testing.T) {
 	for i := range entries {
 		entries[i] = PutRecordsEntry{PartitionKey: fmt.Sprint(rng.IntN(20)), Data: fmt.Appendf(nil, "%03d", i)}
 	}
-	out, err := s.PutRecords(context.Background(), entries)
+	out, err := s.PutRecords(context.Background(), PutRecordsInput{Records: entries})
 	require.NoError(t, err)
 	require.Zero(t, out.FailedRecordCount)
 	require.Len(t, out.Records, len(entries))
@@ -587,7 +587,7 @@ func TestPutCopiesData(t *testing.T) {
 	_, err := s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: buf})
 	require.NoError(t, err)
 	batch := []byte("batched1")
-	_, err = s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "k", Data: batch}})
+	_, err = s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "k", Data: batch}}})
 	require.NoError(t, err)
 	copy(buf, "mutated!")
 	copy(batch, "mutated!")

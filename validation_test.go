@@ -232,7 +232,7 @@ func TestPutRecordsValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := append([]StreamOption{WithLimits(Unlimited())}, tt.opts...)
 			_, s := newTestStream(t, opts...)
-			out, err := s.PutRecords(context.Background(), tt.entries)
+			out, err := s.PutRecords(context.Background(), PutRecordsInput{Records: tt.entries})
 			if tt.kind == nil {
 				require.NoError(t, err)
 				assert.Zero(t, out.FailedRecordCount)
@@ -321,7 +321,7 @@ func TestGetShardIteratorValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			it, err := s.GetShardIterator(ctx, tt.shard, tt.from)
+			it, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: tt.shard, StartingPosition: tt.from})
 			if tt.kind == nil {
 				require.NoError(t, err)
 				assert.False(t, it.IsZero())
@@ -447,11 +447,11 @@ func streamOps(it ShardIterator) map[string]func(s *Stream) error {
 			return err
 		},
 		"PutRecords": func(s *Stream) error {
-			_, err := s.PutRecords(ctx, []PutRecordsEntry{{PartitionKey: "k", Data: []byte("v")}})
+			_, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "k", Data: []byte("v")}}})
 			return err
 		},
 		"GetShardIterator": func(s *Stream) error {
-			_, err := s.GetShardIterator(ctx, "shardId-000000000000", StartingPosition{Type: TrimHorizon})
+			_, err := s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: "shardId-000000000000", StartingPosition: StartingPosition{Type: TrimHorizon}})
 			return err
 		},
 		"GetRecords": func(s *Stream) error {

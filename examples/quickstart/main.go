@@ -32,7 +32,7 @@ func main() {
 		{PartitionKey: "customer-1", Data: []byte("order 3")},
 		{PartitionKey: "customer-3", Data: []byte("order 4")},
 	}
-	res, err := stream.PutRecords(ctx, batch)
+	res, err := stream.PutRecords(ctx, runnel.PutRecordsInput{Records: batch})
 	if err != nil {
 		log.Fatal(err)
 	}
