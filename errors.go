@@ -132,6 +132,7 @@ type Error struct {
 	Op string
 	// Kind classifies the failure: a sentinel of the error table, one of
 	// runnel's own sentinels, or context.Canceled / context.DeadlineExceeded.
+	// A nil Kind counts as ErrInternalFailure.
 	Kind error
 	// Msg says what was wrong, with the value that was wrong; may be empty.
 	Msg string
@@ -143,12 +144,13 @@ type Error struct {
 // empty, the "runnel: " prefix of a nested error, and Kind when a nested
 // *Error names it already.
 func (e *Error) Error() string {
+	kind := e.kind()
 	var b strings.Builder
 	b.WriteString("runnel: ")
 	b.WriteString(e.Op)
-	if inner, ok := e.Err.(*Error); !ok || inner.Kind != e.Kind {
+	if inner, ok := e.Err.(*Error); !ok || inner.kind() != kind {
 		b.WriteString(": ")
-		b.WriteString(strings.TrimPrefix(e.Kind.Error(), "runnel: "))
+		b.WriteString(strings.TrimPrefix(kind.Error(), "runnel: "))
 	}
 	if e.Msg != "" {
 		b.WriteString(": ")
@@ -164,9 +166,18 @@ func (e *Error) Error() string {
 // Unwrap returns Kind and, when set, Err.
 func (e *Error) Unwrap() []error {
 	if e.Err == nil {
-		return []error{e.Kind}
+		return []error{e.kind()}
 	}
-	return []error{e.Kind, e.Err}
+	return []error{e.kind(), e.Err}
+}
+
+// kind is Kind, or ErrInternalFailure when an *Error was built without one
+// (say from ErrorForName of a name the table lacks).
+func (e *Error) kind() error {
+	if e.Kind == nil {
+		return ErrInternalFailure
+	}
+	return e.Kind
 }
 
 // ErrorName returns the Kinesis error name ("ResourceNotFoundException", …)
@@ -185,7 +196,7 @@ func ErrorName(err error) string {
 // "ProvisionedThroughputExceededException") is
 // ErrProvisionedThroughputExceeded. The per-record ErrorCode
 // "InternalFailure" of PutRecords gives ErrInternalFailure. An unknown name
-// gives nil.
+// gives nil (an *Error with a nil Kind counts as ErrInternalFailure).
 func ErrorForName(name string) error {
 	if name == recordInternalFailure {
 		return ErrInternalFailure
@@ -215,7 +226,8 @@ func IsRetryable(err error) bool {
 
 // HTTPStatus returns the HTTP status the Kinesis API answers err with: 400
 // for most errors of the table, 500 for ErrInternalFailure and for errors
-// that wrap no Kinesis sentinel.
+// that wrap no Kinesis sentinel (ErrClosed, the context's errors, errors
+// runnel cannot classify: a server answers those as internal failures).
 func HTTPStatus(err error) int {
 	var k *kinesisError
 	if errors.As(err, &k) {

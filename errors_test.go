@@ -1029,3 +1029,63 @@ func TestErrorAsErrorClassifies(t *testing.T) {
 		etAssertClassified(t, got)
 	})
 }
+
+func TestErrorWithoutKind(t *testing.T) {
+	e := &Error{Op: "PutRecords", Kind: ErrorForName("SomethingNew"), Msg: "from an adapter"}
+	assert.Equal(t, "runnel: PutRecords: InternalFailureException: from an adapter", e.Error())
+	assert.ErrorIs(t, e, ErrInternalFailure)
+	assert.True(t, IsRetryable(e))
+}
+
+func TestPutRoutedRecordsValidation(t *testing.T) {
+	_, s := newTestStream(t, WithShardCount(2))
+	whole := HashKeyRange{StartingHashKey: HashKey{}, EndingHashKey: MaxHashKey()}
+	entry := []PutRecordsEntry{{PartitionKey: "k", Data: []byte("x")}}
+	low := s.shards.Load().open[0].hashRange
+	tests := []struct {
+		name string
+		in   PutRoutedRecordsInput
+		kind error
+		says string
+	}{
+		{"fewer hash keys", PutRoutedRecordsInput{Entries: entry, Ranges: []HashKeyRange{whole}}, ErrInvalidArgument, "HashKeys"},
+		{"fewer ranges", PutRoutedRecordsInput{Entries: entry, HashKeys: []HashKey{{}}}, ErrInvalidArgument, "Ranges"},
+		{"key outside its range", PutRoutedRecordsInput{Entries: entry, HashKeys: []HashKey{MaxHashKey()}, Ranges: []HashKeyRange{low}}, ErrInvalidArgument, "record 0"},
+		{"inverted range", PutRoutedRecordsInput{Entries: entry, HashKeys: []HashKey{{}}, Ranges: []HashKeyRange{{StartingHashKey: MaxHashKey()}}}, ErrInvalidArgument, "not in its range"},
+		{"bad partition key", PutRoutedRecordsInput{Entries: []PutRecordsEntry{{}}, HashKeys: []HashKey{{}}, Ranges: []HashKeyRange{whole}}, ErrValidation, "partition key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.PutRoutedRecords(t.Context(), tt.in)
+			assert.ErrorIs(t, err, tt.kind)
+			assert.ErrorContains(t, err, tt.says)
+		})
+	}
+	assert.Zero(t, s.Stats().Total.RecordsPut, "nothing stored")
+
+	// A range the shard does not hold whole fails the entry, and the
+	// entries after it in that shard are not attempted.
+	out, err := s.PutRoutedRecords(t.Context(), PutRoutedRecordsInput{
+		Entries:  []PutRecordsEntry{{PartitionKey: "a"}, {PartitionKey: "b"}},
+		HashKeys: []HashKey{{}, {}},
+		Ranges:   []HashKeyRange{whole, low},
+	})
+	require.NoError(t, err)
+	require.Equal(t, 2, out.FailedRecordCount)
+	assert.ErrorIs(t, out.Records[0].Err, ErrShardMapChanged)
+	assert.ErrorIs(t, out.Records[1].Err, ErrNotAttempted)
+	var e *Error
+	require.ErrorAs(t, out.Records[1].Err, &e, "per-entry errors are *Error too")
+	assert.Contains(t, e.Error(), "shardId-000000000000")
+	assert.True(t, IsRetryable(out.Records[0].Err))
+}
+
+func TestInjectFaultShardIDNeedsAShardOperation(t *testing.T) {
+	c, _ := newTestStream(t)
+	_, err := c.InjectFault(Fault{Op: OpListShards, ShardID: "shardId-000000000000", Err: ErrInternalFailure})
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.ErrorContains(t, err, "ListShards")
+	remove, err := c.InjectFault(Fault{Op: OpGetRecords, ShardID: "shardId-000000000000", Err: ErrInternalFailure})
+	require.NoError(t, err)
+	remove()
+}

@@ -118,6 +118,11 @@ func (f *Fault) validate() error {
 		return errorf(op, ErrInvalidArgument, "StreamName %.140q is not a stream name (1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and '-')", f.StreamName)
 	}
 	if f.ShardID != "" {
+		switch f.Op {
+		case AnyOperation, OpGetShardIterator, OpGetRecords, OpPutRecord, OpPutRecords:
+		default:
+			return errorf(op, ErrInvalidArgument, "a ShardID applies only to GetShardIterator, GetRecords, PutRecord and PutRecords, not to %v", f.Op)
+		}
 		if _, err := parseShardID(op, f.ShardID); err != nil {
 			return errorf(op, ErrInvalidArgument, "ShardID %.64q is not a shard id (shardId-000000000000)", f.ShardID)
 		}

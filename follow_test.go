@@ -104,3 +104,40 @@ func TestFollowEndsWhenStreamGoes(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowForgetsItsWakeUp: a Follow that ends (its ctx ends, or the
+// caller stops iterating) leaves no wake-up registered with the shard, so
+// many short-lived followers cost writers nothing.
+func TestFollowForgetsItsWakeUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1))
+		shard := putString(t, s, "k", "first").ShardID
+		sh := s.shards.Load().open[0]
+		waiters := func() int {
+			sh.mu.Lock()
+			defer sh.mu.Unlock()
+			return len(sh.waiters)
+		}
+		for range 100 {
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for _, err := range s.Follow(ctx, shard, StartingPosition{Type: Latest}) {
+					if err != nil {
+						return
+					}
+				}
+			}()
+			synctest.Wait() // waiting at the tip
+			require.Equal(t, 1, waiters())
+			cancel()
+			<-done
+		}
+		for rec := range s.Follow(t.Context(), shard, StartingPosition{Type: TrimHorizon}) {
+			assert.Equal(t, "first", string(rec.Data))
+			break // the caller stops
+		}
+		assert.Zero(t, waiters(), "every ended Follow unregistered")
+	})
+}

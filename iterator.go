@@ -264,14 +264,6 @@ func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecords
 		}
 		it = parsed
 	}
-	if err := s.begin(ctx, op, it.shard); err != nil {
-		if isThrottle(err) {
-			if sh := s.shards.Load().shard(it.shard); sh != nil {
-				sh.countThrottle(false)
-			}
-		}
-		return GetRecordsOutput{}, err
-	}
 	limit := in.Limit
 	switch {
 	case limit == 0:
@@ -287,12 +279,20 @@ func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecords
 	case it.streamID != s.id:
 		return GetRecordsOutput{}, errorf(op, ErrInvalidArgument, "shard iterator belongs to an earlier stream named %s, which was deleted", s.name)
 	}
+	if err := s.begin(ctx, op, it.shard); err != nil {
+		if isThrottle(err) {
+			if sh := s.shards.Load().shard(it.shard); sh != nil {
+				sh.countThrottle(false)
+			}
+		}
+		return GetRecordsOutput{}, err
+	}
 	now := time.Now()
 	if age := now.UnixMilli() - it.issuedMs; age > s.cfg.iteratorTTL.Milliseconds() {
 		return GetRecordsOutput{}, errorf(op, ErrExpiredIterator, "shard iterator for %s expired %v ago (it lives %v)",
 			shardID(it.shard), time.Duration(age)*time.Millisecond-s.cfg.iteratorTTL, s.cfg.iteratorTTL)
 	}
-	sh := s.shards.Load().shard(it.shard)
+	sh := s.listedShard(it.shard)
 	if sh == nil {
 		return GetRecordsOutput{}, errorf(op, ErrResourceNotFound, "shard %s of stream %s has expired", shardID(it.shard), s.name)
 	}
@@ -361,8 +361,14 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 		}
 		var buf []Record
 		var wake chan struct{} // this reader's wake-up channel
+		var watched *shardState
 		if follow {
 			wake = make(chan struct{}, 1)
+			defer func() {
+				if watched != nil {
+					watched.unwatch(wake)
+				}
+			}()
 		}
 		for !it.IsZero() {
 			// Ask for the wake-up before reading, so that no record can
@@ -372,8 +378,8 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 				case <-wake: // an old signal: the read below sees its record
 				default:
 				}
-				if sh := s.shards.Load().shard(it.shard); sh != nil {
-					sh.watch(wake)
+				if watched = s.shards.Load().shard(it.shard); watched != nil {
+					watched.watch(wake)
 				}
 			}
 			// The iterator is this loop's own: renew it, so that a slow

@@ -126,7 +126,7 @@ func (s *Stream) ListShards(ctx context.Context, in ListShardsInput) (ListShards
 		sh.mu.Lock()
 		sh.expireLocked(cutoff)
 		v := sh.viewLocked(gen)
-		ok := keep(v) && !sh.goneLocked(cutoff)
+		ok := keep(v) && !(v.closed && sh.goneLocked(cutoff)) // open in the snapshot: never gone from it
 		var d Shard
 		if ok {
 			d = sh.describeLocked(v)

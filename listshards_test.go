@@ -422,3 +422,32 @@ func TestListShardsConsistentWhileResharding(t *testing.T) {
 	assert.Positive(t, listings.Load())
 	assert.Positive(t, producers.Load())
 }
+
+// TestListShardsSnapshotSurvivesExpiry: a shard open in a NextToken's
+// snapshot stays in the pages that follow even when it closes and all its
+// records expire between the pages (retention shorter than the token's
+// life), so the listing still tiles the hash space.
+func TestListShardsSnapshotSurvivesExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		c := NewCluster(WithSweepInterval(time.Second))
+		defer c.Close()
+		s, err := c.CreateStream(ctx, "short", WithShardCount(3), WithRetention(time.Second))
+		require.NoError(t, err)
+		first, err := s.ListShards(ctx, ListShardsInput{MaxResults: 2})
+		require.NoError(t, err)
+		last := reshardOpen(t, s)[2]
+		require.NoError(t, s.SplitShard(ctx, last.ShardID, reshardMid(t, last)))
+		time.Sleep(10 * time.Second) // the closed shard's data (none) has expired; sweeps ran
+		synctest.Wait()
+		rest, err := s.ListShards(ctx, ListShardsInput{NextToken: first.NextToken})
+		require.NoError(t, err)
+		assertTiles(t, append(first.Shards, rest.Shards...))
+		fresh, err := s.ListShards(ctx, ListShardsInput{})
+		require.NoError(t, err)
+		assert.NotContains(t, reshardIDs(fresh.Shards), last.ShardID, "a new listing no longer shows the expired shard")
+		assertTiles(t, fresh.Shards)
+		_, err = s.GetShardIterator(ctx, GetShardIteratorInput{ShardID: last.ShardID, StartingPosition: StartingPosition{Type: TrimHorizon}})
+		assert.ErrorIs(t, err, ErrResourceNotFound)
+	})
+}

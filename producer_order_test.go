@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -375,4 +376,52 @@ func TestProducerHotKeyCalls(t *testing.T) {
 			})
 		})
 	}
+}
+
+// failingLister is a generic-path Putter over a stream whose ListShards
+// fails once fail is set, as a Kinesis endpoint might while it throttles
+// control calls.
+type failingLister struct {
+	s    *Stream
+	fail atomic.Bool
+}
+
+func (f *failingLister) PutRecords(ctx context.Context, in PutRecordsInput) (PutRecordsOutput, error) {
+	return f.s.PutRecords(ctx, in)
+}
+
+func (f *failingLister) ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error) {
+	if f.fail.Load() {
+		return ListShardsOutput{}, errorf("ListShards", ErrLimitExceeded, "injected")
+	}
+	return f.s.ListShards(ctx, in)
+}
+
+// TestProducerMisplacedWhileListingFails: an aggregate lands in a child
+// that may not own its other user records while ListShards keeps failing.
+// The record that routed it is reported stored; the others cannot be
+// checked, so they fail at their TTL (saying where they were stored), and
+// Flush and Close return.
+func TestProducerMisplacedWhileListingFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1))
+		f := &failingLister{s: s}
+		p := prodNew(t, f, WithRecordTTL(5*time.Second))
+		whole, err := s.ListShards(t.Context(), ListShardsInput{})
+		require.NoError(t, err)
+		low, high := prodSplitKeys(whole.Shards[0].HashKeyRange)
+		results := prodNewResults()
+		require.NoError(t, p.Put(t.Context(), prodRecord(low, "low/0"), results.done("low/0")))
+		require.NoError(t, p.Put(t.Context(), prodRecord(high, "high/0"), results.done("high/0")))
+		require.NoError(t, s.SplitShard(t.Context(), whole.Shards[0].ShardID, whole.Shards[0].HashKeyRange.Mid()))
+		f.fail.Store(true)
+		start := time.Now()
+		require.NoError(t, p.Flush(t.Context()))
+		assert.Less(t, time.Since(start), 6*time.Second, "the unchecked record fails at its TTL")
+		res, _ := results.snapshot()
+		assert.NoError(t, res["low/0"].Err, "the record that routed the aggregate is stored where it belongs")
+		assert.ErrorIs(t, res["high/0"].Err, ErrRecordExpired)
+		assert.ErrorContains(t, res["high/0"].Err, "may not own")
+		require.NoError(t, p.Close(t.Context()))
+	})
 }

@@ -165,20 +165,37 @@ func (p *Producer) take(now time.Time) (claims []claim, done *outcomes, refresh 
 		}
 		sh.queue.settle()
 		for sh.queue.len() > 0 && now.Sub(sh.queue.items()[0].putAt) >= p.cfg.recordTTL {
-			p.expireLocked(&p.dequeueLocked(sh, 1)[0], done, now)
+			p.failExpiredLocked(&p.dequeueLocked(sh, 1)[0], done, now)
 		}
 		if sh.queue.len() > 0 {
 			wait = min(wait, max(sh.queue.items()[0].putAt.Add(p.cfg.recordTTL).Sub(now), time.Millisecond))
 		}
 	}
-	if p.aborted {
-		for _, mp := range p.misplaced {
-			for _, r := range mp.members {
-				done.add(&r, p.failure(&r, errClosedUnverified), now)
+	// Records stored in a shard that may not own them wait for a new shard
+	// map to be checked; they too fail at their TTL, or when Close gives up.
+	kept := p.misplaced[:0]
+	for _, mp := range p.misplaced {
+		members := mp.members[:0]
+		for _, m := range mp.members {
+			r := &m.pending
+			switch {
+			case p.aborted:
+				done.add(r, p.failure(r, errClosedUnverified), now)
+			case now.Sub(r.putAt) >= p.cfg.recordTTL:
+				r.lastErr = errorf("PutRecords", ErrInternalFailure, "stored in shard %s, which may not own the record's hash key, and not checked: the shard map could not be refreshed", mp.result.ShardID)
+				p.failExpiredLocked(r, done, now)
+			default:
+				members = append(members, m)
+				wait = min(wait, max(r.putAt.Add(p.cfg.recordTTL).Sub(now), time.Millisecond))
 			}
 		}
-		p.misplaced = nil
+		if len(members) > 0 {
+			mp.members = members
+			kept = append(kept, mp)
+		}
 	}
+	clear(p.misplaced[len(kept):])
+	p.misplaced = kept
 	if p.mapStale {
 		switch {
 		case p.inFlight > 0 || p.refreshing:
@@ -457,9 +474,15 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 				p.mapStale = true // the stream was resharded: learn the new shards
 				if p.routed == nil && len(e.members) > 1 {
 					// A split raced the call: the aggregate may hold user
-					// records that its shard does not own. Check them
-					// against the new shard map before reporting them.
-					p.misplaced = append(p.misplaced, misplaced{result: r, members: slices.Clone(e.members)})
+					// records that its shard does not own. The first one
+					// routed it, so it is owned; check the others against
+					// the new shard map before reporting them.
+					done.add(&e.members[0], storedResult(&e.members[0], r, 0, true), now)
+					mp := misplaced{result: r}
+					for j := 1; j < len(e.members); j++ {
+						mp.members = append(mp.members, misplacedRecord{pending: e.members[j], sub: j})
+					}
+					p.misplaced = append(p.misplaced, mp)
 					continue
 				}
 			}
@@ -532,7 +555,14 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 // that stored them owns.
 type misplaced struct {
 	result  PutRecordsResult
-	members []pending
+	members []misplacedRecord
+}
+
+// misplacedRecord is a user record of a misplaced aggregate, and its index
+// in the aggregate.
+type misplacedRecord struct {
+	pending
+	sub int
 }
 
 // storedResult is the result of member j of a Kinesis record stored as r.
@@ -573,8 +603,8 @@ func (p *Producer) failure(r *pending, err error) ProducerResult {
 	return ProducerResult{RecordID: r.id, Attempts: r.attempts, Err: err}
 }
 
-// expireLocked fails a record whose TTL passed.
-func (p *Producer) expireLocked(r *pending, done *outcomes, now time.Time) {
+// failExpiredLocked fails a record whose TTL passed.
+func (p *Producer) failExpiredLocked(r *pending, done *outcomes, now time.Time) {
 	err := &Error{Op: "Put", Kind: ErrRecordExpired, Msg: fmt.Sprintf("after %v and %d attempts", p.cfg.recordTTL, r.attempts), Err: r.lastErr}
 	done.add(r, p.failure(r, err), now)
 }
@@ -633,6 +663,20 @@ func (p *Producer) refreshShards() *outcomes {
 	ctx, cancel := context.WithTimeout(p.sendCtx, p.cfg.backoffMax)
 	shards, ranges, err := p.listShards(ctx)
 	cancel()
+	if err != nil {
+		p.cfg.logger.Warn("runnel: producer could not refresh its shard map", "error", err)
+	}
+	done, resent := p.installShards(shards, ranges, err)
+	if err == nil {
+		p.cfg.logger.Info("runnel: producer refreshed its shard map", "open_shards", len(shards), "records_resent", resent)
+	}
+	return done
+}
+
+// installShards installs the shard map a refresh listed (or, when err is
+// set, keeps the old one and schedules another refresh), and returns the
+// outcomes to finish and how many records it sends again.
+func (p *Producer) installShards(shards []*producerShard, ranges map[string]HashKeyRange, err error) (*outcomes, int) {
 	now := time.Now()
 	done := &outcomes{}
 	p.mu.Lock()
@@ -645,8 +689,7 @@ func (p *Producer) refreshShards() *outcomes {
 		for _, sh := range p.shards {
 			sh.notBefore = maxTime(sh.notBefore, p.refreshAt)
 		}
-		p.cfg.logger.Warn("runnel: producer could not refresh its shard map", "error", err)
-		return done
+		return done, 0
 	}
 	old := p.shards
 	p.setShards(shards, ranges)
@@ -664,9 +707,9 @@ func (p *Producer) refreshShards() *outcomes {
 	for _, mp := range p.misplaced {
 		rng, listed := ranges[mp.result.ShardID]
 		for j := range mp.members {
-			m := &mp.members[j]
+			m := &mp.members[j].pending
 			if listed && rng.Contains(m.hk) {
-				done.add(m, storedResult(m, mp.result, j, true), now)
+				done.add(m, storedResult(m, mp.result, mp.members[j].sub, true), now)
 				continue
 			}
 			m.lastErr = errorf("PutRecords", ErrInternalFailure, "stored in shard %s, which does not own the record's hash key", mp.result.ShardID)
@@ -683,8 +726,7 @@ func (p *Producer) refreshShards() *outcomes {
 		p.shards[p.route(r.hk)].queue.push(r)
 	}
 	p.mapStale = false
-	p.cfg.logger.Info("runnel: producer refreshed its shard map", "open_shards", len(shards), "records_resent", resent)
-	return done
+	return done, resent
 }
 
 func maxTime(a, b time.Time) time.Time {

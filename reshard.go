@@ -259,7 +259,7 @@ func (p *reshardPlan) openShard(op, id string) (int, error) {
 			return i, nil
 		}
 	}
-	if p.s.shards.Load().shard(num) != nil {
+	if p.s.listedShard(num) != nil {
 		return 0, errorf(op, ErrInvalidArgument, "shard %s in stream %s has already been merged or split, and cannot be resharded again", id, p.s.name)
 	}
 	return 0, errorf(op, ErrResourceNotFound, "shard %s does not exist in stream %s", id, p.s.name)

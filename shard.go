@@ -136,7 +136,7 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 	appended, failed := false, false
 	for _, w := range ws {
 		if failed && w.inOrder {
-			results[w.index].Err = ErrNotAttempted
+			results[w.index].Err = &Error{Op: op, Kind: ErrNotAttempted, Msg: "shard " + s.id}
 			continue
 		}
 		if w.err != nil {
@@ -145,7 +145,15 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 			continue
 		}
 		if w.span != nil && !(s.hashRange.Contains(w.span.StartingHashKey) && s.hashRange.Contains(w.span.EndingHashKey)) {
-			results[w.index].Err = ErrShardMapChanged
+			results[w.index].Err = &Error{Op: op, Kind: ErrShardMapChanged, Msg: "shard " + s.id + " does not hold the record's whole expected range"}
+			failed = true
+			continue
+		}
+		// The new number must exceed SequenceNumberForOrdering: skip ahead
+		// to it, unless it lies beyond what the shard can issue.
+		skip := !w.ordering.IsZero() && (SequenceNumber{counter: s.next, shard: s.num}).Cmp(w.ordering) <= 0
+		if skip && (!w.ordering.native() || w.ordering.counter >= math.MaxUint64/2) {
+			results[w.index].Err = errorf(op, ErrInvalidArgument, "SequenceNumberForOrdering %s is beyond any number this stream can issue", w.ordering)
 			failed = true
 			continue
 		}
@@ -157,14 +165,7 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 			failed = true
 			continue
 		}
-		if !w.ordering.IsZero() && (SequenceNumber{counter: s.next, shard: s.num}).Cmp(w.ordering) <= 0 {
-			// The new number must exceed the one given: skip ahead to it,
-			// unless it lies beyond what the shard can issue.
-			if !w.ordering.native() || w.ordering.counter >= math.MaxUint64/2 {
-				results[w.index].Err = errorf(op, ErrInvalidArgument, "SequenceNumberForOrdering %s is beyond any number this stream can issue", w.ordering)
-				failed = true
-				continue
-			}
+		if skip {
 			s.next = w.ordering.counter + 1
 		}
 		counter := s.next
@@ -223,6 +224,15 @@ func (s *shardState) watch(ch chan struct{}) {
 	}
 	if !slices.Contains(s.waiters, ch) {
 		s.waiters = append(s.waiters, ch)
+	}
+}
+
+// unwatch forgets a reader's channel registered with watch.
+func (s *shardState) unwatch(ch chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := slices.Index(s.waiters, ch); i >= 0 {
+		s.waiters = slices.Delete(s.waiters, i, i+1)
 	}
 }
 

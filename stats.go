@@ -39,6 +39,9 @@ func (s *Stream) Stats() StreamStats {
 	m := s.shards.Load()
 	st := StreamStats{StreamName: s.name, Shards: make([]ShardStats, 0, len(m.all))}
 	for _, sh := range m.all {
+		if s.listedShard(sh.num) == nil {
+			continue // gone: no longer listed
+		}
 		ss := sh.stats()
 		t := &st.Total
 		t.RecordsRetained += ss.RecordsRetained

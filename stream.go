@@ -442,6 +442,11 @@ func (s *Stream) PutRoutedRecords(ctx context.Context, in PutRoutedRecordsInput)
 	if _, err := s.checkEntries(op, in.Entries, nil, false); err != nil {
 		return PutRecordsOutput{}, err
 	}
+	for i, r := range in.Ranges {
+		if r.StartingHashKey.Cmp(r.EndingHashKey) > 0 || !r.Contains(in.HashKeys[i]) {
+			return PutRecordsOutput{}, errorf(op, ErrInvalidArgument, "hash key %s is not in its range %s…%s", in.HashKeys[i], r.StartingHashKey, r.EndingHashKey).atEntry(i)
+		}
+	}
 	sc := s.scratch.Get().(*putScratch)
 	defer s.scratch.Put(sc)
 	return s.putRouted(ctx, op, sc, in.Entries, in.HashKeys, in.Ranges)
@@ -684,19 +689,23 @@ func (s *Stream) setRetention(op string, d time.Duration, sign int) error {
 }
 
 // expire drops expired records from every shard, and forgets closed shards
-// whose records have all expired.
+// whose records have all expired. A gone shard is hidden at once (see
+// goneLocked) but kept in the shard map while a ListShards NextToken issued
+// when it was open may still be used, so that such a token's snapshot stays
+// whole.
 func (s *Stream) expire(now time.Time) {
 	cutoff := s.cutoffMs(now)
+	forget := cutoff - nextTokenTTL.Milliseconds()
 	m := s.shards.Load()
 	gone := false
 	for _, sh := range m.all {
 		sh.mu.Lock()
 		sh.expireLocked(cutoff)
-		gone = gone || sh.goneLocked(cutoff)
+		gone = gone || sh.goneLocked(forget)
 		sh.mu.Unlock()
 	}
 	if gone {
-		s.dropExpiredShards(cutoff)
+		s.dropExpiredShards(forget)
 	}
 }
 
@@ -724,8 +733,25 @@ func (s *Stream) shardByID(op, id string) (*shardState, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sh := s.shards.Load().shard(num); sh != nil {
+	if sh := s.listedShard(num); sh != nil {
 		return sh, nil
 	}
 	return nil, errorf(op, ErrResourceNotFound, "shard %s does not exist in stream %s", id, s.name)
+}
+
+// listedShard returns the shard with the given number, or nil if there is
+// none or it is gone (closed, and all its records expired) though still
+// kept in the shard map for the NextTokens that saw it open.
+func (s *Stream) listedShard(num uint64) *shardState {
+	sh := s.shards.Load().shard(num)
+	if sh == nil {
+		return nil
+	}
+	cutoff := s.cutoffMs(time.Now())
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.goneLocked(cutoff) {
+		return nil
+	}
+	return sh
 }
