@@ -105,6 +105,20 @@ type UserRecord struct {
 	ApproximateArrivalTimestamp time.Time
 }
 
+// HashKey returns the hash key that routes the user record: its
+// ExplicitHashKey if it has one, else the MD5 of its partition key. A
+// consumer that drops the user records of an aggregate that lie outside
+// its shard's HashKeyRange, as the KCL does, compares this key with the
+// range: after a split a producer may store an aggregate in a shard that
+// does not own all its records, and then sends those records again (the
+// Producer does). A malformed ExplicitHashKey gives its parse error.
+func (u UserRecord) HashKey() (HashKey, error) {
+	if u.ExplicitHashKey == "" {
+		return HashKeyOf(u.PartitionKey), nil
+	}
+	return ParseHashKey(u.ExplicitHashKey)
+}
+
 // Aggregate encodes records into the Data of one Kinesis record in the KPL
 // aggregated-record format, byte for byte as the KPL does: the magic bytes, an
 // AggregatedRecord protobuf, and the MD5 digest of the protobuf. Partition

@@ -154,6 +154,13 @@ func (c *Cluster) Close() error {
 
 var streamNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 
+// ValidateStreamName checks a stream name against Kinesis's constraint, as
+// CreateStream does: 1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and
+// '-'. A violation is an ErrValidation naming the name. It is the one
+// validator of stream names, for front ends that check a request before
+// looking the stream up.
+func ValidateStreamName(name string) error { return validateStreamName("ValidateStreamName", name) }
+
 // validateStreamName checks Kinesis's stream-name constraint.
 func validateStreamName(op, name string) error {
 	if !streamNamePattern.MatchString(name) {

@@ -344,12 +344,21 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 // Each partition key's records are stored in the order they were put, also
 // across retries and resharding: calls never overlap on a shard, and a
 // retried record goes back to the head of its shard's queue. Through a
-// runnel Stream this holds without exception. Through another Putter (real
-// Kinesis), as with the KPL, an aggregate packed just before a split lands
-// whole in the child of its first record, so another key in it may be
-// stored in a sibling shard that does not own it; the producer refreshes
-// its shard map as soon as a result shows the split, and Deaggregate still
-// returns every record.
+// runnel Stream (the RoutedPutter fast path) this holds without exception.
+//
+// Through another Putter (real Kinesis, or WithGenericPath), two things
+// differ. First, by default a call may carry several records of a key, as
+// with the KPL, so when one fails and a later one of its key in the same
+// call is stored, the retried record lands after it; WithStrictOrder
+// prevents that at a cost for hot keys. Second, an aggregate packed just
+// before a split lands whole in the child of its first record, so its other
+// user records may be stored in a sibling that does not own their keys. The
+// producer sees the result name an unexpected shard, lists the shards, and
+// sends those records again, ahead of their keys' later records: a consumer
+// that drops user records outside its shard's range (see
+// UserRecord.HashKey), as the KCL does, reads each record once and, with
+// WithStrictOrder, in order. A consumer that keeps them reads those records
+// twice.
 //
 // All methods are safe for concurrent use. Result callbacks run one at a
 // time on the producer's goroutines and must not block: while one runs, no

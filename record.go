@@ -61,6 +61,18 @@ func (e *Error) atEntry(i int) *Error {
 	return e
 }
 
+// ValidatePartitionKey checks a partition key against Kinesis's
+// constraint, as every write does: 1 to 256 Unicode characters of valid
+// UTF-8. A violation is an ErrValidation naming the key. It is the one
+// validator of partition keys, for front ends that check a request before
+// it reaches a stream.
+func ValidatePartitionKey(key string) error {
+	if err := validatePartitionKey("ValidatePartitionKey", key); err != nil {
+		return err
+	}
+	return nil
+}
+
 // validatePartitionKey checks Kinesis's partition-key constraint: 1 to 256
 // Unicode characters (runnel also requires valid UTF-8, which any key sent
 // through the Kinesis API is).

@@ -36,6 +36,15 @@ const (
 // to by hash key. All methods are safe for concurrent use. Writes to
 // different shards do not contend; writes to one shard are serialised by a
 // short critical section.
+//
+// Locks, and the order they are taken in: Stream.mu (control operations:
+// resharding, retention, the status), then Cluster.mu (the stream table and
+// the shard quota, which a reshard reserves), then shardState.mu (a shard's
+// records, counters and waiters; a reshard commit takes its parents' in
+// shard-number order). Writers and readers take only shard locks, after
+// loading the shard map without locking. No lock is held across a user
+// callback, a blocking channel operation, logging or I/O; the Producer's
+// own lock is never held while it calls into a stream.
 type Stream struct {
 	cluster *Cluster
 	id      uint64 // unique in the cluster; iterators of a deleted stream fail

@@ -591,3 +591,27 @@ func TestErrorAs(t *testing.T) {
 	assert.NotErrorIs(t, wrapped, ErrInvalidArgument)
 	assert.Equal(t, "ValidationException", ErrorName(wrapped))
 }
+
+func TestExportedValidators(t *testing.T) {
+	assert.NoError(t, ValidateStreamName("orders-2026.v1_x"))
+	for _, bad := range []string{"", "has space", strings.Repeat("a", 129), "ümlaut"} {
+		err := ValidateStreamName(bad)
+		assert.ErrorIs(t, err, ErrValidation, "%q", bad)
+	}
+	assert.NoError(t, ValidatePartitionKey(strings.Repeat("ü", MaxPartitionKeyLength)))
+	for _, bad := range []string{"", strings.Repeat("k", MaxPartitionKeyLength+1), "\xff"} {
+		err := ValidatePartitionKey(bad)
+		assert.ErrorIs(t, err, ErrValidation, "%q", bad)
+	}
+}
+
+func TestUserRecordHashKey(t *testing.T) {
+	k, err := UserRecord{PartitionKey: "customer-1"}.HashKey()
+	require.NoError(t, err)
+	assert.Equal(t, HashKeyOf("customer-1"), k)
+	k, err = UserRecord{PartitionKey: "customer-1", ExplicitHashKey: "42"}.HashKey()
+	require.NoError(t, err)
+	assert.Equal(t, HashKey{lo: 42}, k)
+	_, err = UserRecord{PartitionKey: "k", ExplicitHashKey: "x"}.HashKey()
+	assert.ErrorIs(t, err, ErrValidation)
+}
