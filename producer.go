@@ -187,10 +187,14 @@ func WithFailIfThrottled(on bool) ProducerOption {
 	return func(c *producerConfig) { c.failIfThrottled = on }
 }
 
-// WithBufferLimits bounds the user records and bytes (data + keys) the
-// producer holds, queued or in flight. When either is reached, Put blocks
-// until there is room (or fails with ErrBufferFull, see
-// WithFailWhenBufferFull). Default 64 MiB and 1,000,000 records.
+// WithBufferLimits bounds the user records and the memory the producer
+// holds for them, queued or in flight: bytes counts each record's data and
+// partition key plus a fixed 640 bytes of the producer's bookkeeping (its
+// queue entry and the queue's spare room), so that it bounds memory rather
+// than payload alone. When
+// either limit is reached, Put blocks until there is room (or fails with
+// ErrBufferFull, see WithFailWhenBufferFull); an empty buffer takes any
+// valid record. Default 64 MiB and 1,000,000 records.
 func WithBufferLimits(bytes, records int) ProducerOption {
 	return func(c *producerConfig) { c.bufferBytes, c.bufferRecords = bytes, records }
 }
@@ -366,9 +370,14 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 // puts again should use TryPut; it must not call PutSync, Flush or Close,
 // which wait for results and would wait for themselves.
 //
-// Memory is bounded by WithBufferLimits for the records held, plus, for each
-// of its WithMaxInFlight senders, a buffer for the aggregates of one call
-// (at most CollectionMaxSize), which the sender keeps for its next call.
+// Memory is bounded by WithBufferLimits for the records held (their bytes
+// and bookkeeping), plus, for each of its WithMaxInFlight senders, a buffer
+// for the aggregates of one call (at most CollectionMaxSize), which the
+// sender keeps for its next call: with the defaults, 64 MiB + 4 × 5 MiB.
+// Small records' data is copied into shared 64 KiB blocks, each freed once
+// none of its records is held; records complete about in put order, so
+// this adds little (TestProducerMemoryBound measures the peak over 10
+// virtual minutes of refused writes).
 type Producer struct {
 	dst    Putter
 	routed RoutedPutter // dst's fast path, when it has one and it is used
@@ -447,6 +456,13 @@ type pending struct {
 }
 
 func (r *pending) size() int { return len(r.key) + len(r.data) }
+
+// recordOverhead is what the producer's bookkeeping of a held record costs
+// beyond its data and key: its entry in a shard's queue, whose array may
+// be 4 times as large as what it holds (see fifo.settle;
+// TestProducerMemoryBound checks that this covers 4 entries). The buffer
+// limit counts it, so that the limit bounds memory and not only payload.
+const recordOverhead = 640
 
 // NewProducer returns a producer writing to dst, after learning dst's open
 // shards with ListShards. Close it to deliver what it holds and stop its
@@ -616,12 +632,15 @@ func (p *Producer) put(ctx context.Context, r ProducerRecord, done func(Producer
 			p.mu.Unlock()
 			return errorf(op, ErrClosed, "producer is closed")
 		}
-		if p.held < p.cfg.bufferRecords && p.heldBytes+size <= p.cfg.bufferBytes {
+		// An empty buffer takes any valid record, so that a record as large
+		// as the buffer (the bookkeeping aside) is not refused forever.
+		if p.held == 0 || (p.held < p.cfg.bufferRecords && p.heldBytes+(p.held+1)*recordOverhead+size <= p.cfg.bufferBytes) {
 			break
 		}
 		if failFast {
 			p.mu.Unlock()
-			return errorf(op, ErrBufferFull, "%d records / %d bytes held, the limits are %d / %d", p.held, p.heldBytes, p.cfg.bufferRecords, p.cfg.bufferBytes)
+			return errorf(op, ErrBufferFull, "%d records / %d bytes held (%d with the producer's %d bytes per record), the limits are %d / %d",
+				p.held, p.heldBytes, p.heldBytes+p.held*recordOverhead, recordOverhead, p.cfg.bufferRecords, p.cfg.bufferBytes)
 		}
 		room := p.roomLocked()
 		p.mu.Unlock()

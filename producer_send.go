@@ -17,8 +17,9 @@ import (
 // slots until the shard is idle again, so that the ones to retry go back to
 // the head without moving the rest of the queue.
 type fifo struct {
-	buf  []pending
-	head int
+	buf     []pending
+	head    int
+	cleared int // buf[:cleared] holds no references (slots of gone records)
 }
 
 func (q *fifo) len() int { return len(q.buf) - q.head }
@@ -43,18 +44,31 @@ func (q *fifo) giveBack(rs []pending) {
 	copy(q.buf[q.head:], rs)
 }
 
-// settle frees the slots of records that are gone. Only while no records
-// are taken.
+// settle frees the slots of records that are gone, so that they keep no
+// record's data alive, and keeps the queue's array within 4 times what it
+// holds (twice its length, which is at most twice the records queued): the
+// bound behind recordOverhead. Only while no records are taken.
 func (q *fifo) settle() {
 	switch {
 	case q.head == 0:
 	case q.head == len(q.buf):
-		clear(q.buf)
-		q.buf, q.head = q.buf[:0], 0
+		if cap(q.buf) > 256 {
+			q.buf = nil // an empty queue gives a large array back
+		} else {
+			clear(q.buf)
+			q.buf = q.buf[:0]
+		}
+		q.head, q.cleared = 0, 0
 	case q.head >= len(q.buf)/2:
 		n := copy(q.buf, q.buf[q.head:])
 		clear(q.buf[n:])
-		q.buf, q.head = q.buf[:n], 0
+		q.buf, q.head, q.cleared = q.buf[:n], 0, 0
+		if cap(q.buf) > 4*n && cap(q.buf) > 256 {
+			q.buf = append(make([]pending, 0, 2*n), q.buf...) // give most of a burst's array back
+		}
+	default:
+		clear(q.buf[q.cleared:q.head])
+		q.cleared = q.head
 	}
 }
 
@@ -111,6 +125,7 @@ func (o *outcomes) add(r *pending, res ProducerResult, now time.Time) {
 type claim struct {
 	shard   *producerShard
 	records []pending
+	bytes   int // an estimate that errs high of what they take in a call
 }
 
 // sendLoop is one sender: it takes due records, sends them in one call and
@@ -269,7 +284,7 @@ func (p *Producer) take(now time.Time) (claims []claim, done *outcomes, refresh 
 			budgetEntries -= taken
 		}
 		sh.busy = true
-		claims = append(claims, claim{shard: sh, records: p.dequeueLocked(sh, taken)})
+		claims = append(claims, claim{shard: sh, records: p.dequeueLocked(sh, taken), bytes: bytes})
 	}
 	if len(claims) > 0 {
 		p.rr = (p.rr + 1) % n
@@ -305,6 +320,15 @@ type entry struct {
 func (p *Producer) send(claims []claim, buf *sendBuffers) {
 	now := time.Now()
 	buf.reset()
+	if p.cfg.aggregation || p.cfg.recordIDs {
+		// Size the aggregates' buffer for this call at once, so that it
+		// never grows past what a call carries (CollectionMaxSize).
+		need := 0
+		for _, c := range claims {
+			need += c.bytes
+		}
+		buf.data = slices.Grow(buf.data, min(need, p.cfg.collMaxSize))
+	}
 	entries, puts := buf.entries, buf.puts
 	var leftovers []claim
 	bytes := 0

@@ -1134,15 +1134,19 @@ func TestProducerBackPressureBytes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, s := newTestStream(t, WithShardCount(1))
 		injectFault(t, c, Fault{Op: OpPutRecords, Latency: time.Second})
+		// The limit counts each record's data and key plus the producer's
+		// bookkeeping of it (recordOverhead).
+		limit := 1000 + 3*recordOverhead
 		p := prodNew(t, s, WithProducerMaxRecordSize(1000), WithAggregationMaxSize(999), WithCollectionMaxSize(1<<20),
-			WithBufferLimits(1000, 1000))
+			WithBufferLimits(limit, 1000))
 		data := strings.Repeat("x", 399) // 400 bytes with the key
 		require.NoError(t, p.TryPut(prodRecord("k", data), nil))
 		require.NoError(t, p.TryPut(prodRecord("k", data), nil))
 		assert.EqualValues(t, 800, p.Metrics().BufferedBytes)
-		assert.ErrorIs(t, p.TryPut(prodRecord("k", data), nil), ErrBufferFull, "1,200 bytes are over the 1,000-byte limit")
+		assert.ErrorIs(t, p.TryPut(prodRecord("k", data), nil), ErrBufferFull, "1,200 bytes (and bookkeeping) are over the limit")
 		require.NoError(t, p.TryPut(prodRecord("k", strings.Repeat("y", 199)), nil), "a record that fits is taken")
 		assert.EqualValues(t, 1000, p.Metrics().BufferedBytes)
+		assert.ErrorIs(t, p.TryPut(prodRecord("k", ""), nil), ErrBufferFull, "even a 1-byte record needs its bookkeeping")
 		require.NoError(t, p.Flush(t.Context()))
 		assert.Zero(t, p.Metrics().BufferedBytes)
 		assert.EqualValues(t, 3, p.Metrics().UserRecordsPut)
