@@ -727,6 +727,12 @@ func etThrottles(s *Stream) (writes, reads []int64, totalWrites, totalReads int6
 func TestStatsInjectedThrottles(t *testing.T) {
 	ctx := context.Background()
 	throttle := ErrProvisionedThroughputExceeded
+	// Two records for shard 0, one for shard 1.
+	threeEntries := PutRecordsInput{Records: []PutRecordsEntry{
+		{PartitionKey: "a", ExplicitHashKey: etLow},
+		{PartitionKey: "b", ExplicitHashKey: etHigh},
+		{PartitionKey: "c", ExplicitHashKey: etLow},
+	}}
 	cases := []struct {
 		name       string
 		fault      Fault
@@ -736,11 +742,7 @@ func TestStatsInjectedThrottles(t *testing.T) {
 	}{
 		{"RecordFaultOneOfThree", Fault{Op: OpPutRecords, Err: throttle, Record: func(key string, _ []byte) bool { return key == "b" }},
 			func(t *testing.T, s *Stream) {
-				out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
-					{PartitionKey: "a", ExplicitHashKey: etLow},
-					{PartitionKey: "b", ExplicitHashKey: etHigh},
-					{PartitionKey: "c", ExplicitHashKey: etLow},
-				}})
+				out, err := s.PutRecords(ctx, threeEntries)
 				require.NoError(t, err)
 				assert.Equal(t, 1, out.FailedRecordCount)
 				assert.ErrorIs(t, out.Records[1].Err, throttle)
@@ -768,20 +770,12 @@ func TestStatsInjectedThrottles(t *testing.T) {
 			}, []int64{0, 1}, []int64{0, 0}},
 		{"OperationThrottlePutRecords", Fault{Op: OpPutRecords, Err: throttle},
 			func(t *testing.T, s *Stream) {
-				_, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
-					{PartitionKey: "a", ExplicitHashKey: etLow},
-					{PartitionKey: "b", ExplicitHashKey: etHigh},
-					{PartitionKey: "c", ExplicitHashKey: etLow},
-				}})
+				_, err := s.PutRecords(ctx, threeEntries)
 				assert.ErrorIs(t, err, throttle)
 			}, []int64{2, 1}, []int64{0, 0}},
 		{"ShardThrottlePutRecords", Fault{Op: OpPutRecords, ShardID: etShard0, Err: throttle},
 			func(t *testing.T, s *Stream) {
-				out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{
-					{PartitionKey: "a", ExplicitHashKey: etLow},
-					{PartitionKey: "b", ExplicitHashKey: etHigh},
-					{PartitionKey: "c", ExplicitHashKey: etLow},
-				}})
+				out, err := s.PutRecords(ctx, threeEntries)
 				require.NoError(t, err)
 				assert.Equal(t, 2, out.FailedRecordCount)
 			}, []int64{2, 0}, []int64{0, 0}},
