@@ -1,7 +1,8 @@
 // Producer puts 100,000 user records through a KPL-style producer into a
 // stream with Kinesis's default limits, while the stream reshards, then reads
 // everything back in lineage order, deaggregates it, and checks that every
-// record arrived once and each partition key's records in order.
+// record arrived once, in a shard that owns its hash key, and each
+// partition key's records in order.
 package main
 
 import (
@@ -78,6 +79,9 @@ func main() {
 					log.Fatal(err)
 				}
 				for _, u := range users {
+					if hk, err := u.HashKey(); err != nil || !sh.HashKeyRange.Contains(hk) {
+						log.Fatalf("%s: stored in %s, which does not own its hash key", u.PartitionKey, sh.ShardID)
+					}
 					if seen[u.RecordID] {
 						dups++ // a retry's duplicate: drop it by its id
 						continue
@@ -93,6 +97,9 @@ func main() {
 			}
 			finished[sh.ShardID] = true
 		}
+	}
+	if read != users*perUser {
+		log.Fatalf("read %d user records, want %d", read, users*perUser)
 	}
 	var open []string
 	for _, sh := range list.Shards {
