@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -181,8 +182,8 @@ func (e *Error) kind() error {
 }
 
 // ErrorName returns the Kinesis error name ("ResourceNotFoundException", …)
-// of err, or "" when err wraps none of the error table's sentinels. The API
-// server uses it to fill the "__type" field of error responses.
+// of err, or "" when err wraps none of the error table's sentinels: what a
+// Kinesis API server puts in the "__type" field of an error response.
 func ErrorName(err error) string {
 	var k *kinesisError
 	if errors.As(err, &k) {
@@ -224,11 +225,15 @@ func IsRetryable(err error) bool {
 	return false
 }
 
-// HTTPStatus returns the HTTP status the Kinesis API answers err with: 400
-// for most errors of the table, 500 for ErrInternalFailure and for errors
-// that wrap no Kinesis sentinel (ErrClosed, the context's errors, errors
-// runnel cannot classify: a server answers those as internal failures).
+// HTTPStatus returns the HTTP status the Kinesis API answers err with: 200
+// for nil, 400 for most errors of the table, 500 for ErrInternalFailure and
+// for errors that wrap no Kinesis sentinel (ErrClosed, the context's
+// errors, errors runnel cannot classify: a server answers those as
+// internal failures).
 func HTTPStatus(err error) int {
+	if err == nil {
+		return http.StatusOK
+	}
 	var k *kinesisError
 	if errors.As(err, &k) {
 		return k.status
@@ -251,6 +256,14 @@ func RecordErrorCode(err error) string {
 	default:
 		return recordInternalFailure
 	}
+}
+
+// clip quotes s for an error message, cut to n bytes with "…" when longer.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + "…"
 }
 
 // errorf builds an *Error; format and args describe the offending value.

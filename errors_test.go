@@ -1083,3 +1083,14 @@ func TestInjectFaultShardIDNeedsAShardOperation(t *testing.T) {
 	require.NoError(t, err)
 	remove()
 }
+
+func TestHTTPStatusOfNil(t *testing.T) {
+	assert.Equal(t, 200, HTTPStatus(nil))
+}
+
+func TestInjectFaultOnClosedCluster(t *testing.T) {
+	c := NewCluster()
+	require.NoError(t, c.Close())
+	_, err := c.InjectFault(Fault{Err: ErrInternalFailure})
+	assert.ErrorIs(t, err, ErrClosed)
+}

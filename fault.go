@@ -92,7 +92,8 @@ type Fault struct {
 	// and wrapped too, so errors.Is finds both. Nil adds only Latency.
 	Err error
 	// Times is how often the fault fires before it removes itself; 0 means
-	// every time.
+	// every time. A fault with a Record filter (or a ShardID, on writes)
+	// fires per record: Times counts records, not calls.
 	Times int
 	// Latency delays each affected operation (in virtual time inside a
 	// synctest bubble), once per call also when several of its records are
@@ -179,6 +180,12 @@ type faultSet struct {
 func (c *Cluster) InjectFault(f Fault) (remove func(), err error) {
 	if err := f.validate(); err != nil {
 		return func() {}, err
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return func() {}, errClusterClosed("InjectFault")
 	}
 	r := &faultRule{Fault: f, op: f.Op.String(), shard: noShard}
 	if f.ShardID != "" {

@@ -111,7 +111,7 @@ func (it ShardIterator) String() string {
 func ParseShardIterator(token string) (ShardIterator, error) {
 	const op = "ParseShardIterator"
 	bad := func(why string) (ShardIterator, error) {
-		return ShardIterator{}, errorf(op, ErrInvalidArgument, "shard iterator %.40q… is not valid: %s", token, why)
+		return ShardIterator{}, errorf(op, ErrInvalidArgument, "shard iterator %s is not valid: %s", clip(token, 40), why)
 	}
 	body, ok := openToken(token)
 	if !ok {
@@ -302,7 +302,7 @@ func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecords
 	}
 	res := sh.read(now, s.cutoffMs(now), pos, limit, MaxGetRecordsBytes, in.Buffer[:0])
 	if res.throttled {
-		s.cluster.cfg.logger.Debug("runnel: read throttled", "stream", s.name, "shard", sh.id)
+		s.cluster.cfg.logger.Debug("runnel: read throttled", "op", op, "stream", s.name, "shard", sh.id)
 		return GetRecordsOutput{}, errorf(op, ErrProvisionedThroughputExceeded, "rate exceeded for shard %s: over its read limit of %d calls/s or %d bytes/s",
 			sh.id, s.cfg.limits.ReadCallsPerSecond, s.cfg.limits.ReadBytesPerSecond)
 	}

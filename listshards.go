@@ -198,7 +198,7 @@ func (s *Stream) nextToken(t listToken, now time.Time) string {
 }
 
 func (s *Stream) parseNextToken(op, token string, now time.Time) (listToken, error) {
-	bad := errorf(op, ErrInvalidArgument, "NextToken %.40q… is not valid for stream %s", token, s.name)
+	bad := errorf(op, ErrInvalidArgument, "NextToken %s is not valid for stream %s", clip(token, 40), s.name)
 	r, ok := openToken(token)
 	if !ok {
 		return listToken{}, bad

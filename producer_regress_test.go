@@ -3,6 +3,7 @@ package runnel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -76,4 +77,34 @@ func TestProducerBufferedTimeMustBeBelowTTL(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidArgument)
 	assert.Contains(t, err.Error(), "1s")
 	assert.Contains(t, err.Error(), "200ms")
+}
+
+// timeoutOnce is a Putter whose first PutRecords call fails as an SDK's
+// per-call timeout does (an error wrapping context.DeadlineExceeded).
+type timeoutOnce struct {
+	s     *Stream
+	calls atomic.Int32
+}
+
+func (p *timeoutOnce) PutRecords(ctx context.Context, in PutRecordsInput) (PutRecordsOutput, error) {
+	if p.calls.Add(1) == 1 {
+		return PutRecordsOutput{}, fmt.Errorf("operation error Kinesis: PutRecords: %w", context.DeadlineExceeded)
+	}
+	return p.s.PutRecords(ctx, in)
+}
+
+func (p *timeoutOnce) ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error) {
+	return p.s.ListShards(ctx, in)
+}
+
+// TestProducerRetriesPutterTimeout: a Putter's own timeout is retried
+// within the record's TTL; only the producer's context ending is final.
+func TestProducerRetriesPutterTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1))
+		p := prodNew(t, &timeoutOnce{s: s})
+		res, err := p.PutSync(t.Context(), prodRecord("k", "v"))
+		require.NoError(t, err)
+		assert.Equal(t, 2, res.Attempts)
+	})
 }

@@ -441,7 +441,13 @@ func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent
 func (p *Producer) call(buf *sendBuffers) (PutRecordsOutput, error) {
 	if p.routed == nil {
 		out, err := p.dst.PutRecords(p.sendCtx, PutRecordsInput{Records: buf.puts})
-		if err != nil {
+		switch {
+		case err == nil:
+		case p.sendCtx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)):
+			// The Putter's own timeout (an SDK's per-call deadline), not
+			// the producer's: the call may succeed when sent again.
+			err = &Error{Op: "PutRecords", Kind: ErrInternalFailure, Msg: "the call timed out", Err: err}
+		default:
 			err = asError("PutRecords", "", err)
 		}
 		return out, err
@@ -629,7 +635,7 @@ func (p *Producer) failure(r *pending, err error) ProducerResult {
 
 // failExpiredLocked fails a record whose TTL passed.
 func (p *Producer) failExpiredLocked(r *pending, done *outcomes, now time.Time) {
-	err := &Error{Op: "Put", Kind: ErrRecordExpired, Msg: fmt.Sprintf("after %v and %d attempts", p.cfg.recordTTL, r.attempts), Err: r.lastErr}
+	err := &Error{Op: "Put", Kind: ErrRecordExpired, Msg: fmt.Sprintf("after %v and %d attempt(s)", p.cfg.recordTTL, r.attempts), Err: r.lastErr}
 	done.add(r, p.failure(r, err), now)
 }
 

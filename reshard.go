@@ -20,7 +20,9 @@ const (
 // as on AWS where each takes seconds: SplitShard, MergeShards and
 // UpdateShardCount return at once, the stream is UPDATING until the change
 // completes, and other resharding meanwhile fails with ErrResourceInUse. An
-// UpdateShardCount that needs n splits and merges takes n·d. Default 0:
+// UpdateShardCount that needs n splits and merges takes n·d, and its new
+// shards appear together when it completes (its intermediate splits and
+// merges are not seen one by one, as they would be on AWS). Default 0:
 // resharding completes before the call returns.
 func WithReshardDuration(d time.Duration) StreamOption {
 	return func(c *streamConfig) { c.reshardDuration = d }

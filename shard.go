@@ -161,7 +161,7 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 		if !s.limits.allowWrite(now, n) {
 			s.counters.writeThrottles++
 			results[w.index].Err = errorf(op, ErrProvisionedThroughputExceeded,
-				"rate exceeded for shard %s: a %d-byte record is over the shard's write limit", s.id, n)
+				"rate exceeded for shard %s: its write budget this second has no room for a %d-byte record", s.id, n)
 			failed = true
 			continue
 		}

@@ -423,7 +423,10 @@ type PutRoutedRecordsInput struct {
 }
 
 // RoutedPutter is an optional interface of a Putter, which the Producer
-// uses when its Putter has it: *Stream does. Through it the producer sends
+// uses when its Putter has it: *Stream does. Beware of wrapping a *Stream
+// by embedding it to change PutRecords: the wrapper then has the promoted
+// PutRoutedRecords too, and the producer calls that instead; use
+// WithGenericPath, or do not embed. Through it the producer sends
 // the hash keys it computed (so the stream does not hash again), and the
 // stream refuses what the producer routed with an out-of-date view of the
 // shards, so that per-key order holds across resharding without exception.
