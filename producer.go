@@ -377,7 +377,8 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 // Small records' data is copied into shared 64 KiB blocks, each freed once
 // none of its records is held; records complete about in put order, so
 // this adds little (TestProducerMemoryBound measures the peak over 10
-// virtual minutes of refused writes).
+// virtual minutes of refused writes). Not counted: after load has moved
+// between shards, the queue arrays of emptied shards (see recordOverhead).
 type Producer struct {
 	dst    Putter
 	routed RoutedPutter // dst's fast path, when it has one and it is used
@@ -462,6 +463,10 @@ func (r *pending) size() int { return len(r.key) + len(r.data) }
 // be 4 times as large as what it holds (see fifo.settle;
 // TestProducerMemoryBound checks that this covers 4 entries). The buffer
 // limit counts it, so that the limit bounds memory and not only payload.
+// A queue's array keeps its size once grown (shrinking it as queues empty
+// cost a quarter of the producer's throughput), so after load has moved
+// from some shards to others, the emptied queues keep arrays sized for what
+// they once held.
 const recordOverhead = 640
 
 // NewProducer returns a producer writing to dst, after learning dst's open

@@ -45,27 +45,20 @@ func (q *fifo) giveBack(rs []pending) {
 }
 
 // settle frees the slots of records that are gone, so that they keep no
-// record's data alive, and keeps the queue's array within 4 times what it
-// holds (twice its length, which is at most twice the records queued): the
-// bound behind recordOverhead. Only while no records are taken.
+// record's data alive, and moves the queue to the front of its array once
+// half of the array's length is gone: the array then holds at most twice
+// the records queued, in a backing array at most twice its length (the
+// bound behind recordOverhead). Only while no records are taken.
 func (q *fifo) settle() {
 	switch {
 	case q.head == 0:
 	case q.head == len(q.buf):
-		if cap(q.buf) > 256 {
-			q.buf = nil // an empty queue gives a large array back
-		} else {
-			clear(q.buf)
-			q.buf = q.buf[:0]
-		}
-		q.head, q.cleared = 0, 0
+		clear(q.buf[q.cleared:])
+		q.buf, q.head, q.cleared = q.buf[:0], 0, 0
 	case q.head >= len(q.buf)/2:
 		n := copy(q.buf, q.buf[q.head:])
 		clear(q.buf[n:])
 		q.buf, q.head, q.cleared = q.buf[:n], 0, 0
-		if cap(q.buf) > 4*n && cap(q.buf) > 256 {
-			q.buf = append(make([]pending, 0, 2*n), q.buf...) // give most of a burst's array back
-		}
 	default:
 		clear(q.buf[q.cleared:q.head])
 		q.cleared = q.head
