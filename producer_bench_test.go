@@ -108,7 +108,10 @@ func BenchmarkProducerLimited(b *testing.B) {
 }
 
 // BenchmarkProducerBlockedMemory puts into a stream that throttles every
-// call and reports the heap held: it stays within the producer's buffer.
+// call, for 500 ms of real time, and reports the live heap at the end: it
+// stays within the bound the Producer doc states (the buffer plus one
+// call's aggregates per sender). TestProducerMemoryBound measures the peak
+// over a long virtual-time window.
 func BenchmarkProducerBlockedMemory(b *testing.B) {
 	const bufferBytes = 8 << 20
 	for b.Loop() {
