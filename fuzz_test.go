@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The parsers of user-supplied strings, fuzzed. Seeds are added below and
@@ -202,6 +203,34 @@ func FuzzParseShardIterator(f *testing.F) {
 		}
 		if err := validateStreamName("fuzz", it.StreamName()); err != nil {
 			t.Fatalf("parsed iterator has stream name %q: %v", it.StreamName(), err)
+		}
+	})
+}
+
+// FuzzInjectFault feeds arbitrary faults to InjectFault's validator: it
+// never panics, and refuses with ErrInvalidArgument or installs (and the
+// installed fault can be removed).
+func FuzzInjectFault(f *testing.F) {
+	f.Add(uint8(OpPutRecords), "", "", 0, int64(0), true)
+	f.Add(uint8(200), "bad name", "shard-1", -1, int64(-1), false)
+	f.Add(uint8(OpListShards), "s", "shardId-000000000000", 3, int64(time.Second), true)
+	f.Fuzz(func(t *testing.T, op uint8, stream, shard string, times int, latency int64, withErr bool) {
+		c := NewCluster()
+		defer c.Close()
+		fault := Fault{Op: Operation(op), StreamName: stream, ShardID: shard, Times: times, Latency: time.Duration(latency)}
+		if withErr {
+			fault.Err = ErrInternalFailure
+		}
+		remove, err := c.InjectFault(fault)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		remove()
+		if c.faults.active() {
+			t.Fatal("the fault is still installed after remove")
 		}
 	})
 }
