@@ -372,13 +372,15 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 //
 // Memory is bounded by WithBufferLimits for the records held (their bytes
 // and bookkeeping), plus, for each of its WithMaxInFlight senders, a buffer
-// for the aggregates of one call (at most CollectionMaxSize), which the
-// sender keeps for its next call: with the defaults, 64 MiB + 4 × 5 MiB.
-// Small records' data is copied into shared 64 KiB blocks, each freed once
-// none of its records is held; records complete about in put order, so
-// this adds little (TestProducerMemoryBound measures the peak over 10
-// virtual minutes of refused writes). Not counted: after load has moved
-// between shards, the queue arrays of emptied shards (see recordOverhead).
+// for the aggregates of one call (at most CollectionMaxSize, kept for its
+// next call) and its aggregator tables and entry arrays (about 256 KiB),
+// plus two partly used 64 KiB data blocks per shard (small records' data is
+// copied into per-shard blocks, each freed once none of its records is
+// held): with the defaults and 4 shards, 64 MiB + 4 × 5.25 MiB + 0.5 MiB.
+// TestProducerMemoryBound asserts this over 10 virtual minutes of writes
+// refused by every shard, or by one. Not counted: after load has moved
+// between shards, the queue arrays of emptied shards for up to a second
+// (see recordOverhead).
 type Producer struct {
 	dst    Putter
 	routed RoutedPutter // dst's fast path, when it has one and it is used
@@ -409,7 +411,6 @@ type Producer struct {
 	completed   chan struct{}       // likewise, for Flush and Close
 	rr          int                 // round-robin start for fairness between shards
 	takenKeys   map[uint64]struct{} // scratch of take with strict order: keys taken for a shard
-	slab        []byte              // where put copies small records' data
 	metrics     ProducerMetrics
 
 	// callbacks (capacity 1) lets one sender at a time run callbacks. A
@@ -436,6 +437,7 @@ type producerShard struct {
 	busy      bool          // a call carrying its records is in flight
 	notBefore time.Time     // backoff or rate limit
 	limits    shardLimiters // the producer's rate limit for the shard
+	slab      []byte        // where put copies the shard's small records' data
 }
 
 // recordIDLen bounds the length of a record id: 16 hex digits, a dash and
@@ -463,10 +465,9 @@ func (r *pending) size() int { return len(r.key) + len(r.data) }
 // be 4 times as large as what it holds (see fifo.settle;
 // TestProducerMemoryBound checks that this covers 4 entries). The buffer
 // limit counts it, so that the limit bounds memory and not only payload.
-// A queue's array keeps its size once grown (shrinking it as queues empty
-// cost a quarter of the producer's throughput), so after load has moved
-// from some shards to others, the emptied queues keep arrays sized for what
-// they once held.
+// A queue's array is shrunk at most once a second, once it has been more
+// than 4 times larger than needed (shrinking it at every emptying cost a
+// quarter of the producer's throughput).
 const recordOverhead = 640
 
 // NewProducer returns a producer writing to dst, after learning dst's open
@@ -656,7 +657,8 @@ func (p *Producer) put(ctx context.Context, r ProducerRecord, done func(Producer
 		}
 		p.mu.Lock()
 	}
-	rec.data = p.copyLocked(r.Data)
+	sh := p.shards[p.route(hk)]
+	rec.data = sh.copyLocked(r.Data)
 	rec.putAt = time.Now()
 	p.puts++
 	rec.order = p.puts
@@ -665,7 +667,6 @@ func (p *Producer) put(ctx context.Context, r ProducerRecord, done func(Producer
 		p.nextID++
 		rec.id = p.idBase + strconv.FormatUint(p.nextID, 36)
 	}
-	sh := p.shards[p.route(hk)]
 	sh.queue.push(rec)
 	p.unsent++
 	p.unsentBytes += size
@@ -688,19 +689,21 @@ func (p *Producer) put(ctx context.Context, r ProducerRecord, done func(Producer
 // one allocation for many small records.
 const slabSize = 64 << 10
 
-// copyLocked copies a record's data into the current slab (or its own
-// allocation when large). A slab is freed by the GC once none of its records
-// is held any more.
-func (p *Producer) copyLocked(d []byte) []byte {
+// copyLocked copies a record's data into the shard's current slab (or its
+// own allocation when large). A slab is freed by the GC once none of its
+// records is held any more; a shard's records leave about in order, so at
+// most its oldest and newest slabs are partly dead, whatever other shards
+// do. Slabs grow from 4 KiB, so that quiet shards hold little.
+func (sh *producerShard) copyLocked(d []byte) []byte {
 	if len(d) > slabSize/8 {
 		return slices.Clone(d)
 	}
-	if cap(p.slab)-len(p.slab) < len(d) {
-		p.slab = make([]byte, 0, slabSize)
+	if cap(sh.slab)-len(sh.slab) < len(d) {
+		sh.slab = make([]byte, 0, max(len(d), min(2*cap(sh.slab), slabSize), 4<<10))
 	}
-	start := len(p.slab)
-	p.slab = append(p.slab, d...)
-	return p.slab[start:len(p.slab):len(p.slab)]
+	start := len(sh.slab)
+	sh.slab = append(sh.slab, d...)
+	return sh.slab[start:len(sh.slab):len(sh.slab)]
 }
 
 // roomLocked returns a channel closed when records complete.

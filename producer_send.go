@@ -19,7 +19,9 @@ import (
 type fifo struct {
 	buf     []pending
 	head    int
-	cleared int // buf[:cleared] holds no references (slots of gone records)
+	cleared int       // buf[:cleared] holds no references (slots of gone records)
+	peak    int       // the most slots used since checked
+	checked time.Time // when trim last looked at the array
 }
 
 func (q *fifo) len() int { return len(q.buf) - q.head }
@@ -27,7 +29,27 @@ func (q *fifo) len() int { return len(q.buf) - q.head }
 // items returns the queued records, oldest first.
 func (q *fifo) items() []pending { return q.buf[q.head:] }
 
-func (q *fifo) push(r pending) { q.buf = append(q.buf, r) }
+func (q *fifo) push(r pending) {
+	q.buf = append(q.buf, r)
+	q.peak = max(q.peak, len(q.buf))
+}
+
+// trim gives most of the array back once it has been more than 4 times
+// larger than needed for a second, so that a queue's array follows what it
+// holds without reallocating from call to call. Only while no records are
+// taken.
+func (q *fifo) trim(now time.Time) {
+	if now.Sub(q.checked) < time.Second {
+		return
+	}
+	q.checked = now
+	if c := cap(q.buf); c > 256 && c > 4*q.peak {
+		nb := make([]pending, len(q.buf)-q.head, max(2*q.peak, 64))
+		copy(nb, q.buf[q.head:])
+		q.buf, q.head, q.cleared = nb, 0, 0
+	}
+	q.peak = len(q.buf)
+}
 
 // take removes n records from the head and returns them; the slice stays
 // valid while the records are away.
@@ -175,6 +197,7 @@ func (p *Producer) take(now time.Time) (claims []claim, done *outcomes, refresh 
 		for sh.queue.len() > 0 && now.Sub(sh.queue.items()[0].putAt) >= p.cfg.recordTTL {
 			p.failExpiredLocked(&p.dequeueLocked(sh, 1)[0], done, now)
 		}
+		sh.queue.trim(now)
 		if sh.queue.len() > 0 {
 			wait = min(wait, max(sh.queue.items()[0].putAt.Add(p.cfg.recordTTL).Sub(now), time.Millisecond))
 		}
@@ -312,7 +335,6 @@ type entry struct {
 // in at most one Kinesis record per shard and call.
 func (p *Producer) send(claims []claim, buf *sendBuffers) {
 	now := time.Now()
-	buf.reset()
 	if p.cfg.aggregation || p.cfg.recordIDs {
 		// Size the aggregates' buffer for this call at once, so that it
 		// never grows past what a call carries (CollectionMaxSize).
@@ -320,7 +342,10 @@ func (p *Producer) send(claims []claim, buf *sendBuffers) {
 		for _, c := range claims {
 			need += c.bytes
 		}
-		buf.data = slices.Grow(buf.data, min(need, p.cfg.collMaxSize))
+		// (slices.Grow would round up, past CollectionMaxSize.)
+		if want := min(need, p.cfg.collMaxSize); cap(buf.data) < want {
+			buf.data = make([]byte, 0, min(want+want/8, p.cfg.collMaxSize))
+		}
 	}
 	entries, puts := buf.entries, buf.puts
 	var leftovers []claim
@@ -333,12 +358,17 @@ func (p *Producer) send(claims []claim, buf *sendBuffers) {
 		recs := c.records
 		clear(sent)
 		for len(recs) > 0 && len(puts) < p.cfg.collMaxCount {
-			e, put, n := p.pack(buf.agg, c.shard, recs, sent, &buf.data)
+			mark, room := len(buf.data), -1
+			if len(puts) > 0 {
+				room = p.cfg.collMaxSize - bytes
+			}
+			e, put, n := p.pack(buf.agg, c.shard, recs, sent, &buf.data, room)
 			size := len(put.Data) + len(put.PartitionKey)
 			if n == 0 || (len(puts) > 0 && bytes+size > p.cfg.collMaxSize) {
 				break
 			}
 			if !c.shard.limits.allowWrite(now, size) {
+				buf.data = buf.data[:mark] // drop the refused aggregate
 				p.mu.Lock()
 				c.shard.notBefore = now.Add(c.shard.limits.writeDelay(now, size))
 				p.mu.Unlock()
@@ -366,6 +396,7 @@ func (p *Producer) send(claims []claim, buf *sendBuffers) {
 		out, err = p.call(buf)
 	}
 	p.complete(claims, entries, leftovers, out, err, now)
+	buf.reset() // now: an idle sender must not pin the call's records or queue arrays
 }
 
 // sendBuffers is a sender's memory for building calls, reused from call to
@@ -389,7 +420,7 @@ func (b *sendBuffers) reset() {
 // pack makes the next Kinesis record from the head of recs: an aggregate of
 // as many records as fit, or a plain record. It returns how many records it
 // used: none when the head's key was sent in an earlier record of the call.
-func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent map[uint64]struct{}, scratch *[]byte) (entry, PutRecordsEntry, int) {
+func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent map[uint64]struct{}, scratch *[]byte, room int) (entry, PutRecordsEntry, int) {
 	first := recs[0]
 	if _, dup := sent[first.hk.lo]; dup {
 		return entry{}, PutRecordsEntry{}, 0
@@ -417,6 +448,9 @@ func (p *Producer) pack(agg *aggregator, sh *producerShard, recs []pending, sent
 	if n == 1 && !p.cfg.recordIDs {
 		return entry{shard: sh, members: recs[:1]},
 			PutRecordsEntry{PartitionKey: first.key, ExplicitHashKey: first.ehk, Data: first.data}, 1
+	}
+	if room >= 0 && agg.size()+1 > room {
+		return entry{}, PutRecordsEntry{}, 0 // no room in the call: the scratch stays within CollectionMaxSize
 	}
 	// An aggregate is routed by its first record's hash key, as the KPL
 	// does; the stream's fast path takes the key itself.
