@@ -159,10 +159,15 @@ var streamNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 // '-'. A violation is an ErrValidation naming the name. It is the one
 // validator of stream names, for front ends that check a request before
 // looking the stream up.
-func ValidateStreamName(name string) error { return validateStreamName("ValidateStreamName", name) }
+func ValidateStreamName(name string) error {
+	if err := validateStreamName("ValidateStreamName", name); err != nil {
+		return err
+	}
+	return nil
+}
 
 // validateStreamName checks Kinesis's stream-name constraint.
-func validateStreamName(op, name string) error {
+func validateStreamName(op, name string) *Error {
 	if !streamNamePattern.MatchString(name) {
 		return errorf(op, ErrValidation, "stream name %.140q must be 1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and '-'", name)
 	}
@@ -289,9 +294,6 @@ func (c *Cluster) checkShardQuotaLocked(op, stream string, more int, creating bo
 func (c *Cluster) begin(ctx context.Context, op, stream string) error {
 	if err := ctx.Err(); err != nil {
 		return ctxError(op, err)
-	}
-	if !c.faults.active() {
-		return nil
 	}
 	return c.faults.apply(ctx, op, stream, noShard)
 }

@@ -101,34 +101,40 @@ type Fault struct {
 	Latency time.Duration
 }
 
-// validate checks a fault before it is installed.
-func (f *Fault) validate() error {
+// validate checks a fault before it is installed, and returns the number
+// of its ShardID (noShard when it has none).
+func (f *Fault) validate() (uint64, error) {
 	const op = "InjectFault"
 	switch {
 	case f.Op >= numOperations:
-		return errorf(op, ErrInvalidArgument, "operation %v is not one of runnel's operations", f.Op)
+		return noShard, errorf(op, ErrInvalidArgument, "operation %v is not one of runnel's operations", f.Op)
 	case f.Times < 0:
-		return errorf(op, ErrInvalidArgument, "Times %d is negative; 0 means every time", f.Times)
+		return noShard, errorf(op, ErrInvalidArgument, "Times %d is negative; 0 means every time", f.Times)
 	case f.Latency < 0:
-		return errorf(op, ErrInvalidArgument, "Latency %v is negative", f.Latency)
+		return noShard, errorf(op, ErrInvalidArgument, "Latency %v is negative", f.Latency)
 	case f.Err == nil && f.Latency == 0:
-		return errorf(op, ErrInvalidArgument, "the fault has neither Err nor Latency: it would do nothing")
+		return noShard, errorf(op, ErrInvalidArgument, "the fault has neither Err nor Latency: it would do nothing")
 	case f.Record != nil && f.Op != AnyOperation && f.Op != OpPutRecord && f.Op != OpPutRecords:
-		return errorf(op, ErrInvalidArgument, "a Record filter applies only to PutRecord and PutRecords, not to %v", f.Op)
-	case f.StreamName != "" && !streamNamePattern.MatchString(f.StreamName):
-		return errorf(op, ErrInvalidArgument, "StreamName %.140q is not a stream name (1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and '-')", f.StreamName)
+		return noShard, errorf(op, ErrInvalidArgument, "a Record filter applies only to PutRecord and PutRecords, not to %v", f.Op)
 	}
-	if f.ShardID != "" {
-		switch f.Op {
-		case AnyOperation, OpGetShardIterator, OpGetRecords, OpPutRecord, OpPutRecords:
-		default:
-			return errorf(op, ErrInvalidArgument, "a ShardID applies only to GetShardIterator, GetRecords, PutRecord and PutRecords, not to %v", f.Op)
-		}
-		if _, err := parseShardID(op, f.ShardID); err != nil {
-			return errorf(op, ErrInvalidArgument, "ShardID %.64q is not a shard id (shardId-000000000000)", f.ShardID)
+	if f.StreamName != "" {
+		if err := validateStreamName(op, f.StreamName); err != nil {
+			return noShard, errorf(op, ErrInvalidArgument, "StreamName: %s", err.Msg)
 		}
 	}
-	return nil
+	if f.ShardID == "" {
+		return noShard, nil
+	}
+	switch f.Op {
+	case AnyOperation, OpGetShardIterator, OpGetRecords, OpPutRecord, OpPutRecords:
+	default:
+		return noShard, errorf(op, ErrInvalidArgument, "a ShardID applies only to GetShardIterator, GetRecords, PutRecord and PutRecords, not to %v", f.Op)
+	}
+	shard, err := parseShardID(op, f.ShardID)
+	if err != nil {
+		return noShard, errorf(op, ErrInvalidArgument, "ShardID %.64q is not a shard id (shardId-000000000000)", f.ShardID)
+	}
+	return shard, nil
 }
 
 // faultRule is an installed Fault with its remaining count.
@@ -178,7 +184,8 @@ type faultSet struct {
 // Times or Latency, nothing to do) is not installed: InjectFault returns an
 // ErrInvalidArgument that says why.
 func (c *Cluster) InjectFault(f Fault) (remove func(), err error) {
-	if err := f.validate(); err != nil {
+	shard, err := f.validate()
+	if err != nil {
 		return func() {}, err
 	}
 	c.mu.Lock()
@@ -187,10 +194,7 @@ func (c *Cluster) InjectFault(f Fault) (remove func(), err error) {
 	if closed {
 		return func() {}, errClusterClosed("InjectFault")
 	}
-	r := &faultRule{Fault: f, op: f.Op.String(), shard: noShard}
-	if f.ShardID != "" {
-		r.shard, _ = parseShardID("InjectFault", f.ShardID)
-	}
+	r := &faultRule{Fault: f, op: f.Op.String(), shard: shard}
 	r.remaining.Store(int64(f.Times))
 	if f.Times <= 0 {
 		r.remaining.Store(-1)

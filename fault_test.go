@@ -374,10 +374,7 @@ func TestFaultRecordLatencyContextFailsCall(t *testing.T) {
 		defer cancel()
 		out, err := s.PutRecords(ctx, PutRecordsInput{Records: []PutRecordsEntry{{PartitionKey: "fast"}, {PartitionKey: "slow"}}})
 		assert.ErrorIs(t, err, context.DeadlineExceeded, "the call fails with ctx's error")
-		for i, r := range out.Records {
-			if r.Err != nil {
-				assert.NotEmpty(t, ErrorName(r.Err), "entry %d failed with %v, which has no Kinesis error code", i, r.Err)
-			}
-		}
+		assert.Empty(t, out.Records, "a failed call has no per-entry results")
+		assert.Zero(t, s.Stats().Total.RecordsPut, "and stores nothing, not even the fast entry")
 	})
 }

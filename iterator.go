@@ -292,7 +292,7 @@ func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecords
 		return GetRecordsOutput{}, errorf(op, ErrExpiredIterator, "shard iterator for %s expired %v ago (it lives %v)",
 			shardID(it.shard), time.Duration(age)*time.Millisecond-s.cfg.iteratorTTL, s.cfg.iteratorTTL)
 	}
-	sh := s.listedShard(it.shard)
+	sh := s.shards.Load().shard(it.shard)
 	if sh == nil {
 		return GetRecordsOutput{}, errorf(op, ErrResourceNotFound, "shard %s of stream %s has expired", shardID(it.shard), s.name)
 	}
@@ -301,6 +301,9 @@ func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecords
 		pos = sh.positionAt(it.atMs)
 	}
 	res := sh.read(now, s.cutoffMs(now), pos, limit, MaxGetRecordsBytes, in.Buffer[:0])
+	if res.gone {
+		return GetRecordsOutput{}, errorf(op, ErrResourceNotFound, "shard %s of stream %s has expired", sh.id, s.name)
+	}
 	if res.throttled {
 		s.cluster.cfg.logger.Debug("runnel: read throttled", "op", op, "stream", s.name, "shard", sh.id)
 		return GetRecordsOutput{}, errorf(op, ErrProvisionedThroughputExceeded, "rate exceeded for shard %s: over its read limit of %d calls/s or %d bytes/s",

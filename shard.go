@@ -244,6 +244,7 @@ type readResult struct {
 	end       bool // the shard is closed and every record was read
 	children  []*shardState
 	throttled bool
+	gone      bool // the shard is closed and all its records expired
 }
 
 // read returns the records at or after counter from, honouring the read
@@ -252,6 +253,9 @@ func (s *shardState) read(now time.Time, cutoffMs int64, from uint64, limit, max
 	nowMs := now.UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.goneLocked(cutoffMs) {
+		return readResult{gone: true}
+	}
 	s.counters.getCalls++
 	if !s.limits.allowRead(now) {
 		s.counters.readThrottles++

@@ -37,12 +37,13 @@ type StreamStats struct {
 // are consistent; the shards are read one after another.
 func (s *Stream) Stats() StreamStats {
 	m := s.shards.Load()
+	cutoff := s.cutoffMs(time.Now())
 	st := StreamStats{StreamName: s.name, Shards: make([]ShardStats, 0, len(m.all))}
 	for _, sh := range m.all {
-		if s.listedShard(sh.num) == nil {
+		ss, listed := sh.stats(cutoff)
+		if !listed {
 			continue // gone: no longer listed
 		}
-		ss := sh.stats()
 		t := &st.Total
 		t.RecordsRetained += ss.RecordsRetained
 		t.BytesRetained += ss.BytesRetained
@@ -65,9 +66,14 @@ func (s *Stream) Stats() StreamStats {
 	return st
 }
 
-func (s *shardState) stats() ShardStats {
+// stats returns the shard's counters, and false if it is gone (closed, and
+// all its records expired before cutoffMs).
+func (s *shardState) stats(cutoffMs int64) (ShardStats, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.goneLocked(cutoffMs) {
+		return ShardStats{}, false
+	}
 	records, bytes := s.store.size()
 	st := ShardStats{
 		ShardID:         s.id,
@@ -87,5 +93,5 @@ func (s *shardState) stats() ShardStats {
 		oldest, newest := s.store.oldestNewest()
 		st.OldestArrival, st.NewestArrival = msTime(oldest), msTime(newest)
 	}
-	return st
+	return st, true
 }

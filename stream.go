@@ -263,9 +263,6 @@ func (s *Stream) begin(ctx context.Context, op string, shard uint64) error {
 	if err := s.ready(ctx, op); err != nil {
 		return err
 	}
-	if !s.cluster.faults.active() {
-		return nil
-	}
 	return s.cluster.faults.apply(ctx, op, s.name, shard)
 }
 
