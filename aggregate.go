@@ -217,7 +217,7 @@ func Deaggregate(r Record) ([]UserRecord, error) {
 			ApproximateArrivalTimestamp: r.ApproximateArrivalTimestamp,
 		}}, nil
 	}
-	out, err := decodeAggregate(body, r.SequenceNumber, r.ApproximateArrivalTimestamp)
+	out, err := appendAggregate(nil, body, r.SequenceNumber, r.ApproximateArrivalTimestamp)
 	if err != nil {
 		where := "aggregated record"
 		if !r.SequenceNumber.IsZero() {
@@ -265,9 +265,10 @@ func aggBody(data []byte) ([]byte, bool) {
 	return body, true
 }
 
-// decodeAggregate decodes an AggregatedRecord protobuf. Offsets in its errors
+// appendAggregate decodes an AggregatedRecord protobuf and appends its user
+// records to dst. On error it returns dst unchanged. Offsets in its errors
 // count from the start of the record's Data (the magic).
-func decodeAggregate(body []byte, seq SequenceNumber, arrival time.Time) ([]UserRecord, error) {
+func appendAggregate(dst []UserRecord, body []byte, seq SequenceNumber, arrival time.Time) ([]UserRecord, error) {
 	// Fields may come in any order, so the first pass checks the message
 	// and counts, the second copies the key tables, the third decodes the
 	// records. All keys share one allocation.
@@ -276,7 +277,7 @@ func decodeAggregate(body []byte, seq SequenceNumber, arrival time.Time) ([]User
 	for {
 		f, ok, err := s.next()
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
 		if !ok {
 			break
@@ -296,7 +297,7 @@ func decodeAggregate(body []byte, seq SequenceNumber, arrival time.Time) ([]User
 		}
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("aggregate holds no records (%d partition keys, %d explicit hash keys)", npk, nehk)
+		return dst, fmt.Errorf("aggregate holds no records (%d partition keys, %d explicit hash keys)", npk, nehk)
 	}
 
 	keys := make([]string, npk+nehk)
@@ -322,7 +323,7 @@ func decodeAggregate(body []byte, seq SequenceNumber, arrival time.Time) ([]User
 		}
 	}
 
-	out := make([]UserRecord, 0, n)
+	out := slices.Grow(dst, n)
 	s = pbScanner{b: body, base: len(aggMagic)}
 	for {
 		f, ok, _ := s.next()
@@ -332,10 +333,10 @@ func decodeAggregate(body []byte, seq SequenceNumber, arrival time.Time) ([]User
 		if f.num != 3 || f.typ != pbLen {
 			continue
 		}
-		i := len(out)
+		i := len(out) - len(dst)
 		u, err := decodeUserRecord(f, pks, ehks)
 		if err != nil {
-			return nil, fmt.Errorf("records[%d] (byte %d): %w", i, f.off, err)
+			return dst, fmt.Errorf("records[%d] (byte %d): %w", i, f.off, err)
 		}
 		u.SequenceNumber = seq
 		u.SubSequenceNumber = i

@@ -1,6 +1,16 @@
 package runnel
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
 // StreamReader is what a consumer needs from a stream: listing its shards,
 // getting shard iterators and reading records, as Kinesis's polling API
@@ -32,3 +42,990 @@ var (
 	_ Putter       = (*Stream)(nil)
 	_ RoutedPutter = (*Stream)(nil)
 )
+
+// RecordProcessor processes the records of one shard for a Consumer, with
+// the lifecycle of the KCL's ShardRecordProcessor. A Consumer makes one per
+// shard lease it takes and calls its methods from one goroutine, in this
+// order: Initialize once, ProcessRecords for every batch, and then exactly
+// one of LeaseLost, ShardEnded or ShutdownRequested (none when Initialize
+// or ProcessRecords failed).
+//
+// An error from Initialize, ProcessRecords, ShardEnded or
+// ShutdownRequested ends the processing of the shard on this worker: the
+// error is logged and counted, the lease is released without a
+// checkpoint, and the shard is taken again (by this worker or another one)
+// at its last checkpoint, so the records after it are delivered again.
+type RecordProcessor interface {
+	// Initialize is called before the first batch, with the checkpoint the
+	// shard's processing resumes after.
+	Initialize(ctx context.Context, in InitializeInput) error
+	// ProcessRecords processes a batch. It may checkpoint with
+	// in.Checkpointer.
+	ProcessRecords(ctx context.Context, in ProcessRecordsInput) error
+	// LeaseLost is called when another worker has taken the lease, or it
+	// could not be renewed in time: checkpointing is no longer possible.
+	LeaseLost(ctx context.Context, in LeaseLostInput)
+	// ShardEnded is called after the last batch of a closed shard. The
+	// processor must checkpoint (in.Checkpointer.Checkpoint), or the
+	// shard's children never start.
+	ShardEnded(ctx context.Context, in ShardEndedInput) error
+	// ShutdownRequested is called when the Consumer is closed; the
+	// processor may checkpoint, and the lease is then released for another
+	// worker to take at once.
+	ShutdownRequested(ctx context.Context, in ShutdownRequestedInput) error
+}
+
+// InitializeInput is the input of RecordProcessor.Initialize.
+type InitializeInput struct {
+	// ShardID is the shard the processor processes.
+	ShardID string
+	// Checkpoint is the lease's checkpoint; zero when the shard has not
+	// been processed yet and starts at the lease's starting position.
+	Checkpoint Checkpoint
+}
+
+// ProcessRecordsInput is the input of RecordProcessor.ProcessRecords.
+type ProcessRecordsInput struct {
+	// ShardID is the shard the records come from.
+	ShardID string
+	// Records are the user records, in order, as ShardReader.Next returns
+	// them: their Data are read-only, and the slice is reused after
+	// ProcessRecords returns.
+	Records []UserRecord
+	// MillisBehindLatest is how far the batch is behind the shard's newest
+	// record.
+	MillisBehindLatest int64
+	// Checkpointer records progress in the lease.
+	Checkpointer *Checkpointer
+}
+
+// LeaseLostInput is the input of RecordProcessor.LeaseLost.
+type LeaseLostInput struct {
+	// ShardID is the shard whose lease was lost.
+	ShardID string
+}
+
+// ShardEndedInput is the input of RecordProcessor.ShardEnded.
+type ShardEndedInput struct {
+	// ShardID is the shard that ended.
+	ShardID string
+	// Checkpointer must checkpoint the end of the shard.
+	Checkpointer *Checkpointer
+}
+
+// ShutdownRequestedInput is the input of RecordProcessor.ShutdownRequested.
+type ShutdownRequestedInput struct {
+	// ShardID is the shard being handed off.
+	ShardID string
+	// Checkpointer may checkpoint the records processed.
+	Checkpointer *Checkpointer
+}
+
+// ProcessorFunc is a RecordProcessor made of one function that processes
+// batches. It checkpoints the end of a shard when the shard ends, and the
+// last record handed to it when the Consumer is closed (the function has
+// returned nil for it, so it was processed); it does nothing on Initialize
+// and LeaseLost. Between those it checkpoints only when the function does.
+type ProcessorFunc func(ctx context.Context, in ProcessRecordsInput) error
+
+// Initialize does nothing.
+func (f ProcessorFunc) Initialize(context.Context, InitializeInput) error { return nil }
+
+// ProcessRecords calls f.
+func (f ProcessorFunc) ProcessRecords(ctx context.Context, in ProcessRecordsInput) error {
+	return f(ctx, in)
+}
+
+// LeaseLost does nothing.
+func (f ProcessorFunc) LeaseLost(context.Context, LeaseLostInput) {}
+
+// ShardEnded checkpoints the end of the shard.
+func (f ProcessorFunc) ShardEnded(ctx context.Context, in ShardEndedInput) error {
+	return in.Checkpointer.Checkpoint(ctx)
+}
+
+// ShutdownRequested checkpoints the last record processed.
+func (f ProcessorFunc) ShutdownRequested(ctx context.Context, in ShutdownRequestedInput) error {
+	return in.Checkpointer.Checkpoint(ctx)
+}
+
+// Checkpointer records how far a RecordProcessor has processed its shard,
+// in the shard's lease, as the KCL's RecordProcessorCheckpointer does. A
+// checkpoint is accepted only while this worker holds the lease: once it
+// is lost, checkpoints fail with ErrLeaseLost and nothing is written, so a
+// stale owner cannot overwrite the new owner's progress. It is safe for
+// concurrent use.
+type Checkpointer struct {
+	c *Consumer
+	h *heldLease
+
+	mu      sync.Mutex
+	handed  Checkpoint // the last user record handed to the processor, or ShardEnd
+	written Checkpoint // the checkpoint in the lease
+}
+
+// Checkpoint checkpoints the last user record handed to the processor; in
+// ShardEnded, the end of the shard. Checkpointing what is checkpointed
+// already writes nothing.
+func (cp *Checkpointer) Checkpoint(ctx context.Context) error {
+	cp.mu.Lock()
+	at := cp.handed
+	cp.mu.Unlock()
+	if at.IsZero() {
+		return nil // nothing handed out yet
+	}
+	return cp.CheckpointAt(ctx, at)
+}
+
+// CheckpointAt checkpoints at a user record handed to the processor: at
+// must not be after the last one handed out nor before the current
+// checkpoint, else the error wraps ErrInvalidArgument. A checkpoint at
+// ShardEnd is accepted once the shard has ended. After a restart or a
+// failover, processing resumes right after at, in the middle of an
+// aggregate if at is.
+func (cp *Checkpointer) CheckpointAt(ctx context.Context, at Checkpoint) error {
+	const op = "Checkpoint"
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	switch {
+	case at.IsZero():
+		return errorf(op, ErrInvalidArgument, "checkpoint of shard %s is empty", cp.h.shardID)
+	case at.cmp(cp.handed) > 0:
+		return errorf(op, ErrInvalidArgument, "checkpoint %s of shard %s is after the last record handed to the processor (%s)", at, cp.h.shardID, cp.handed)
+	case at.cmp(cp.written) < 0:
+		return errorf(op, ErrInvalidArgument, "checkpoint %s of shard %s is before its current checkpoint %s", at, cp.h.shardID, cp.written)
+	case at == cp.written:
+		return nil
+	}
+	if err := cp.c.writeLease(ctx, cp.h, func(l *Lease) { l.Checkpoint = at }); err != nil {
+		return asError(op, "shard "+cp.h.shardID, err)
+	}
+	cp.written = at
+	return nil
+}
+
+// hand records what the processor has been handed.
+func (cp *Checkpointer) hand(at Checkpoint) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if !at.IsZero() {
+		cp.handed = at
+	}
+}
+
+// checkpointed returns the checkpoint in the lease.
+func (cp *Checkpointer) checkpointed() Checkpoint {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.written
+}
+
+// consumerConfig is a Consumer's configuration.
+type consumerConfig struct {
+	store        LeaseStore
+	workerID     string
+	failover     time.Duration
+	syncInterval time.Duration
+	start        StartingPosition
+	readerOpts   []ReaderOption
+	logger       *slog.Logger
+	optionError  error
+}
+
+// ConsumerOption configures a Consumer.
+type ConsumerOption func(*consumerConfig)
+
+// WithLeaseStore sets where the Consumer keeps its leases and checkpoints.
+// Every worker of an application must use the same store. Default: a new
+// MemoryLeaseStore, private to the Consumer (a group of one worker whose
+// checkpoints end with the process).
+func WithLeaseStore(s LeaseStore) ConsumerOption {
+	return func(c *consumerConfig) {
+		if s == nil {
+			c.optionError = errorf("WithLeaseStore", ErrInvalidArgument, "the lease store is nil")
+		}
+		c.store = s
+	}
+}
+
+// WithWorkerID sets the worker's name, the owner written in the leases it
+// holds. It must be unique in the group. Default: the application name
+// followed by a random suffix.
+func WithWorkerID(id string) ConsumerOption {
+	return func(c *consumerConfig) {
+		if id == "" {
+			c.optionError = errorf("WithWorkerID", ErrInvalidArgument, "the worker id is empty")
+		}
+		c.workerID = id
+	}
+}
+
+// WithFailoverTime sets how long a lease lives without renewal before
+// another worker may take it (the KCL's failoverTimeMillis). Leases are
+// renewed, and expired leases looked for, every third of it. Default 10 s.
+func WithFailoverTime(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) {
+		if d < 30*time.Millisecond {
+			c.optionError = errorf("WithFailoverTime", ErrInvalidArgument, "failover time %v is below the minimum of 30ms", d)
+		}
+		c.failover = d
+	}
+}
+
+// WithShardSyncInterval sets how often the Consumer lists the stream's
+// shards to create leases for new shards and delete those of shards that
+// have gone. A worker also lists them as soon as one of its shards ends.
+// Default 1 minute.
+func WithShardSyncInterval(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) {
+		if d <= 0 {
+			c.optionError = errorf("WithShardSyncInterval", ErrInvalidArgument, "shard sync interval %v must be positive", d)
+		}
+		c.syncInterval = d
+	}
+}
+
+// WithInitialPosition sets where the processing of a shard that has no
+// checkpoint starts, when the group first sees the stream: TrimHorizon
+// (the default), Latest or AtTimestamp. Shards created by resharding
+// afterwards always start at their beginning, so that nothing written to
+// them is missed. With Latest only the open shards get leases at first.
+//
+// The KCL's default is LATEST; runnel's is TRIM_HORIZON, so that records
+// written before the consumer started are not skipped silently.
+func WithInitialPosition(p StartingPosition) ConsumerOption {
+	return func(c *consumerConfig) {
+		switch {
+		case p.Type != TrimHorizon && p.Type != Latest && p.Type != AtTimestamp:
+			c.optionError = errorf("WithInitialPosition", ErrInvalidArgument, "initial position %.40q is not TRIM_HORIZON, LATEST or AT_TIMESTAMP", p.Type)
+		case p.Type == AtTimestamp && p.Timestamp.IsZero():
+			c.optionError = errorf("WithInitialPosition", ErrInvalidArgument, "initial position AT_TIMESTAMP needs a Timestamp")
+		}
+		c.start = p
+	}
+}
+
+// WithReaderOptions sets options for the ShardReader of every shard (its
+// pace, idle wait, batch limit, …). ReadFrom and ReadAfter are set by the
+// Consumer from the lease and cannot be overridden.
+func WithReaderOptions(opts ...ReaderOption) ConsumerOption {
+	return func(c *consumerConfig) { c.readerOpts = append(c.readerOpts, opts...) }
+}
+
+// WithConsumerLogger sets where the Consumer logs its lease events (taken,
+// stolen, lost, released), shard ends and processor errors. Default:
+// nowhere.
+func WithConsumerLogger(l *slog.Logger) ConsumerOption {
+	return func(c *consumerConfig) {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		c.logger = l
+	}
+}
+
+// Consumer is one worker of a consumer group: an application that
+// processes every record of a stream, as the KCL's Scheduler does. The
+// workers of a group share a LeaseStore; each shard has one lease, and its
+// holder runs a RecordProcessor for it on a ShardReader. Workers renew the
+// leases they hold, take leases that are free or expired (not renewed for
+// the failover time), and balance the shards evenly by taking at most one
+// lease from the busiest worker at a time. A shard's children start only
+// after every parent has been checkpointed at its end.
+//
+// Delivery is at least once: after a failover, a steal or a restart the
+// shard resumes after its last checkpoint, so the records processed since
+// then are delivered again (and only those). DedupWindow helps make
+// processing idempotent.
+//
+// A Consumer starts working when it is created and stops with Close. Its
+// methods are safe for concurrent use.
+type Consumer struct {
+	src          StreamReader
+	app          string
+	newProcessor func(shardID string) RecordProcessor
+	cfg          consumerConfig
+	renewEvery   time.Duration
+
+	ctx       context.Context // the coordinator's; cancelled by Close
+	cancel    context.CancelFunc
+	coordDone chan struct{} // closed when the coordinator has returned
+	wg        sync.WaitGroup
+	kick      chan struct{} // asks the coordinator to list the shards now
+
+	mu      sync.Mutex
+	held    map[string]*heldLease
+	shards  map[string]Shard // as last listed
+	closing bool
+	closed  chan struct{}
+
+	seen map[string]observed // the coordinator's own: when each lease's counter last moved
+
+	leasesTaken, leasesStolen, leasesLost atomic.Int64
+	records, bytes, processorErrors       atomic.Int64
+}
+
+// observed is when a worker first saw a lease's counter at a value.
+type observed struct {
+	counter int64
+	at      time.Time
+}
+
+// heldLease is a lease the worker holds, and the goroutine processing its
+// shard.
+type heldLease struct {
+	shardID string
+
+	mu        sync.Mutex // serialises writes of the lease
+	lease     Lease      // as this worker last wrote it
+	renewedAt time.Time
+	lost      bool
+
+	cancelLease context.CancelFunc // stops processing: the lease is lost, or the worker crashed
+	cancelRead  context.CancelFunc // stops reading: shutdown requested
+	shutdown    atomic.Bool
+	crashed     atomic.Bool
+
+	behind         atomic.Int64
+	records, bytes atomic.Int64
+	checkpoint     atomic.Pointer[Checkpoint]
+}
+
+// NewConsumer starts a worker of the consumer group of application app on
+// the stream src. app names the group (3 to 255 letters, digits, '_', '-'
+// or '.', as a KCL lease table is named); newProcessor makes the
+// RecordProcessor of each shard the worker takes. Close stops it.
+func NewConsumer(src StreamReader, app string, newProcessor func(shardID string) RecordProcessor, opts ...ConsumerOption) (*Consumer, error) {
+	const op = "NewConsumer"
+	if src == nil {
+		return nil, errorf(op, ErrInvalidArgument, "the StreamReader is nil")
+	}
+	if newProcessor == nil {
+		return nil, errorf(op, ErrInvalidArgument, "the record processor factory is nil")
+	}
+	if err := validateAppName(op, app); err != nil {
+		return nil, err
+	}
+	cfg := consumerConfig{
+		failover:     10 * time.Second,
+		syncInterval: time.Minute,
+		start:        StartingPosition{Type: TrimHorizon},
+		logger:       slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(&cfg)
+		if cfg.optionError != nil {
+			return nil, cfg.optionError
+		}
+	}
+	if _, err := newReaderConfig(cfg.readerOpts); err != nil {
+		return nil, err
+	}
+	if cfg.store == nil {
+		cfg.store = NewMemoryLeaseStore()
+	}
+	if cfg.workerID == "" {
+		cfg.workerID = fmt.Sprintf("%s-%08x", app, rand.Uint32())
+	}
+	c := &Consumer{
+		src:          src,
+		app:          app,
+		newProcessor: newProcessor,
+		cfg:          cfg,
+		renewEvery:   cfg.failover / 3,
+		kick:         make(chan struct{}, 1),
+		coordDone:    make(chan struct{}),
+		held:         make(map[string]*heldLease),
+		shards:       make(map[string]Shard),
+		closed:       make(chan struct{}),
+		seen:         make(map[string]observed),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Go(c.coordinate)
+	return c, nil
+}
+
+// validateAppName checks an application name against the rules of a
+// DynamoDB table name, which a KCL application's lease table takes.
+func validateAppName(op, app string) error {
+	if len(app) < 3 || len(app) > 255 {
+		return errorf(op, ErrInvalidArgument, "application name %.40q is %d characters; it must have 3 to 255", app, len(app))
+	}
+	for i := 0; i < len(app); i++ {
+		switch b := app[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '-', b == '.':
+		default:
+			return errorf(op, ErrInvalidArgument, "application name %.40q has the character %q; only letters, digits, '_', '-' and '.' are allowed", app, app[i])
+		}
+	}
+	return nil
+}
+
+// WorkerID returns the worker's name in the leases.
+func (c *Consumer) WorkerID() string { return c.cfg.workerID }
+
+// Close stops the worker gracefully: each processor finishes the batch in
+// hand, is asked to shut down (ShutdownRequested, where it may
+// checkpoint), and its lease is released so that another worker takes it
+// at once. Close waits for every goroutine of the Consumer. It may be
+// called more than once; it returns nil.
+func (c *Consumer) Close() error {
+	c.stop(false)
+	return nil
+}
+
+// stop stops the worker; crash stops it as a process crash would, without
+// a processor call or a lease write (for tests of failover).
+func (c *Consumer) stop(crash bool) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		<-c.closed
+		return
+	}
+	c.closing = true
+	c.mu.Unlock()
+	c.cancel() // the coordinator takes and renews no more leases
+	<-c.coordDone
+	c.mu.Lock()
+	for _, h := range c.held {
+		if crash {
+			h.crashed.Store(true)
+			h.cancelLease()
+		} else {
+			h.shutdown.Store(true)
+			h.cancelRead()
+		}
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	close(c.closed)
+}
+
+// coordinate is the worker's lease loop: renew, list the shards now and
+// then, take and balance leases.
+func (c *Consumer) coordinate() {
+	defer close(c.coordDone)
+	var nextSync time.Time
+	for {
+		now := time.Now()
+		c.renewAll(now)
+		if !now.Before(nextSync) {
+			if err := c.syncShards(c.ctx); err != nil && c.ctx.Err() == nil {
+				c.cfg.logger.Warn("runnel: listing shards for leases failed", "app", c.app, "worker", c.cfg.workerID, "err", err)
+			}
+			nextSync = time.Now().Add(c.cfg.syncInterval)
+		}
+		wake := c.takeLeases(time.Now())
+		wait := min(c.renewEvery, time.Until(nextSync))
+		if !wake.IsZero() {
+			wait = min(wait, time.Until(wake))
+		}
+		t := time.NewTimer(max(wait, time.Millisecond))
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-c.kick:
+			nextSync = time.Time{}
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// kickSync asks the coordinator to list the shards now.
+func (c *Consumer) kickSync() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// syncShards creates the leases of shards that have none and deletes those
+// of shards that have gone.
+func (c *Consumer) syncShards(ctx context.Context) error {
+	// Leases first: a lease seen here was written before the listing
+	// began, so a lease of a shard the listing lacks is of a shard that
+	// has gone, never of one created since.
+	leases, err := c.cfg.store.ListLeases(ctx)
+	if err != nil {
+		return err
+	}
+	shards, err := listAllShards(ctx, c.src)
+	if err != nil {
+		return err
+	}
+	listed := make(map[string]Shard, len(shards))
+	for _, sh := range shards {
+		listed[sh.ShardID] = sh
+	}
+	c.mu.Lock()
+	c.shards = listed
+	c.mu.Unlock()
+	have := make(map[string]bool, len(leases))
+	for _, l := range leases {
+		have[l.ShardID] = true
+	}
+	first := len(leases) == 0
+	// Shard ids grow with creation, so parents get their leases before
+	// their children.
+	slices.SortFunc(shards, func(a, b Shard) int { return compareShardIDs(a.ShardID, b.ShardID) })
+	for _, sh := range shards {
+		if have[sh.ShardID] {
+			continue
+		}
+		var parents []string
+		leasedParent := false
+		for _, p := range []string{sh.ParentShardID, sh.AdjacentParentShardID} {
+			if p != "" {
+				parents = append(parents, p)
+				leasedParent = leasedParent || have[p]
+			}
+		}
+		start := c.cfg.start
+		switch {
+		case leasedParent && start.Type == Latest:
+			start = StartingPosition{Type: TrimHorizon} // a child of a shard being processed
+		case start.Type == Latest && !sh.Open():
+			continue // closed before the group started
+		case start.Type == Latest && !first && len(parents) > 0:
+			start = StartingPosition{Type: TrimHorizon} // created by a reshard since
+		}
+		l := Lease{ShardID: sh.ShardID, Counter: 1, ParentShardIDs: parents, Start: start}
+		if err := c.cfg.store.PutLease(ctx, l, 0); err != nil && !errors.Is(err, ErrLeaseConflict) {
+			return err // stop: a child must not get a lease before its parent
+		}
+		have[sh.ShardID] = true
+	}
+	for _, l := range leases {
+		if _, ok := listed[l.ShardID]; ok || (l.Owner != "" && !l.Checkpoint.ShardEnd) {
+			continue
+		}
+		// The shard has gone (its records expired). A lease still owned is
+		// left to its owner, whose reader finds the shard gone.
+		if err := c.cfg.store.DeleteLease(ctx, l.ShardID, l.Counter); err != nil && !errors.Is(err, ErrLeaseConflict) {
+			return err
+		}
+		c.cfg.logger.Debug("runnel: deleted the lease of a shard that has gone", "app", c.app, "shard", l.ShardID)
+	}
+	return nil
+}
+
+// compareShardIDs orders shard ids by their number when both are
+// runnel-style ("shardId-" and digits), else as strings.
+func compareShardIDs(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// renewAll renews the leases the worker holds. A lease that another worker
+// has taken, or that could not be renewed for the failover time, is lost.
+func (c *Consumer) renewAll(now time.Time) {
+	for _, h := range c.heldLeases() {
+		err := c.writeLease(c.ctx, h, func(*Lease) {})
+		if err == nil || errors.Is(err, ErrLeaseLost) || c.ctx.Err() != nil {
+			continue
+		}
+		h.mu.Lock()
+		late := now.Sub(h.renewedAt) >= c.cfg.failover
+		h.mu.Unlock()
+		c.cfg.logger.Warn("runnel: renewing a lease failed", "app", c.app, "worker", c.cfg.workerID, "shard", h.shardID, "err", err)
+		if late {
+			c.loseLease(h, "not renewed within the failover time")
+		}
+	}
+}
+
+// heldLeases returns the leases the worker holds.
+func (c *Consumer) heldLeases() []*heldLease {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*heldLease, 0, len(c.held))
+	for _, h := range c.held {
+		out = append(out, h)
+	}
+	return out
+}
+
+// writeLease writes the held lease with change applied and its counter
+// bumped, on the condition that nobody else wrote it since: the one write
+// path of renewals, checkpoints and releases. A failed condition loses the
+// lease and gives ErrLeaseLost.
+func (c *Consumer) writeLease(ctx context.Context, h *heldLease, change func(*Lease)) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost {
+		return errorf("PutLease", ErrLeaseLost, "shard %s", h.shardID)
+	}
+	next := h.lease.clone()
+	next.Counter++
+	change(&next)
+	err := c.cfg.store.PutLease(ctx, next, h.lease.Counter)
+	switch {
+	case err == nil:
+		h.lease, h.renewedAt = next, time.Now()
+		return nil
+	case errors.Is(err, ErrLeaseConflict):
+		c.loseLeaseLocked(h, "another worker took it")
+		return &Error{Op: "PutLease", Kind: ErrLeaseLost, Msg: "shard " + h.shardID, Err: err}
+	}
+	return err
+}
+
+// loseLease marks a held lease lost and stops the processing of its shard.
+func (c *Consumer) loseLease(h *heldLease, why string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c.loseLeaseLocked(h, why)
+}
+
+func (c *Consumer) loseLeaseLocked(h *heldLease, why string) {
+	if h.lost {
+		return
+	}
+	h.lost = true
+	c.leasesLost.Add(1)
+	h.cancelLease()
+	c.cfg.logger.Info("runnel: lease lost", "app", c.app, "worker", c.cfg.workerID, "shard", h.shardID, "why", why)
+}
+
+// takeLeases takes free and expired leases, and steals one from the
+// busiest worker when that evens the load. It returns when the next lease
+// it watches may expire (zero if none).
+func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
+	leases, err := c.cfg.store.ListLeases(c.ctx)
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.cfg.logger.Warn("runnel: listing leases failed", "app", c.app, "worker", c.cfg.workerID, "err", err)
+		}
+		return time.Time{}
+	}
+	byID := make(map[string]*Lease, len(leases))
+	for i := range leases {
+		byID[leases[i].ShardID] = &leases[i]
+	}
+	for id := range c.seen {
+		if byID[id] == nil {
+			delete(c.seen, id)
+		}
+	}
+	c.mu.Lock()
+	mine := len(c.held)
+	held := make(map[string]bool, mine)
+	for id := range c.held {
+		held[id] = true
+	}
+	c.mu.Unlock()
+
+	var free []*Lease             // ready leases no live worker holds
+	load := map[string][]*Lease{} // live workers' ready leases
+	load[c.cfg.workerID] = nil    // this worker counts itself
+	ready := 0
+	for i := range leases {
+		l := &leases[i]
+		o, ok := c.seen[l.ShardID]
+		if !ok || o.counter != l.Counter {
+			o = observed{counter: l.Counter, at: now}
+			c.seen[l.ShardID] = o
+		}
+		if !c.readyLease(l, byID) {
+			continue
+		}
+		ready++
+		switch {
+		case held[l.ShardID]:
+			load[c.cfg.workerID] = append(load[c.cfg.workerID], l)
+		case l.Owner == "" || l.Owner == c.cfg.workerID:
+			free = append(free, l)
+		case now.Sub(o.at) >= c.cfg.failover:
+			free = append(free, l) // expired
+		default:
+			load[l.Owner] = append(load[l.Owner], l)
+			if exp := o.at.Add(c.cfg.failover); nextExpiry.IsZero() || exp.Before(nextExpiry) {
+				nextExpiry = exp
+			}
+		}
+	}
+	if ready == 0 || c.ctx.Err() != nil {
+		return nextExpiry
+	}
+	target := (ready + len(load) - 1) / len(load)
+	rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
+	for _, l := range free {
+		if mine >= target {
+			break
+		}
+		if c.take(l, false) {
+			mine++
+		}
+	}
+	if mine >= target || len(free) > 0 {
+		return nextExpiry
+	}
+	// Steal one lease from the busiest worker, if that evens the load.
+	var busiest string
+	for w, ls := range load {
+		if w != c.cfg.workerID && (busiest == "" || len(ls) > len(load[busiest]) || (len(ls) == len(load[busiest]) && w < busiest)) {
+			busiest = w
+		}
+	}
+	if n := len(load[busiest]); busiest != "" && (n > target || (n == target && mine < target-1)) {
+		victim := load[busiest][rand.N(n)]
+		c.take(victim, true)
+	}
+	return nextExpiry
+}
+
+// readyLease reports whether a lease's shard can be processed: it has not
+// ended, and every parent has ended or has no lease.
+func (c *Consumer) readyLease(l *Lease, byID map[string]*Lease) bool {
+	if l.Checkpoint.ShardEnd {
+		return false
+	}
+	for _, p := range l.ParentShardIDs {
+		if pl := byID[p]; pl != nil && !pl.Checkpoint.ShardEnd {
+			return false
+		}
+	}
+	return true
+}
+
+// take takes a lease and starts processing its shard.
+func (c *Consumer) take(l *Lease, steal bool) bool {
+	next := l.clone()
+	prev := next.Owner
+	next.Owner, next.Counter = c.cfg.workerID, l.Counter+1
+	if err := c.cfg.store.PutLease(c.ctx, next, l.Counter); err != nil {
+		if !errors.Is(err, ErrLeaseConflict) && c.ctx.Err() == nil {
+			c.cfg.logger.Warn("runnel: taking a lease failed", "app", c.app, "worker", c.cfg.workerID, "shard", l.ShardID, "err", err)
+		}
+		return false
+	}
+	c.seen[l.ShardID] = observed{counter: next.Counter, at: time.Now()}
+	if steal {
+		c.leasesStolen.Add(1)
+		c.cfg.logger.Info("runnel: lease stolen", "app", c.app, "worker", c.cfg.workerID, "shard", l.ShardID, "from", prev)
+	} else {
+		c.leasesTaken.Add(1)
+		c.cfg.logger.Info("runnel: lease taken", "app", c.app, "worker", c.cfg.workerID, "shard", l.ShardID, "previousOwner", prev)
+	}
+	h := &heldLease{shardID: l.ShardID, lease: next, renewedAt: time.Now()}
+	cp := next.Checkpoint
+	h.checkpoint.Store(&cp)
+	leaseCtx, cancelLease := context.WithCancel(context.Background())
+	readCtx, cancelRead := context.WithCancel(leaseCtx)
+	h.cancelLease, h.cancelRead = cancelLease, cancelRead
+	c.mu.Lock()
+	c.held[l.ShardID] = h
+	c.mu.Unlock()
+	c.wg.Go(func() {
+		defer cancelLease()
+		c.process(leaseCtx, readCtx, h)
+		c.mu.Lock()
+		delete(c.held, h.shardID)
+		c.mu.Unlock()
+	})
+	return true
+}
+
+// process runs the record processor of a held lease until the shard ends,
+// the lease is lost or the worker stops.
+func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
+	id := h.shardID
+	log := c.cfg.logger.With("app", c.app, "worker", c.cfg.workerID, "shard", id)
+	var p RecordProcessor
+	// stopped reports whether the lease was lost or the worker crashed,
+	// and tells the processor of a lost lease.
+	stopped := func() bool {
+		switch {
+		case h.crashed.Load():
+			return true
+		case leaseCtx.Err() != nil:
+			if p != nil {
+				p.LeaseLost(context.Background(), LeaseLostInput{ShardID: id})
+			}
+			return true
+		}
+		return false
+	}
+	// fail ends the processing after an error, releasing the lease.
+	fail := func(what string, err error) {
+		if stopped() {
+			return
+		}
+		c.processorErrors.Add(1)
+		log.Error("runnel: "+what+" failed; releasing the lease", "err", err)
+		c.release(h)
+	}
+	h.mu.Lock()
+	lease := h.lease.clone()
+	h.mu.Unlock()
+	cp := &Checkpointer{c: c, h: h, written: lease.Checkpoint, handed: lease.Checkpoint}
+
+	opts := append(slices.Clip(c.cfg.readerOpts), ReadFrom(lease.Start), ReadAfter(lease.Checkpoint))
+	c.mu.Lock()
+	desc, ok := c.shards[id]
+	c.mu.Unlock()
+	if !ok {
+		desc = Shard{ShardID: id}
+	}
+	r, err := NewShardReader(c.src, desc, opts...)
+	if err != nil {
+		fail("starting the shard reader", err)
+		return
+	}
+	defer r.Close()
+
+	p = c.newProcessor(id)
+	if err := p.Initialize(leaseCtx, InitializeInput{ShardID: id, Checkpoint: lease.Checkpoint}); err != nil {
+		fail("Initialize", err)
+		return
+	}
+	for {
+		b, err := r.Next(readCtx)
+		if stopped() {
+			return
+		}
+		if readCtx.Err() != nil { // shutdown requested
+			err := p.ShutdownRequested(leaseCtx, ShutdownRequestedInput{ShardID: id, Checkpointer: cp})
+			c.storeCheckpoint(h, cp)
+			if err != nil {
+				fail("ShutdownRequested", err)
+				return
+			}
+			c.release(h)
+			return
+		}
+		if err != nil {
+			fail("reading the shard", err)
+			return
+		}
+		if len(b.Records) > 0 {
+			cp.hand(checkpointOf(&b.Records[len(b.Records)-1]))
+			h.behind.Store(b.MillisBehindLatest)
+			h.records.Add(int64(len(b.Records)))
+			h.bytes.Add(int64(b.Bytes))
+			c.records.Add(int64(len(b.Records)))
+			c.bytes.Add(int64(b.Bytes))
+			err := p.ProcessRecords(leaseCtx, ProcessRecordsInput{ShardID: id, Records: b.Records, MillisBehindLatest: b.MillisBehindLatest, Checkpointer: cp})
+			c.storeCheckpoint(h, cp)
+			if err != nil {
+				fail("ProcessRecords", err)
+				return
+			}
+		}
+		if !b.End {
+			continue
+		}
+		h.behind.Store(0)
+		cp.hand(Checkpoint{ShardEnd: true})
+		err = p.ShardEnded(leaseCtx, ShardEndedInput{ShardID: id, Checkpointer: cp})
+		c.storeCheckpoint(h, cp)
+		if err != nil {
+			fail("ShardEnded", err)
+			return
+		}
+		if stopped() {
+			return
+		}
+		if !cp.checkpointed().ShardEnd {
+			log.Warn("runnel: the processor did not checkpoint the end of the shard; its children cannot start")
+		} else {
+			log.Info("runnel: shard ended")
+		}
+		c.release(h)
+		c.kickSync()
+		return
+	}
+}
+
+// storeCheckpoint publishes a shard's checkpoint for Stats.
+func (c *Consumer) storeCheckpoint(h *heldLease, cp *Checkpointer) {
+	w := cp.checkpointed()
+	h.checkpoint.Store(&w)
+}
+
+// release gives a lease up so that any worker can take it at once.
+func (c *Consumer) release(h *heldLease) {
+	err := c.writeLease(context.Background(), h, func(l *Lease) { l.Owner = "" })
+	if err != nil {
+		if !errors.Is(err, ErrLeaseLost) {
+			c.cfg.logger.Warn("runnel: releasing a lease failed; it will expire", "app", c.app, "worker", c.cfg.workerID, "shard", h.shardID, "err", err)
+		}
+		return
+	}
+	h.mu.Lock()
+	h.lost = true // no longer ours: later checkpoints fail
+	h.mu.Unlock()
+	c.cfg.logger.Info("runnel: lease released", "app", c.app, "worker", c.cfg.workerID, "shard", h.shardID)
+}
+
+// ConsumerStats is a snapshot of a Consumer's counters, as Stream.Stats is
+// of a stream's.
+type ConsumerStats struct {
+	// WorkerID is the worker's name.
+	WorkerID string
+	// LeasesHeld is the number of leases the worker holds now.
+	LeasesHeld int
+	// LeasesTaken counts leases taken free or expired; LeasesStolen those
+	// taken from a busier worker; LeasesLost those another worker took or
+	// that could not be renewed.
+	LeasesTaken, LeasesStolen, LeasesLost int64
+	// RecordsProcessed counts the user records handed to processors;
+	// BytesProcessed the bytes of the Kinesis records that carried them
+	// (data and partition keys).
+	RecordsProcessed, BytesProcessed int64
+	// ProcessorErrors counts the errors of processors and shard readers
+	// that ended a shard's processing.
+	ProcessorErrors int64
+	// Shards are the shards the worker holds, in shard-id order.
+	Shards []ConsumerShardStats
+}
+
+// ConsumerShardStats are the counters of one shard a worker holds.
+type ConsumerShardStats struct {
+	// ShardID is the shard.
+	ShardID string
+	// MillisBehindLatest is how far the last batch was behind the shard's
+	// newest record (the iterator age of the KCL's metrics).
+	MillisBehindLatest int64
+	// RecordsProcessed and BytesProcessed count since the worker took the
+	// lease.
+	RecordsProcessed, BytesProcessed int64
+	// Checkpoint is the shard's checkpoint.
+	Checkpoint Checkpoint
+}
+
+// Stats returns a snapshot of the worker's counters.
+func (c *Consumer) Stats() ConsumerStats {
+	st := ConsumerStats{
+		WorkerID:         c.cfg.workerID,
+		LeasesTaken:      c.leasesTaken.Load(),
+		LeasesStolen:     c.leasesStolen.Load(),
+		LeasesLost:       c.leasesLost.Load(),
+		RecordsProcessed: c.records.Load(),
+		BytesProcessed:   c.bytes.Load(),
+		ProcessorErrors:  c.processorErrors.Load(),
+	}
+	for _, h := range c.heldLeases() {
+		st.Shards = append(st.Shards, ConsumerShardStats{
+			ShardID:            h.shardID,
+			MillisBehindLatest: h.behind.Load(),
+			RecordsProcessed:   h.records.Load(),
+			BytesProcessed:     h.bytes.Load(),
+			Checkpoint:         *h.checkpoint.Load(),
+		})
+	}
+	st.LeasesHeld = len(st.Shards)
+	slices.SortFunc(st.Shards, func(a, b ConsumerShardStats) int { return compareShardIDs(a.ShardID, b.ShardID) })
+	return st
+}

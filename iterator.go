@@ -363,27 +363,14 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 			return
 		}
 		var buf []Record
-		var wake chan struct{} // this reader's wake-up channel
-		var watched *shardState
+		var wake shardWaker
 		if follow {
-			wake = make(chan struct{}, 1)
-			defer func() {
-				if watched != nil {
-					watched.unwatch(wake)
-				}
-			}()
+			wake = newShardWaker()
+			defer wake.stop()
 		}
 		for !it.IsZero() {
-			// Ask for the wake-up before reading, so that no record can
-			// arrive unnoticed between the read and the wait.
 			if follow {
-				select {
-				case <-wake: // an old signal: the read below sees its record
-				default:
-				}
-				if watched = s.shards.Load().shard(it.shard); watched != nil {
-					watched.watch(wake)
-				}
+				wake.arm(s, it.shard)
 			}
 			// The iterator is this loop's own: renew it, so that a slow
 			// consumer or a long wait does not let it expire.
@@ -412,7 +399,7 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 				return // caught up
 			}
 			select {
-			case <-wake:
+			case <-wake.ch:
 			case <-ctx.Done():
 				yield(Record{}, ctxError("GetRecords", ctx.Err()))
 				return

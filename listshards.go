@@ -231,3 +231,26 @@ func (s *Stream) parseNextToken(op, token string, now time.Time) (listToken, err
 	}
 	return t, nil
 }
+
+// shardLister is what listAllShards needs: the producer's Putter and the
+// consumer's StreamReader both have it.
+type shardLister interface {
+	ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error)
+}
+
+// listAllShards lists every shard of src, following NextTokens.
+func listAllShards(ctx context.Context, src shardLister) ([]Shard, error) {
+	var all []Shard
+	var in ListShardsInput
+	for {
+		out, err := src.ListShards(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, out.Shards...)
+		if out.NextToken == "" {
+			return all, nil
+		}
+		in = ListShardsInput{NextToken: out.NextToken}
+	}
+}

@@ -539,23 +539,6 @@ func (p *Producer) listShards(ctx context.Context) ([]*producerShard, map[string
 	}
 }
 
-// listAllShards lists every shard of dst, following NextTokens.
-func listAllShards(ctx context.Context, dst Putter) ([]Shard, error) {
-	var out []Shard
-	in := ListShardsInput{}
-	for {
-		page, err := dst.ListShards(ctx, in)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page.Shards...)
-		if page.NextToken == "" {
-			return out, nil
-		}
-		in = ListShardsInput{NextToken: page.NextToken}
-	}
-}
-
 // setShards installs a shard map. Called with p.mu held (or before the
 // producer runs).
 func (p *Producer) setShards(shards []*producerShard, ranges map[string]HashKeyRange) {

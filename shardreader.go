@@ -1,0 +1,526 @@
+package runnel
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// ErrShardEnded is returned by ShardReader.Next after the batch that ended
+// the shard: the shard is closed and every record of it has been read. It
+// is not a Kinesis error and not retryable.
+var ErrShardEnded error = &runnelError{text: "the shard has ended: every record of the closed shard was read"}
+
+// Batch is what ShardReader.Next returns: the next user records of a shard,
+// in order.
+type Batch struct {
+	// ShardID is the shard read.
+	ShardID string
+	// Records are the user records, deaggregated: a plain Kinesis record is
+	// one user record with SubSequenceNumber 0, an aggregate gives each of
+	// its user records with its index. Their Data alias the stream's memory
+	// and are read-only; the slice itself is reused by the next call of
+	// Next, so keep what you need (copying a UserRecord does not copy Data).
+	Records []UserRecord
+	// Bytes is the size of the Kinesis records read for this batch
+	// (partition keys and data).
+	Bytes int
+	// MillisBehindLatest is how far the batch is behind the newest record of
+	// the shard, as GetRecords reports it; 0 when caught up.
+	MillisBehindLatest int64
+	// Dropped counts the user records of aggregates that were dropped
+	// because their hash key lies outside the shard's range (see
+	// ShardReader).
+	Dropped int
+	// End is set on the last batch of a closed shard, which may hold no
+	// records; ChildShards then names the shards that continue it.
+	End bool
+	// ChildShards are the shards created from this one, set with End.
+	ChildShards []ChildShard
+}
+
+// readerConfig is a ShardReader's configuration.
+type readerConfig struct {
+	from        StartingPosition
+	after       Checkpoint
+	idleWait    time.Duration
+	calls       int // GetRecords calls per second; 0: unpaced
+	bytes       int // bytes per second; 0: unpaced
+	rateSet     bool
+	limit       int
+	maxBackoff  time.Duration
+	logger      *slog.Logger
+	optionError error
+}
+
+// ReaderOption configures a ShardReader (and, through WithReaderOptions, the
+// readers of a Consumer).
+type ReaderOption func(*readerConfig)
+
+// ReadFrom sets where a reader starts: TrimHorizon (the default), Latest,
+// AtTimestamp, AtSequenceNumber or AfterSequenceNumber. ReadAfter overrides
+// it.
+func ReadFrom(p StartingPosition) ReaderOption { return func(c *readerConfig) { c.from = p } }
+
+// ReadAfter makes a reader start right after a checkpoint: after the user
+// record it names, which may be in the middle of an aggregate, or, for a
+// checkpoint at ShardEnd, at the end of the shard. The zero Checkpoint
+// leaves ReadFrom in force.
+func ReadAfter(cp Checkpoint) ReaderOption { return func(c *readerConfig) { c.after = cp } }
+
+// WithIdleWait sets how long a polling reader waits before asking again once
+// it has caught up with the shard (the KCL's idleTimeBetweenReadsInMillis).
+// Default 1 s. A reader of a *Stream does not poll: writers wake it.
+func WithIdleWait(d time.Duration) ReaderOption {
+	return func(c *readerConfig) {
+		if d < 0 {
+			c.optionError = errorf("WithIdleWait", ErrInvalidArgument, "idle wait %v is negative", d)
+		}
+		c.idleWait = d
+	}
+}
+
+// WithReadRate caps a reader's GetRecords calls per second and bytes read
+// per second. A shard's read limits (5 calls/s and 2 MiB/s on Kinesis) are
+// shared by every reader of the shard, so a reader that shares a shard
+// with others should take only its share; a reader that is throttled anyway
+// backs off. 0 leaves a dimension unpaced. The default is Kinesis's limits
+// for a StreamReader other than *Stream, and the stream's own Limits for a
+// *Stream (unpaced for a stream without limits).
+func WithReadRate(callsPerSecond, bytesPerSecond int) ReaderOption {
+	return func(c *readerConfig) {
+		if callsPerSecond < 0 || bytesPerSecond < 0 {
+			c.optionError = errorf("WithReadRate", ErrInvalidArgument, "read rate %d calls/s and %d bytes/s must not be negative", callsPerSecond, bytesPerSecond)
+		}
+		c.calls, c.bytes, c.rateSet = callsPerSecond, bytesPerSecond, true
+	}
+}
+
+// WithBatchLimit sets the most Kinesis records one GetRecords call asks for:
+// 1 to 10,000. Default 10,000.
+func WithBatchLimit(n int) ReaderOption {
+	return func(c *readerConfig) {
+		if n < 1 || n > MaxGetRecordsLimit {
+			c.optionError = errorf("WithBatchLimit", ErrInvalidArgument, "batch limit %d is not between 1 and %d", n, MaxGetRecordsLimit)
+		}
+		c.limit = n
+	}
+}
+
+// WithMaxBackoff sets the longest wait between attempts after a throttle or
+// a retryable failure; waits double from the pacing interval (at least
+// 100 ms) up to it, with jitter. Default 5 s.
+func WithMaxBackoff(d time.Duration) ReaderOption {
+	return func(c *readerConfig) {
+		if d <= 0 {
+			c.optionError = errorf("WithMaxBackoff", ErrInvalidArgument, "maximum backoff %v must be positive", d)
+		}
+		c.maxBackoff = d
+	}
+}
+
+// WithReaderLogger sets where a reader logs its retries (at debug level).
+// Default: nowhere.
+func WithReaderLogger(l *slog.Logger) ReaderOption {
+	return func(c *readerConfig) {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		c.logger = l
+	}
+}
+
+// Kinesis's per-shard read limits, the default pace of a polling reader.
+const (
+	kinesisReadCalls = 5
+	kinesisReadBytes = 2 << 20
+	minBackoff       = 100 * time.Millisecond
+)
+
+func newReaderConfig(opts []ReaderOption) (readerConfig, error) {
+	c := readerConfig{
+		from:       StartingPosition{Type: TrimHorizon},
+		idleWait:   time.Second,
+		limit:      MaxGetRecordsLimit,
+		maxBackoff: 5 * time.Second,
+		logger:     slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(&c)
+		if c.optionError != nil {
+			return c, c.optionError
+		}
+	}
+	return c, nil
+}
+
+// ShardReader reads the user records of one shard through a StreamReader,
+// as a KCL record processor receives them. It is what a Consumer runs for
+// each shard it holds, and can be used on its own.
+//
+// Reading a *Stream, it waits at the end of the shard until a writer wakes
+// it: it never polls, and a record reaches it microseconds after the write.
+// Reading another StreamReader (an adapter over Amazon Kinesis, say), it
+// polls: within WithReadRate's pace, waiting WithIdleWait once caught up,
+// and backing off when throttled.
+//
+// It deaggregates KPL aggregates, giving each user record its sub-sequence
+// number, and drops the user records of an aggregate whose hash key lies
+// outside the shard's HashKeyRange, as the KCL does. Those records are not
+// lost: such an aggregate is stored when a producer routed it with an
+// outdated shard map, and the producer sends the records again to the
+// shard that owns them (the runnel Producer does; so does the KPL). An
+// aggregate that carries a valid digest but does not decode is passed on
+// whole as one plain user record, so that nothing is lost silently.
+//
+// After an expired iterator, a throttle or a retryable failure
+// (IsRetryable), it resumes right after the last user record it returned:
+// none is skipped and none repeated. Other errors are returned.
+//
+// A ShardReader is not safe for concurrent use: one goroutine calls Next.
+type ShardReader struct {
+	src    StreamReader
+	stream *Stream // src, when it is a *Stream: writers wake the reader
+	shard  Shard
+	cfg    readerConfig
+
+	it       ShardIterator
+	last     Checkpoint // the last user record returned (zero: none yet)
+	resume   Checkpoint // after a seek: user records up to it are skipped
+	ended    bool
+	buf      []Record
+	urs      []UserRecord
+	wake     shardWaker
+	nextCall time.Time // pacing: the earliest time of the next call
+	backoff  time.Duration
+}
+
+// NewShardReader returns a reader of a shard of src. shard is the shard as
+// ListShards describes it: its ShardID is required, and its HashKeyRange
+// decides which user records of aggregates are dropped (see ShardReader);
+// when shard holds only a ShardID, the reader lists the stream's shards
+// to learn the range.
+// The reader calls src only when Next is called; call Close when done.
+func NewShardReader(src StreamReader, shard Shard, opts ...ReaderOption) (*ShardReader, error) {
+	const op = "NewShardReader"
+	if src == nil {
+		return nil, errorf(op, ErrInvalidArgument, "the StreamReader is nil")
+	}
+	if shard.ShardID == "" {
+		return nil, errorf(op, ErrInvalidArgument, "the shard has no ShardID")
+	}
+	if r := shard.HashKeyRange; r.StartingHashKey.Cmp(r.EndingHashKey) > 0 {
+		return nil, errorf(op, ErrInvalidArgument, "hash key range %v–%v of shard %s is empty", r.StartingHashKey, r.EndingHashKey, shard.ShardID)
+	}
+	cfg, err := newReaderConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if cp := cfg.after; cp.cmp(Checkpoint{}) != 0 && !cp.ShardEnd && cp.SequenceNumber.IsZero() {
+		return nil, errorf(op, ErrInvalidArgument, "checkpoint %s has no sequence number", cp)
+	}
+	r := &ShardReader{src: src, shard: shard, cfg: cfg, last: cfg.after, ended: cfg.after.ShardEnd}
+	if r.ended {
+		r.last = Checkpoint{}
+	}
+	if s, ok := src.(*Stream); ok {
+		r.stream = s
+		r.wake = newShardWaker()
+		if !cfg.rateSet {
+			r.cfg.calls, r.cfg.bytes = s.cfg.limits.ReadCallsPerSecond, s.cfg.limits.ReadBytesPerSecond
+		}
+	} else if !cfg.rateSet {
+		r.cfg.calls, r.cfg.bytes = kinesisReadCalls, kinesisReadBytes
+	}
+	return r, nil
+}
+
+// Shard returns the shard the reader reads.
+func (r *ShardReader) Shard() Shard { return r.shard }
+
+// Position returns the checkpoint of the last user record Next returned
+// (ShardEnd once the shard has ended), or the ReadAfter checkpoint if Next
+// has returned none yet.
+func (r *ShardReader) Position() Checkpoint {
+	if r.ended {
+		return Checkpoint{ShardEnd: true}
+	}
+	return r.last
+}
+
+// Close releases the reader's wake-up registration. The reader must not be
+// used afterwards. It never fails.
+func (r *ShardReader) Close() error {
+	r.wake.stop()
+	return nil
+}
+
+// Next returns the next batch of user records: it blocks until there is at
+// least one, until the shard ends (a last batch with End set, possibly
+// empty), or until ctx ends (ctx's error). After the end it returns
+// ErrShardEnded. Batch.Records is valid until the next call.
+func (r *ShardReader) Next(ctx context.Context) (Batch, error) {
+	const op = "ShardReader.Next"
+	b := Batch{ShardID: r.shard.ShardID}
+	if r.ended {
+		return b, errorf(op, ErrShardEnded, "shard %s", r.shard.ShardID)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return b, ctxError(op, err)
+		}
+		if r.it.IsZero() {
+			if err := r.seekOnce(ctx); err != nil {
+				if r.retry(ctx, op, err) == nil {
+					continue
+				}
+				return b, asError(op, "", err)
+			}
+		}
+		if err := r.pace(ctx); err != nil {
+			return b, ctxError(op, err)
+		}
+		if r.stream != nil && r.it.token == "" {
+			r.wake.arm(r.stream, r.it.shard)
+			// The iterator is this reader's own: renew it, so that a long
+			// wait at the tip does not let it expire.
+			r.it.issuedMs = time.Now().UnixMilli()
+		}
+		out, err := r.src.GetRecords(ctx, GetRecordsInput{ShardIterator: r.it, Limit: r.cfg.limit, Buffer: r.buf})
+		r.charge(out.Records)
+		if err != nil {
+			if errors.Is(err, ErrExpiredIterator) {
+				r.it = ShardIterator{} // get a new one after the last record returned
+				continue
+			}
+			if r.retry(ctx, op, err) == nil {
+				continue
+			}
+			return b, asError(op, "", err)
+		}
+		r.backoff = 0
+		r.buf = out.Records
+		b.Records, b.Bytes, b.Dropped = r.deaggregate(out.Records)
+		b.MillisBehindLatest = out.MillisBehindLatest
+		r.it = out.NextShardIterator
+		if r.it.IsZero() {
+			r.ended, b.End, b.ChildShards = true, true, out.ChildShards
+			r.wake.stop()
+			return b, nil
+		}
+		if len(b.Records) > 0 {
+			u := &b.Records[len(b.Records)-1]
+			r.last = checkpointOf(u)
+			return b, nil
+		}
+		if out.MillisBehindLatest > 0 {
+			continue // more to read at once
+		}
+		if err := r.idle(ctx); err != nil {
+			return b, ctxError(op, err)
+		}
+	}
+}
+
+// seekOnce learns the shard's range if it is not known, then seeks.
+func (r *ShardReader) seekOnce(ctx context.Context) error {
+	if r.shard.HashKeyRange == (HashKeyRange{}) {
+		sh, err := findShard(ctx, r.src, r.shard.ShardID)
+		if err != nil {
+			return err
+		}
+		r.shard = sh
+	}
+	return r.seek(ctx)
+}
+
+// findShard lists the shards of src to find shardID.
+func findShard(ctx context.Context, src StreamReader, shardID string) (Shard, error) {
+	shards, err := listAllShards(ctx, src)
+	if err != nil {
+		return Shard{}, err
+	}
+	for _, sh := range shards {
+		if sh.ShardID == shardID {
+			return sh, nil
+		}
+	}
+	return Shard{}, errorf("ListShards", ErrResourceNotFound, "shard %s is not listed", shardID)
+}
+
+// seek gets an iterator right after the last user record returned, or at
+// the starting position when none was.
+func (r *ShardReader) seek(ctx context.Context) error {
+	from := r.cfg.from
+	if !r.last.IsZero() {
+		// At the last record returned: the user records of its aggregate up
+		// to the last one returned are skipped by deaggregate.
+		from = StartingPosition{Type: AtSequenceNumber, SequenceNumber: r.last.SequenceNumber}
+		r.resume = r.last
+	}
+	it, err := r.src.GetShardIterator(ctx, GetShardIteratorInput{ShardID: r.shard.ShardID, StartingPosition: from})
+	if err != nil {
+		return err
+	}
+	r.it = it
+	return nil
+}
+
+// deaggregate turns Kinesis records into the batch's user records, skipping
+// those up to the last one returned and dropping aggregated ones outside the
+// shard's range.
+func (r *ShardReader) deaggregate(recs []Record) (urs []UserRecord, bytes, dropped int) {
+	urs = r.urs[:0]
+	for i := range recs {
+		rec := &recs[i]
+		bytes += len(rec.PartitionKey) + len(rec.Data)
+		if !r.resume.IsZero() && rec.SequenceNumber.Cmp(r.resume.SequenceNumber) < 0 {
+			continue // before the resume point
+		}
+		n := len(urs)
+		body, ok := aggBody(rec.Data)
+		if ok {
+			var err error
+			if urs, err = appendAggregate(urs, body, rec.SequenceNumber, rec.ApproximateArrivalTimestamp); err != nil {
+				r.cfg.logger.Warn("runnel: passing on an aggregate that does not decode as one plain record",
+					"shard", r.shard.ShardID, "sequenceNumber", rec.SequenceNumber, "err", err)
+				ok = false
+			}
+		}
+		if !ok {
+			urs = append(urs, UserRecord{
+				PartitionKey:                rec.PartitionKey,
+				Data:                        rec.Data,
+				SequenceNumber:              rec.SequenceNumber,
+				ApproximateArrivalTimestamp: rec.ApproximateArrivalTimestamp,
+			})
+		}
+		// Keep the new user records that follow the resume point and lie in
+		// the shard's range.
+		kept := n
+		for j := n; j < len(urs); j++ {
+			u := &urs[j]
+			if !r.resume.IsZero() && checkpointOf(u).cmp(r.resume) <= 0 {
+				continue
+			}
+			if u.Aggregated && !r.inRange(u) {
+				dropped++
+				continue
+			}
+			urs[kept] = *u
+			kept++
+		}
+		clear(urs[kept:])
+		urs = urs[:kept]
+		if !r.resume.IsZero() && rec.SequenceNumber.Cmp(r.resume.SequenceNumber) > 0 {
+			r.resume = Checkpoint{} // past the resume point
+		}
+	}
+	r.urs = urs
+	return urs, bytes, dropped
+}
+
+// inRange reports whether a user record belongs to the shard's hash keys. A
+// malformed explicit hash key cannot be routed anywhere: it is kept, so that
+// it is not lost.
+func (r *ShardReader) inRange(u *UserRecord) bool {
+	k, err := u.HashKey()
+	return err != nil || r.shard.HashKeyRange.Contains(k)
+}
+
+// pace waits until the reader's rate allows the next call.
+func (r *ShardReader) pace(ctx context.Context) error {
+	if d := time.Until(r.nextCall); d > 0 {
+		return sleepCtx(ctx, d)
+	}
+	return nil
+}
+
+// charge sets the earliest time of the next call after a call that returned
+// recs.
+func (r *ShardReader) charge(recs []Record) {
+	if r.cfg.calls == 0 && r.cfg.bytes == 0 {
+		return
+	}
+	var gap time.Duration
+	if r.cfg.calls > 0 {
+		gap = time.Second / time.Duration(r.cfg.calls)
+	}
+	if r.cfg.bytes > 0 {
+		n := 0
+		for i := range recs {
+			n += len(recs[i].PartitionKey) + len(recs[i].Data)
+		}
+		gap = max(gap, time.Duration(int64(n)*int64(time.Second)/int64(r.cfg.bytes)))
+	}
+	r.nextCall = time.Now().Add(gap)
+}
+
+// retry waits before another attempt after a retryable error, doubling the
+// wait each time; it returns err when err is not retryable or ctx ends.
+func (r *ShardReader) retry(ctx context.Context, op string, err error) error {
+	if !IsRetryable(err) || ctx.Err() != nil {
+		return err
+	}
+	floor := minBackoff
+	if r.cfg.calls > 0 {
+		floor = max(floor, time.Second/time.Duration(r.cfg.calls))
+	}
+	r.backoff = min(max(2*r.backoff, floor), max(r.cfg.maxBackoff, floor))
+	wait := r.backoff/2 + rand.N(r.backoff/2+1)
+	r.cfg.logger.Debug("runnel: reader retrying", "op", op, "shard", r.shard.ShardID, "wait", wait, "err", err)
+	if sleepCtx(ctx, wait) != nil {
+		return err
+	}
+	return nil
+}
+
+// idle waits once the reader has caught up: for a writer's wake-up on a
+// *Stream, for the idle wait otherwise.
+func (r *ShardReader) idle(ctx context.Context) error {
+	if r.stream == nil || r.it.token != "" {
+		return sleepCtx(ctx, r.cfg.idleWait)
+	}
+	select {
+	case <-r.wake.ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// shardWaker is a reader's wake-up from a shard of a *Stream: armed before
+// each read, so that no record can arrive unnoticed between the read and
+// the wait. Its channel is the reader's own, reused for every wait, so
+// waiting allocates nothing.
+type shardWaker struct {
+	ch      chan struct{}
+	watched *shardState
+}
+
+func newShardWaker() shardWaker { return shardWaker{ch: make(chan struct{}, 1)} }
+
+// arm drops an old signal (the read that follows sees its record) and asks
+// the shard for the next one.
+func (w *shardWaker) arm(s *Stream, shard uint64) {
+	select {
+	case <-w.ch:
+	default:
+	}
+	if w.watched != nil && w.watched.num != shard {
+		w.stop()
+	}
+	if w.watched = s.shards.Load().shard(shard); w.watched != nil {
+		w.watched.watch(w.ch)
+	}
+}
+
+// stop forgets the registration.
+func (w *shardWaker) stop() {
+	if w.watched != nil {
+		w.watched.unwatch(w.ch)
+		w.watched = nil
+	}
+}
