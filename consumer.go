@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,7 +97,7 @@ type ProcessRecordsInput struct {
 	// record.
 	MillisBehindLatest int64
 	// Checkpointer records progress in the lease.
-	Checkpointer *Checkpointer
+	Checkpointer Checkpointer
 }
 
 // LeaseLostInput is the input of RecordProcessor.LeaseLost.
@@ -110,7 +111,7 @@ type ShardEndedInput struct {
 	// ShardID is the shard that ended.
 	ShardID string
 	// Checkpointer must checkpoint the end of the shard.
-	Checkpointer *Checkpointer
+	Checkpointer Checkpointer
 }
 
 // ShutdownRequestedInput is the input of RecordProcessor.ShutdownRequested.
@@ -118,7 +119,7 @@ type ShutdownRequestedInput struct {
 	// ShardID is the shard being handed off.
 	ShardID string
 	// Checkpointer may checkpoint the records processed.
-	Checkpointer *Checkpointer
+	Checkpointer Checkpointer
 }
 
 // ProcessorFunc is a RecordProcessor made of one function that processes
@@ -150,24 +151,37 @@ func (f ProcessorFunc) ShutdownRequested(ctx context.Context, in ShutdownRequest
 }
 
 // Checkpointer records how far a RecordProcessor has processed its shard,
-// in the shard's lease, as the KCL's RecordProcessorCheckpointer does. A
-// checkpoint is accepted only while this worker holds the lease: once it
-// is lost, checkpoints fail with ErrLeaseLost and nothing is written, so a
-// stale owner cannot overwrite the new owner's progress. It is safe for
-// concurrent use.
-type Checkpointer struct {
+// in the shard's lease, as the KCL's RecordProcessorCheckpointer does. The
+// Consumer's checkpointer accepts a checkpoint only while the worker holds
+// the lease: once the lease is lost, checkpoints fail with ErrLeaseLost and
+// nothing is written, so a stale owner cannot overwrite the new owner's
+// progress. It is safe for concurrent use. Checkpointer is an interface so
+// that a processor's unit tests can pass a fake.
+type Checkpointer interface {
+	// Checkpoint checkpoints the last user record handed to the processor;
+	// in ShardEnded, the end of the shard. Checkpointing what is
+	// checkpointed already writes nothing.
+	Checkpoint(ctx context.Context) error
+	// CheckpointAt checkpoints at a user record handed to the processor: at
+	// must not be after the last one handed out nor before the current
+	// checkpoint, else the error wraps ErrInvalidArgument. A checkpoint at
+	// ShardEnd is accepted once the shard has ended. After a restart or a
+	// failover, processing resumes right after at, in the middle of an
+	// aggregate if at is.
+	CheckpointAt(ctx context.Context, at Checkpoint) error
+}
+
+// leaseCheckpointer is the Consumer's Checkpointer of one held lease.
+type leaseCheckpointer struct {
 	c *Consumer
 	h *heldLease
 
-	mu      sync.Mutex
+	mu      sync.Mutex // held across the lease write, so checkpoints stay in order
 	handed  Checkpoint // the last user record handed to the processor, or ShardEnd
 	written Checkpoint // the checkpoint in the lease
 }
 
-// Checkpoint checkpoints the last user record handed to the processor; in
-// ShardEnded, the end of the shard. Checkpointing what is checkpointed
-// already writes nothing.
-func (cp *Checkpointer) Checkpoint(ctx context.Context) error {
+func (cp *leaseCheckpointer) Checkpoint(ctx context.Context) error {
 	cp.mu.Lock()
 	at := cp.handed
 	cp.mu.Unlock()
@@ -177,17 +191,13 @@ func (cp *Checkpointer) Checkpoint(ctx context.Context) error {
 	return cp.CheckpointAt(ctx, at)
 }
 
-// CheckpointAt checkpoints at a user record handed to the processor: at
-// must not be after the last one handed out nor before the current
-// checkpoint, else the error wraps ErrInvalidArgument. A checkpoint at
-// ShardEnd is accepted once the shard has ended. After a restart or a
-// failover, processing resumes right after at, in the middle of an
-// aggregate if at is.
-func (cp *Checkpointer) CheckpointAt(ctx context.Context, at Checkpoint) error {
+func (cp *leaseCheckpointer) CheckpointAt(ctx context.Context, at Checkpoint) error {
 	const op = "Checkpoint"
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	switch {
+	switch why := at.invalid(); {
+	case why != "":
+		return errorf(op, ErrInvalidArgument, "checkpoint of shard %s %s", cp.h.shardID, why)
 	case at.IsZero():
 		return errorf(op, ErrInvalidArgument, "checkpoint of shard %s is empty", cp.h.shardID)
 	case at.cmp(cp.handed) > 0:
@@ -197,15 +207,15 @@ func (cp *Checkpointer) CheckpointAt(ctx context.Context, at Checkpoint) error {
 	case at == cp.written:
 		return nil
 	}
-	if err := cp.c.writeLease(ctx, cp.h, func(l *Lease) { l.Checkpoint = at }); err != nil {
-		return asError(op, "shard "+cp.h.shardID, err)
+	if err := cp.c.writeLease(ctx, op, cp.h, func(l *Lease) { l.Checkpoint = at }); err != nil {
+		return err
 	}
 	cp.written = at
 	return nil
 }
 
 // hand records what the processor has been handed.
-func (cp *Checkpointer) hand(at Checkpoint) {
+func (cp *leaseCheckpointer) hand(at Checkpoint) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if !at.IsZero() {
@@ -214,7 +224,7 @@ func (cp *Checkpointer) hand(at Checkpoint) {
 }
 
 // checkpointed returns the checkpoint in the lease.
-func (cp *Checkpointer) checkpointed() Checkpoint {
+func (cp *leaseCheckpointer) checkpointed() Checkpoint {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	return cp.written
@@ -291,6 +301,11 @@ func WithShardSyncInterval(d time.Duration) ConsumerOption {
 // afterwards always start at their beginning, so that nothing written to
 // them is missed. With Latest only the open shards get leases at first.
 //
+// Latest is fixed, when the lease is created, as AtTimestamp of that
+// moment, so that a worker that takes the lease over before anything was
+// checkpointed starts where the first one did (records that arrived in the
+// same millisecond are delivered too).
+//
 // The KCL's default is LATEST; runnel's is TRIM_HORIZON, so that records
 // written before the consumer started are not skipped silently.
 func WithInitialPosition(p StartingPosition) ConsumerOption {
@@ -335,7 +350,9 @@ func WithConsumerLogger(l *slog.Logger) ConsumerOption {
 //
 // Delivery is at least once: after a failover, a steal or a restart the
 // shard resumes after its last checkpoint, so the records processed since
-// then are delivered again (and only those). DedupWindow helps make
+// then are delivered again (and only those). A worker that steals a lease
+// waits a renewal interval before it starts the shard, so that the
+// previous owner, at its next renewal, has stopped. DedupWindow helps make
 // processing idempotent.
 //
 // A Consumer starts working when it is created and stops with Close. Its
@@ -345,24 +362,27 @@ type Consumer struct {
 	app          string
 	newProcessor func(shardID string) RecordProcessor
 	cfg          consumerConfig
+	log          *slog.Logger
 	renewEvery   time.Duration
 
 	ctx       context.Context // the coordinator's; cancelled by Close
 	cancel    context.CancelFunc
-	coordDone chan struct{} // closed when the coordinator has returned
-	wg        sync.WaitGroup
-	kick      chan struct{} // asks the coordinator to list the shards now
+	coordDone chan struct{}  // closed when the coordinator has returned
+	wg        sync.WaitGroup // the shards' goroutines
+	kick      chan struct{}  // asks the coordinator to list the shards now
 
 	mu      sync.Mutex
 	held    map[string]*heldLease
-	shards  map[string]Shard // as last listed
+	shards  map[string]Shard     // as last listed
+	penalty map[string]time.Time // shards not to take before then: their processor failed
 	closing bool
 	closed  chan struct{}
 
 	seen map[string]observed // the coordinator's own: when each lease's counter last moved
 
 	leasesTaken, leasesStolen, leasesLost atomic.Int64
-	records, bytes, processorErrors       atomic.Int64
+	records, bytes, dropped               atomic.Int64
+	processorErrors                       atomic.Int64
 }
 
 // observed is when a worker first saw a lease's counter at a value.
@@ -376,19 +396,20 @@ type observed struct {
 type heldLease struct {
 	shardID string
 
-	mu        sync.Mutex // serialises writes of the lease
-	lease     Lease      // as this worker last wrote it
+	// mu serialises the writes of the lease and is held across each: a
+	// renewal and a checkpoint must not both expect the same counter.
+	mu        sync.Mutex
+	lease     Lease // as this worker last wrote it
 	renewedAt time.Time
-	lost      bool
+	lost      bool // lost or released: no more writes
 
 	cancelLease context.CancelFunc // stops processing: the lease is lost, or the worker crashed
 	cancelRead  context.CancelFunc // stops reading: shutdown requested
-	shutdown    atomic.Bool
 	crashed     atomic.Bool
 
 	behind         atomic.Int64
 	records, bytes atomic.Int64
-	checkpoint     atomic.Pointer[Checkpoint]
+	checkpoint     atomic.Pointer[Checkpoint] // the lease's, for Stats
 }
 
 // NewConsumer starts a worker of the consumer group of application app on
@@ -412,7 +433,10 @@ func NewConsumer(src StreamReader, app string, newProcessor func(shardID string)
 		start:        StartingPosition{Type: TrimHorizon},
 		logger:       slog.New(slog.DiscardHandler),
 	}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return nil, errorf(op, ErrInvalidArgument, "option %d is nil", i)
+		}
 		o(&cfg)
 		if cfg.optionError != nil {
 			return nil, cfg.optionError
@@ -432,16 +456,18 @@ func NewConsumer(src StreamReader, app string, newProcessor func(shardID string)
 		app:          app,
 		newProcessor: newProcessor,
 		cfg:          cfg,
+		log:          cfg.logger.With("app", app, "worker", cfg.workerID),
 		renewEvery:   cfg.failover / 3,
 		kick:         make(chan struct{}, 1),
 		coordDone:    make(chan struct{}),
 		held:         make(map[string]*heldLease),
 		shards:       make(map[string]Shard),
+		penalty:      make(map[string]time.Time),
 		closed:       make(chan struct{}),
 		seen:         make(map[string]observed),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.wg.Go(c.coordinate)
+	go c.coordinate()
 	return c, nil
 }
 
@@ -464,11 +490,13 @@ func validateAppName(op, app string) error {
 // WorkerID returns the worker's name in the leases.
 func (c *Consumer) WorkerID() string { return c.cfg.workerID }
 
-// Close stops the worker gracefully: each processor finishes the batch in
-// hand, is asked to shut down (ShutdownRequested, where it may
-// checkpoint), and its lease is released so that another worker takes it
-// at once. Close waits for every goroutine of the Consumer. It may be
-// called more than once; it returns nil.
+// Close stops the worker gracefully: it takes no more leases, each
+// processor finishes the batch in hand and is asked to shut down
+// (ShutdownRequested, where it may checkpoint), and each lease is then
+// released so that another worker takes it at once. Leases are renewed
+// until their processors have shut down. Close waits for every goroutine
+// of the Consumer, so it lasts as long as the slowest ShutdownRequested.
+// It may be called more than once; it returns nil.
 func (c *Consumer) Close() error {
 	c.stop(false)
 	return nil
@@ -483,23 +511,39 @@ func (c *Consumer) stop(crash bool) {
 		<-c.closed
 		return
 	}
-	c.closing = true
+	c.closing = true // take starts no more shards
 	c.mu.Unlock()
-	c.cancel() // the coordinator takes and renews no more leases
-	<-c.coordDone
+	if crash {
+		c.cancel()
+		<-c.coordDone
+	}
 	c.mu.Lock()
 	for _, h := range c.held {
 		if crash {
 			h.crashed.Store(true)
 			h.cancelLease()
 		} else {
-			h.shutdown.Store(true)
 			h.cancelRead()
 		}
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
+	c.cancel()
+	<-c.coordDone
 	close(c.closed)
+}
+
+// isClosing reports whether Close has begun.
+func (c *Consumer) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// storeCtx bounds one call of the lease store, so that a store that hangs
+// cannot stall renewals past the failover time.
+func (c *Consumer) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.ctx, c.renewEvery)
 }
 
 // coordinate is the worker's lease loop: renew, list the shards now and
@@ -510,15 +554,14 @@ func (c *Consumer) coordinate() {
 	for {
 		now := time.Now()
 		c.renewAll(now)
-		if !now.Before(nextSync) {
-			if err := c.syncShards(c.ctx); err != nil && c.ctx.Err() == nil {
-				c.cfg.logger.Warn("runnel: listing shards for leases failed", "app", c.app, "worker", c.cfg.workerID, "err", err)
+		if !now.Before(nextSync) && !c.isClosing() {
+			if err := c.syncShards(); err != nil && c.ctx.Err() == nil {
+				c.log.Warn("runnel: listing shards for leases failed", "err", err)
 			}
 			nextSync = time.Now().Add(c.cfg.syncInterval)
 		}
-		wake := c.takeLeases(time.Now())
 		wait := min(c.renewEvery, time.Until(nextSync))
-		if !wake.IsZero() {
+		if wake := c.takeLeases(time.Now()); !wake.IsZero() {
 			wait = min(wait, time.Until(wake))
 		}
 		t := time.NewTimer(max(wait, time.Millisecond))
@@ -544,7 +587,9 @@ func (c *Consumer) kickSync() {
 
 // syncShards creates the leases of shards that have none and deletes those
 // of shards that have gone.
-func (c *Consumer) syncShards(ctx context.Context) error {
+func (c *Consumer) syncShards() error {
+	ctx, cancel := c.storeCtx()
+	defer cancel()
 	// Leases first: a lease seen here was written before the listing
 	// began, so a lease of a shard the listing lacks is of a shard that
 	// has gone, never of one created since.
@@ -575,24 +620,30 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		if have[sh.ShardID] {
 			continue
 		}
-		var parents []string
+		l := Lease{ShardID: sh.ShardID, Counter: 1, Start: c.cfg.start}
 		leasedParent := false
 		for _, p := range []string{sh.ParentShardID, sh.AdjacentParentShardID} {
 			if p != "" {
-				parents = append(parents, p)
+				l.ParentShardIDs = append(l.ParentShardIDs, p)
 				leasedParent = leasedParent || have[p]
 			}
 		}
-		start := c.cfg.start
-		switch {
-		case leasedParent && start.Type == Latest:
-			start = StartingPosition{Type: TrimHorizon} // a child of a shard being processed
-		case start.Type == Latest && !sh.Open():
-			continue // closed before the group started
-		case start.Type == Latest && !first && len(parents) > 0:
-			start = StartingPosition{Type: TrimHorizon} // created by a reshard since
+		if c.cfg.start.Type == Latest {
+			switch {
+			case leasedParent || (!first && len(l.ParentShardIDs) > 0):
+				// Created by a reshard since the group started: from its
+				// first record, so that nothing written to it is missed.
+				l.Start = StartingPosition{Type: TrimHorizon}
+			case !sh.Open():
+				// Closed before the group started: done, so its children
+				// may start.
+				l.Checkpoint = Checkpoint{ShardEnd: true}
+			default:
+				// A fixed point, so that a worker taking over a lease that
+				// has no checkpoint yet starts where the first one did.
+				l.Start = StartingPosition{Type: AtTimestamp, Timestamp: time.Now()}
+			}
 		}
-		l := Lease{ShardID: sh.ShardID, Counter: 1, ParentShardIDs: parents, Start: start}
 		if err := c.cfg.store.PutLease(ctx, l, 0); err != nil && !errors.Is(err, ErrLeaseConflict) {
 			return err // stop: a child must not get a lease before its parent
 		}
@@ -607,38 +658,34 @@ func (c *Consumer) syncShards(ctx context.Context) error {
 		if err := c.cfg.store.DeleteLease(ctx, l.ShardID, l.Counter); err != nil && !errors.Is(err, ErrLeaseConflict) {
 			return err
 		}
-		c.cfg.logger.Debug("runnel: deleted the lease of a shard that has gone", "app", c.app, "shard", l.ShardID)
+		c.log.Debug("runnel: deleted the lease of a shard that has gone", "shard", l.ShardID)
 	}
 	return nil
 }
 
-// compareShardIDs orders shard ids by their number when both are
-// runnel-style ("shardId-" and digits), else as strings.
+// compareShardIDs orders shard ids of Kinesis's form ("shardId-" and 12
+// digits) by number: by length, then as strings.
 func compareShardIDs(a, b string) int {
 	if len(a) != len(b) {
 		return len(a) - len(b)
 	}
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return strings.Compare(a, b)
 }
 
 // renewAll renews the leases the worker holds. A lease that another worker
 // has taken, or that could not be renewed for the failover time, is lost.
 func (c *Consumer) renewAll(now time.Time) {
 	for _, h := range c.heldLeases() {
-		err := c.writeLease(c.ctx, h, func(*Lease) {})
+		ctx, cancel := c.storeCtx()
+		err := c.writeLease(ctx, "RenewLease", h, func(*Lease) {})
+		cancel()
 		if err == nil || errors.Is(err, ErrLeaseLost) || c.ctx.Err() != nil {
 			continue
 		}
 		h.mu.Lock()
 		late := now.Sub(h.renewedAt) >= c.cfg.failover
 		h.mu.Unlock()
-		c.cfg.logger.Warn("runnel: renewing a lease failed", "app", c.app, "worker", c.cfg.workerID, "shard", h.shardID, "err", err)
+		c.log.Warn("runnel: renewing a lease failed", "shard", h.shardID, "err", err)
 		if late {
 			c.loseLease(h, "not renewed within the failover time")
 		}
@@ -659,26 +706,50 @@ func (c *Consumer) heldLeases() []*heldLease {
 // writeLease writes the held lease with change applied and its counter
 // bumped, on the condition that nobody else wrote it since: the one write
 // path of renewals, checkpoints and releases. A failed condition loses the
-// lease and gives ErrLeaseLost.
-func (c *Consumer) writeLease(ctx context.Context, h *heldLease, change func(*Lease)) error {
+// lease and gives ErrLeaseLost, unless the lease as stored is the very
+// write (a store client that retried a write which had succeeded).
+func (c *Consumer) writeLease(ctx context.Context, op string, h *heldLease, change func(*Lease)) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.lost {
-		return errorf("PutLease", ErrLeaseLost, "shard %s", h.shardID)
+		return errorf(op, ErrLeaseLost, "shard %s", h.shardID)
 	}
 	next := h.lease.clone()
 	next.Counter++
 	change(&next)
+	start := time.Now()
 	err := c.cfg.store.PutLease(ctx, next, h.lease.Counter)
+	if errors.Is(err, ErrLeaseConflict) && c.storedAs(ctx, next) {
+		err = nil
+	}
 	switch {
 	case err == nil:
-		h.lease, h.renewedAt = next, time.Now()
+		h.lease, h.renewedAt = next, start
+		cp := next.Checkpoint
+		h.checkpoint.Store(&cp)
+		if next.Owner != c.cfg.workerID {
+			h.lost = true // released
+		}
 		return nil
 	case errors.Is(err, ErrLeaseConflict):
 		c.loseLeaseLocked(h, "another worker took it")
-		return &Error{Op: "PutLease", Kind: ErrLeaseLost, Msg: "shard " + h.shardID, Err: err}
+		return errorf(op, ErrLeaseLost, "shard %s: another worker wrote the lease", h.shardID)
 	}
-	return err
+	return asError(op, "shard "+h.shardID, err)
+}
+
+// storedAs reports whether the store holds exactly lease l.
+func (c *Consumer) storedAs(ctx context.Context, l Lease) bool {
+	leases, err := c.cfg.store.ListLeases(ctx)
+	if err != nil {
+		return false
+	}
+	for _, s := range leases {
+		if s.ShardID == l.ShardID {
+			return s.Counter == l.Counter && s.Owner == l.Owner && s.Checkpoint == l.Checkpoint
+		}
+	}
+	return false
 }
 
 // loseLease marks a held lease lost and stops the processing of its shard.
@@ -695,17 +766,22 @@ func (c *Consumer) loseLeaseLocked(h *heldLease, why string) {
 	h.lost = true
 	c.leasesLost.Add(1)
 	h.cancelLease()
-	c.cfg.logger.Info("runnel: lease lost", "app", c.app, "worker", c.cfg.workerID, "shard", h.shardID, "why", why)
+	c.log.Info("runnel: lease lost", "shard", h.shardID, "why", why)
 }
 
 // takeLeases takes free and expired leases, and steals one from the
 // busiest worker when that evens the load. It returns when the next lease
 // it watches may expire (zero if none).
 func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
-	leases, err := c.cfg.store.ListLeases(c.ctx)
+	if c.isClosing() {
+		return time.Time{}
+	}
+	ctx, cancel := c.storeCtx()
+	leases, err := c.cfg.store.ListLeases(ctx)
+	cancel()
 	if err != nil {
 		if c.ctx.Err() == nil {
-			c.cfg.logger.Warn("runnel: listing leases failed", "app", c.app, "worker", c.cfg.workerID, "err", err)
+			c.log.Warn("runnel: listing leases failed", "err", err)
 		}
 		return time.Time{}
 	}
@@ -724,6 +800,11 @@ func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
 	for id := range c.held {
 		held[id] = true
 	}
+	listed := c.shards
+	penalised := func(id string) bool {
+		until, ok := c.penalty[id]
+		return ok && now.Before(until)
+	}
 	c.mu.Unlock()
 
 	var free []*Lease             // ready leases no live worker holds
@@ -737,17 +818,20 @@ func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
 			o = observed{counter: l.Counter, at: now}
 			c.seen[l.ShardID] = o
 		}
-		if !c.readyLease(l, byID) {
+		if !readyLease(l, byID, listed) {
 			continue
 		}
 		ready++
 		switch {
 		case held[l.ShardID]:
 			load[c.cfg.workerID] = append(load[c.cfg.workerID], l)
-		case l.Owner == "" || l.Owner == c.cfg.workerID:
-			free = append(free, l)
-		case now.Sub(o.at) >= c.cfg.failover:
-			free = append(free, l) // expired
+		case l.Owner == "" || l.Owner == c.cfg.workerID || now.Sub(o.at) >= c.cfg.failover: // free or expired
+			c.mu.Lock()
+			skip := penalised(l.ShardID)
+			c.mu.Unlock()
+			if !skip {
+				free = append(free, l)
+			}
 		default:
 			load[l.Owner] = append(load[l.Owner], l)
 			if exp := o.at.Add(c.cfg.failover); nextExpiry.IsZero() || exp.Before(nextExpiry) {
@@ -779,20 +863,22 @@ func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
 		}
 	}
 	if n := len(load[busiest]); busiest != "" && (n > target || (n == target && mine < target-1)) {
-		victim := load[busiest][rand.N(n)]
-		c.take(victim, true)
+		c.take(load[busiest][rand.N(n)], true)
 	}
 	return nextExpiry
 }
 
 // readyLease reports whether a lease's shard can be processed: it has not
-// ended, and every parent has ended or has no lease.
-func (c *Consumer) readyLease(l *Lease, byID map[string]*Lease) bool {
+// ended, and every parent's lease has ended, or the parent has gone (no
+// lease, and not listed).
+func readyLease(l *Lease, byID map[string]*Lease, listed map[string]Shard) bool {
 	if l.Checkpoint.ShardEnd {
 		return false
 	}
 	for _, p := range l.ParentShardIDs {
-		if pl := byID[p]; pl != nil && !pl.Checkpoint.ShardEnd {
+		pl := byID[p]
+		_, isListed := listed[p]
+		if (pl != nil && !pl.Checkpoint.ShardEnd) || (pl == nil && isListed) {
 			return false
 		}
 	}
@@ -804,32 +890,46 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 	next := l.clone()
 	prev := next.Owner
 	next.Owner, next.Counter = c.cfg.workerID, l.Counter+1
-	if err := c.cfg.store.PutLease(c.ctx, next, l.Counter); err != nil {
+	ctx, cancel := c.storeCtx()
+	err := c.cfg.store.PutLease(ctx, next, l.Counter)
+	cancel()
+	if err != nil {
 		if !errors.Is(err, ErrLeaseConflict) && c.ctx.Err() == nil {
-			c.cfg.logger.Warn("runnel: taking a lease failed", "app", c.app, "worker", c.cfg.workerID, "shard", l.ShardID, "err", err)
+			c.log.Warn("runnel: taking a lease failed", "shard", l.ShardID, "err", err)
 		}
 		return false
 	}
-	c.seen[l.ShardID] = observed{counter: next.Counter, at: time.Now()}
-	if steal {
-		c.leasesStolen.Add(1)
-		c.cfg.logger.Info("runnel: lease stolen", "app", c.app, "worker", c.cfg.workerID, "shard", l.ShardID, "from", prev)
-	} else {
-		c.leasesTaken.Add(1)
-		c.cfg.logger.Info("runnel: lease taken", "app", c.app, "worker", c.cfg.workerID, "shard", l.ShardID, "previousOwner", prev)
-	}
-	h := &heldLease{shardID: l.ShardID, lease: next, renewedAt: time.Now()}
+	now := time.Now()
+	c.seen[l.ShardID] = observed{counter: next.Counter, at: now}
+	h := &heldLease{shardID: l.ShardID, lease: next, renewedAt: now}
 	cp := next.Checkpoint
 	h.checkpoint.Store(&cp)
 	leaseCtx, cancelLease := context.WithCancel(context.Background())
 	readCtx, cancelRead := context.WithCancel(leaseCtx)
 	h.cancelLease, h.cancelRead = cancelLease, cancelRead
 	c.mu.Lock()
+	if c.closing { // Close began since takeLeases looked
+		c.mu.Unlock()
+		cancelLease()
+		c.release(h)
+		return false
+	}
 	c.held[l.ShardID] = h
 	c.mu.Unlock()
+	if steal {
+		c.leasesStolen.Add(1)
+		c.log.Info("runnel: lease stolen", "shard", l.ShardID, "from", prev)
+	} else {
+		c.leasesTaken.Add(1)
+		c.log.Info("runnel: lease taken", "shard", l.ShardID, "previousOwner", prev)
+	}
 	c.wg.Go(func() {
 		defer cancelLease()
-		c.process(leaseCtx, readCtx, h)
+		if steal && sleepCtx(readCtx, c.renewEvery) != nil {
+			c.release(h) // lost, or shut down before it started
+		} else {
+			c.process(leaseCtx, readCtx, h)
+		}
 		c.mu.Lock()
 		delete(c.held, h.shardID)
 		c.mu.Unlock()
@@ -841,35 +941,24 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 // the lease is lost or the worker stops.
 func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 	id := h.shardID
-	log := c.cfg.logger.With("app", c.app, "worker", c.cfg.workerID, "shard", id)
-	var p RecordProcessor
-	// stopped reports whether the lease was lost or the worker crashed,
-	// and tells the processor of a lost lease.
-	stopped := func() bool {
-		switch {
-		case h.crashed.Load():
-			return true
-		case leaseCtx.Err() != nil:
-			if p != nil {
-				p.LeaseLost(context.Background(), LeaseLostInput{ShardID: id})
-			}
-			return true
-		}
-		return false
-	}
-	// fail ends the processing after an error, releasing the lease.
+	log := c.log.With("shard", id)
+	// fail ends the processing after an error: the lease is released, and
+	// the shard is not taken again for the failover time.
 	fail := func(what string, err error) {
-		if stopped() {
-			return
+		if h.crashed.Load() || leaseCtx.Err() != nil {
+			return // lost meanwhile: nothing to release
 		}
 		c.processorErrors.Add(1)
 		log.Error("runnel: "+what+" failed; releasing the lease", "err", err)
+		c.mu.Lock()
+		c.penalty[id] = time.Now().Add(c.cfg.failover)
+		c.mu.Unlock()
 		c.release(h)
 	}
 	h.mu.Lock()
 	lease := h.lease.clone()
 	h.mu.Unlock()
-	cp := &Checkpointer{c: c, h: h, written: lease.Checkpoint, handed: lease.Checkpoint}
+	cp := &leaseCheckpointer{c: c, h: h, written: lease.Checkpoint, handed: lease.Checkpoint}
 
 	opts := append(slices.Clip(c.cfg.readerOpts), ReadFrom(lease.Start), ReadAfter(lease.Checkpoint))
 	c.mu.Lock()
@@ -885,27 +974,31 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 	}
 	defer r.Close()
 
-	p = c.newProcessor(id)
+	p := c.newProcessor(id)
+	if p == nil {
+		fail("the processor factory", errorf("NewConsumer", ErrInvalidArgument, "it returned a nil RecordProcessor for shard %s", id))
+		return
+	}
 	if err := p.Initialize(leaseCtx, InitializeInput{ShardID: id, Checkpoint: lease.Checkpoint}); err != nil {
 		fail("Initialize", err)
 		return
 	}
 	for {
 		b, err := r.Next(readCtx)
-		if stopped() {
+		switch {
+		case h.crashed.Load():
 			return
-		}
-		if readCtx.Err() != nil { // shutdown requested
-			err := p.ShutdownRequested(leaseCtx, ShutdownRequestedInput{ShardID: id, Checkpointer: cp})
-			c.storeCheckpoint(h, cp)
-			if err != nil {
+		case leaseCtx.Err() != nil:
+			p.LeaseLost(context.Background(), LeaseLostInput{ShardID: id})
+			return
+		case readCtx.Err() != nil: // shutdown requested
+			if err := p.ShutdownRequested(leaseCtx, ShutdownRequestedInput{ShardID: id, Checkpointer: cp}); err != nil {
 				fail("ShutdownRequested", err)
 				return
 			}
 			c.release(h)
 			return
-		}
-		if err != nil {
+		case err != nil:
 			fail("reading the shard", err)
 			return
 		}
@@ -916,8 +1009,10 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 			h.bytes.Add(int64(b.Bytes))
 			c.records.Add(int64(len(b.Records)))
 			c.bytes.Add(int64(b.Bytes))
+		}
+		c.dropped.Add(int64(b.Dropped))
+		if len(b.Records) > 0 {
 			err := p.ProcessRecords(leaseCtx, ProcessRecordsInput{ShardID: id, Records: b.Records, MillisBehindLatest: b.MillisBehindLatest, Checkpointer: cp})
-			c.storeCheckpoint(h, cp)
 			if err != nil {
 				fail("ProcessRecords", err)
 				return
@@ -928,45 +1023,32 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 		}
 		h.behind.Store(0)
 		cp.hand(Checkpoint{ShardEnd: true})
-		err = p.ShardEnded(leaseCtx, ShardEndedInput{ShardID: id, Checkpointer: cp})
-		c.storeCheckpoint(h, cp)
-		if err != nil {
+		if err := p.ShardEnded(leaseCtx, ShardEndedInput{ShardID: id, Checkpointer: cp}); err != nil {
 			fail("ShardEnded", err)
 			return
 		}
-		if stopped() {
+		if !cp.checkpointed().ShardEnd {
+			fail("ShardEnded", errorf("ShardEnded", ErrInvalidArgument, "the processor did not checkpoint the end of shard %s, so its children cannot start", id))
 			return
 		}
-		if !cp.checkpointed().ShardEnd {
-			log.Warn("runnel: the processor did not checkpoint the end of the shard; its children cannot start")
-		} else {
-			log.Info("runnel: shard ended")
-		}
+		log.Info("runnel: shard ended")
 		c.release(h)
 		c.kickSync()
 		return
 	}
 }
 
-// storeCheckpoint publishes a shard's checkpoint for Stats.
-func (c *Consumer) storeCheckpoint(h *heldLease, cp *Checkpointer) {
-	w := cp.checkpointed()
-	h.checkpoint.Store(&w)
-}
-
 // release gives a lease up so that any worker can take it at once.
 func (c *Consumer) release(h *heldLease) {
-	err := c.writeLease(context.Background(), h, func(l *Lease) { l.Owner = "" })
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), c.renewEvery)
+	defer cancel()
+	if err := c.writeLease(ctx, "ReleaseLease", h, func(l *Lease) { l.Owner = "" }); err != nil {
 		if !errors.Is(err, ErrLeaseLost) {
-			c.cfg.logger.Warn("runnel: releasing a lease failed; it will expire", "app", c.app, "worker", c.cfg.workerID, "shard", h.shardID, "err", err)
+			c.log.Warn("runnel: releasing a lease failed; it will expire", "shard", h.shardID, "err", err)
 		}
 		return
 	}
-	h.mu.Lock()
-	h.lost = true // no longer ours: later checkpoints fail
-	h.mu.Unlock()
-	c.cfg.logger.Info("runnel: lease released", "app", c.app, "worker", c.cfg.workerID, "shard", h.shardID)
+	c.log.Info("runnel: lease released", "shard", h.shardID)
 }
 
 // ConsumerStats is a snapshot of a Consumer's counters, as Stream.Stats is
@@ -984,6 +1066,9 @@ type ConsumerStats struct {
 	// BytesProcessed the bytes of the Kinesis records that carried them
 	// (data and partition keys).
 	RecordsProcessed, BytesProcessed int64
+	// RecordsDropped counts the aggregated user records dropped because
+	// they lie outside their shard's range (see ShardReader).
+	RecordsDropped int64
 	// ProcessorErrors counts the errors of processors and shard readers
 	// that ended a shard's processing.
 	ProcessorErrors int64
@@ -1014,6 +1099,7 @@ func (c *Consumer) Stats() ConsumerStats {
 		LeasesLost:       c.leasesLost.Load(),
 		RecordsProcessed: c.records.Load(),
 		BytesProcessed:   c.bytes.Load(),
+		RecordsDropped:   c.dropped.Load(),
 		ProcessorErrors:  c.processorErrors.Load(),
 	}
 	for _, h := range c.heldLeases() {

@@ -29,9 +29,10 @@ type delivery struct {
 type recorder struct {
 	mu         sync.Mutex
 	got        []delivery
-	events     []string // "worker shard event"
-	checkpoint bool     // checkpoint after every batch
-	lostErrs   []error  // errors of checkpoints tried in LeaseLost
+	events     []string                // "worker shard event"
+	checkpoint bool                    // checkpoint after every batch
+	lostErrs   []error                 // errors of checkpoints tried in LeaseLost
+	cps        map[string]Checkpointer // the last checkpointer of each "worker shard"
 }
 
 func (r *recorder) factory(worker string) func(string) RecordProcessor {
@@ -56,7 +57,7 @@ type recProcessor struct {
 	r      *recorder
 	worker string
 	shard  string
-	cp     *Checkpointer
+	cp     Checkpointer
 }
 
 func (p *recProcessor) Initialize(_ context.Context, in InitializeInput) error {
@@ -67,6 +68,10 @@ func (p *recProcessor) Initialize(_ context.Context, in InitializeInput) error {
 func (p *recProcessor) ProcessRecords(ctx context.Context, in ProcessRecordsInput) error {
 	p.cp = in.Checkpointer
 	p.r.mu.Lock()
+	if p.r.cps == nil {
+		p.r.cps = map[string]Checkpointer{}
+	}
+	p.r.cps[p.worker+" "+p.shard] = in.Checkpointer
 	for _, u := range in.Records {
 		p.r.got = append(p.r.got, delivery{p.worker, p.shard, u.PartitionKey, string(u.Data), checkpointOf(&u)})
 	}
@@ -247,5 +252,239 @@ func TestConsumerFailoverAfterCrash(t *testing.T) {
 		}
 		assert.ElementsMatch(t, aAfter, redelivered, "the duplicates are exactly the records after the last checkpoint")
 		checkOrderNoLoss(t, all, want)
+	})
+}
+
+func TestConsumerStaleOwnerCannotCheckpoint(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
+		store := NewMemoryLeaseStore()
+		r := &recorder{}
+		a := startWorker(t, s, store, r, "a")
+		want := map[string]int{}
+		putKeys(t, s, 10, 2, want)
+		settle()
+		require.Equal(t, 1, a.Stats().LeasesHeld)
+
+		// Another worker takes the lease behind a's back, as after a pause of
+		// a longer than the failover time.
+		leases, err := store.ListLeases(context.Background())
+		require.NoError(t, err)
+		l := leases[0]
+		l.Owner, l.Counter = "b", l.Counter+1
+		require.NoError(t, store.PutLease(context.Background(), l, l.Counter-1))
+
+		// a's processor still holds its Checkpointer: its checkpoint is
+		// refused and writes nothing.
+		r.mu.Lock()
+		cp := r.cps["a "+l.ShardID]
+		r.mu.Unlock()
+		require.NotNil(t, cp)
+		err = cp.Checkpoint(context.Background())
+		require.ErrorIs(t, err, ErrLeaseLost)
+		after, err := store.ListLeases(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, l, after[0], "the new owner's lease is untouched")
+		settle()
+		assert.Equal(t, 0, a.Stats().LeasesHeld)
+		assert.Equal(t, int64(1), a.Stats().LeasesLost)
+		assert.Contains(t, r.events, "a "+l.ShardID+" lost")
+		require.Len(t, r.lostErrs, 1)
+		assert.ErrorIs(t, r.lostErrs[0], ErrLeaseLost, "checkpointing in LeaseLost fails")
+	})
+}
+
+func TestConsumerCloseHandsOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited()))
+		store := NewMemoryLeaseStore()
+		r := &recorder{} // checkpoints only on shutdown
+		want := map[string]int{}
+		a := startWorker(t, s, store, r, "a")
+		settle()
+		putKeys(t, s, 100, 10, want)
+		settle()
+		require.NoError(t, a.Close())
+		require.NoError(t, a.Close(), "Close twice")
+		leases, err := store.ListLeases(context.Background())
+		require.NoError(t, err)
+		for _, l := range leases {
+			assert.Empty(t, l.Owner, "lease %s released", l.ShardID)
+			assert.False(t, l.Checkpoint.IsZero(), "lease %s checkpointed on shutdown", l.ShardID)
+		}
+		// b takes every lease at once, not after the failover time, and
+		// redelivers nothing.
+		start := time.Now()
+		b := startWorker(t, s, store, r, "b")
+		synctest.Wait()
+		assert.Equal(t, 4, b.Stats().LeasesHeld)
+		assert.Less(t, time.Since(start), time.Second)
+		putKeys(t, s, 100, 10, want)
+		settle()
+		assert.Equal(t, 0, checkOrderNoLoss(t, r.deliveries(), want))
+	})
+}
+
+func TestConsumerInitialPosition(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		pos   func(t0 time.Time) StartingPosition
+		first int // index of the first record delivered
+	}{
+		{"trim horizon", func(time.Time) StartingPosition { return StartingPosition{Type: TrimHorizon} }, 0},
+		{"latest", func(time.Time) StartingPosition { return StartingPosition{Type: Latest} }, 20},
+		{"at timestamp", func(t0 time.Time) StartingPosition {
+			return StartingPosition{Type: AtTimestamp, Timestamp: t0.Add(5 * time.Second)}
+		}, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
+				t0 := time.Now()
+				want := map[string]int{}
+				putKeys(t, s, 10, 1, want) // k0:0…9 at t0
+				time.Sleep(10 * time.Second)
+				putKeys(t, s, 10, 1, want)   // k0:10…19 at t0+10s
+				time.Sleep(time.Millisecond) // LATEST is fixed to the millisecond
+				r := &recorder{}
+				startWorker(t, s, NewMemoryLeaseStore(), r, "a", WithInitialPosition(tc.pos(t0)))
+				settle()
+				putKeys(t, s, 5, 1, want) // k0:20…24
+				settle()
+				got := r.deliveries()
+				require.NotEmpty(t, got)
+				assert.Equal(t, fmt.Sprintf("k0:%d", tc.first), got[0].data)
+				assert.Equal(t, "k0:24", got[len(got)-1].data)
+				assert.Len(t, got, 25-tc.first)
+			})
+		})
+	}
+}
+
+// failingProcessor fails ProcessRecords the first n times.
+type failingProcessor struct {
+	recProcessor
+	fails *int
+}
+
+func (p *failingProcessor) ProcessRecords(ctx context.Context, in ProcessRecordsInput) error {
+	p.r.mu.Lock()
+	fail := *p.fails > 0
+	if fail {
+		*p.fails--
+	}
+	p.r.mu.Unlock()
+	if fail {
+		return fmt.Errorf("the database is down")
+	}
+	return p.recProcessor.ProcessRecords(ctx, in)
+}
+
+func TestConsumerProcessorErrorRedelivers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
+		r := &recorder{checkpoint: true}
+		fails := 2
+		c, err := NewConsumer(s, "test-app", func(id string) RecordProcessor {
+			return &failingProcessor{recProcessor{r: r, worker: "a", shard: id}, &fails}
+		}, WithFailoverTime(3*time.Second))
+		require.NoError(t, err)
+		defer c.Close()
+		want := map[string]int{}
+		putKeys(t, s, 10, 2, want)
+		time.Sleep(10 * time.Second) // the lease is released and taken again
+		synctest.Wait()
+		assert.Equal(t, 0, checkOrderNoLoss(t, r.deliveries(), want), "the failed batches were not processed, so not duplicated")
+		st := c.Stats()
+		assert.Equal(t, int64(2), st.ProcessorErrors)
+		assert.Equal(t, int64(3), st.LeasesTaken)
+		assert.Equal(t, 1, st.LeasesHeld)
+	})
+}
+
+func TestNewConsumerValidation(t *testing.T) {
+	_, s := newTestStream(t)
+	f := func(string) RecordProcessor {
+		return ProcessorFunc(func(context.Context, ProcessRecordsInput) error { return nil })
+	}
+	for _, tc := range []struct {
+		name  string
+		src   StreamReader
+		app   string
+		f     func(string) RecordProcessor
+		opts  []ConsumerOption
+		inMsg string
+	}{
+		{"nil reader", nil, "app", f, nil, "StreamReader is nil"},
+		{"nil factory", s, "app", nil, nil, "factory is nil"},
+		{"short app", s, "ab", f, nil, `"ab" is 2 characters`},
+		{"bad app", s, "my app", f, nil, `character ' '`},
+		{"nil store", s, "app", f, []ConsumerOption{WithLeaseStore(nil)}, "lease store is nil"},
+		{"empty worker", s, "app", f, []ConsumerOption{WithWorkerID("")}, "worker id is empty"},
+		{"failover", s, "app", f, []ConsumerOption{WithFailoverTime(time.Millisecond)}, "1ms"},
+		{"sync", s, "app", f, []ConsumerOption{WithShardSyncInterval(0)}, "0s"},
+		{"position", s, "app", f, []ConsumerOption{WithInitialPosition(StartingPosition{Type: AtSequenceNumber})}, "AT_SEQUENCE_NUMBER"},
+		{"timestamp", s, "app", f, []ConsumerOption{WithInitialPosition(StartingPosition{Type: AtTimestamp})}, "Timestamp"},
+		{"reader option", s, "app", f, []ConsumerOption{WithReaderOptions(WithBatchLimit(0))}, "batch limit 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewConsumer(tc.src, tc.app, tc.f, tc.opts...)
+			require.Error(t, err)
+			assert.Nil(t, c)
+			assert.ErrorIs(t, err, ErrInvalidArgument)
+			assert.Contains(t, err.Error(), tc.inMsg)
+		})
+	}
+}
+
+func TestConsumerRestartFromFileStoreMidAggregate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
+		ctx := context.Background()
+		var users []UserRecord
+		for i := range 10 {
+			users = append(users, UserRecord{PartitionKey: "k" + strconv.Itoa(i), Data: []byte(strconv.Itoa(i))})
+		}
+		agg, err := Aggregate(users)
+		require.NoError(t, err)
+		_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "agg", Data: agg})
+		require.NoError(t, err)
+		putString(t, s, "plain", "10")
+		path := t.TempDir() + "/leases.json"
+
+		run := func(process func(ctx context.Context, in ProcessRecordsInput) error) *Consumer {
+			store, err := OpenFileLeaseStore(path)
+			require.NoError(t, err)
+			t.Cleanup(func() { store.Close() })
+			c, err := NewConsumer(s, "test-app", func(string) RecordProcessor { return ProcessorFunc(process) },
+				WithLeaseStore(store), WithWorkerID("the-service"))
+			require.NoError(t, err)
+			return c
+		}
+		// The first run checkpoints at user record 4 of the aggregate, then
+		// dies before its next checkpoint.
+		var first []string
+		c := run(func(ctx context.Context, in ProcessRecordsInput) error {
+			for _, u := range in.Records {
+				first = append(first, string(u.Data))
+			}
+			return in.Checkpointer.CheckpointAt(ctx, checkpointOf(&in.Records[4]))
+		})
+		settle()
+		c.stop(true)
+		require.Equal(t, []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}, first)
+
+		// The restarted service resumes at user record 5, not after the
+		// whole aggregate.
+		var second []string
+		c = run(func(ctx context.Context, in ProcessRecordsInput) error {
+			for _, u := range in.Records {
+				second = append(second, string(u.Data))
+			}
+			return nil
+		})
+		settle()
+		c.Close()
+		assert.Equal(t, []string{"5", "6", "7", "8", "9", "10"}, second)
 	})
 }

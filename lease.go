@@ -52,6 +52,8 @@ func (c Checkpoint) invalid() string {
 		return fmt.Sprintf("is SHARD_END and also at %s/%d; a SHARD_END checkpoint has no sequence number", c.SequenceNumber, c.SubSequenceNumber)
 	case c.SubSequenceNumber < 0:
 		return fmt.Sprintf("has the negative sub-sequence number %d", c.SubSequenceNumber)
+	case !c.ShardEnd && c.SequenceNumber.IsZero() && c.SubSequenceNumber != 0:
+		return fmt.Sprintf("has the sub-sequence number %d but no sequence number", c.SubSequenceNumber)
 	}
 	return ""
 }
@@ -59,19 +61,17 @@ func (c Checkpoint) invalid() string {
 // cmp orders checkpoints: the zero value first, SHARD_END last, the rest by
 // sequence number and then sub-sequence number.
 func (c Checkpoint) cmp(o Checkpoint) int {
-	if c.ShardEnd || o.ShardEnd || c.IsZero() || o.IsZero() {
-		rank := func(c Checkpoint) int {
-			switch {
-			case c.IsZero():
-				return 0
-			case c.ShardEnd:
-				return 2
-			}
-			return 1
+	rank := func(c Checkpoint) int {
+		switch {
+		case c.IsZero():
+			return 0
+		case c.ShardEnd:
+			return 2
 		}
-		if r := cmp.Compare(rank(c), rank(o)); r != 0 || rank(c) != 1 {
-			return r
-		}
+		return 1
+	}
+	if r := cmp.Compare(rank(c), rank(o)); r != 0 || rank(c) != 1 {
+		return r
 	}
 	if r := c.SequenceNumber.Cmp(o.SequenceNumber); r != 0 {
 		return r
@@ -117,12 +117,14 @@ func (l Lease) clone() Lease {
 // conditional on a lease's Counter, as DynamoDB's conditional writes make
 // them, so that two workers can never both believe they hold a lease.
 //
-// Implementations must be safe for concurrent use and return leases that
-// share no memory with the store. They report a failed condition with an
+// Implementations must be safe for concurrent use, return leases that
+// share no memory with the store, and read consistently: ListLeases sees
+// every write that succeeded before it (a DynamoDB Scan with
+// ConsistentRead). They report a failed condition with an
 // error wrapping ErrLeaseConflict, and other failures with errors that
 // IsRetryable tells apart (a DynamoDB throttle is retryable).
 type LeaseStore interface {
-	// ListLeases returns every lease, in shard-id order.
+	// ListLeases returns every lease, in any order.
 	ListLeases(ctx context.Context) ([]Lease, error)
 	// PutLease writes l if the stored lease of l.ShardID has Counter
 	// expect, or, when expect is 0, if there is no lease for the shard.

@@ -121,8 +121,8 @@ func WithMaxBackoff(d time.Duration) ReaderOption {
 	}
 }
 
-// WithReaderLogger sets where a reader logs its retries (at debug level).
-// Default: nowhere.
+// WithReaderLogger sets where a reader logs its retries (at debug level)
+// and the aggregates it cannot decode (at warn level). Default: nowhere.
 func WithReaderLogger(l *slog.Logger) ReaderOption {
 	return func(c *readerConfig) {
 		if l == nil {
@@ -147,7 +147,10 @@ func newReaderConfig(opts []ReaderOption) (readerConfig, error) {
 		maxBackoff: 5 * time.Second,
 		logger:     slog.New(slog.DiscardHandler),
 	}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return c, errorf("NewShardReader", ErrInvalidArgument, "reader option %d is nil", i)
+		}
 		o(&c)
 		if c.optionError != nil {
 			return c, c.optionError
@@ -187,9 +190,13 @@ type ShardReader struct {
 	cfg    readerConfig
 
 	it       ShardIterator
-	last     Checkpoint // the last user record returned (zero: none yet)
-	resume   Checkpoint // after a seek: user records up to it are skipped
+	pending  []Record     // records of the last GetRecords call not yet served
+	behind   int64        // MillisBehindLatest of that call
+	children []ChildShard // ChildShards of that call
+	last     Checkpoint   // the last user record returned (zero: none yet)
+	resume   Checkpoint   // after a seek: user records up to it are skipped
 	ended    bool
+	closed   bool
 	buf      []Record
 	urs      []UserRecord
 	wake     shardWaker
@@ -218,8 +225,8 @@ func NewShardReader(src StreamReader, shard Shard, opts ...ReaderOption) (*Shard
 	if err != nil {
 		return nil, err
 	}
-	if cp := cfg.after; cp.cmp(Checkpoint{}) != 0 && !cp.ShardEnd && cp.SequenceNumber.IsZero() {
-		return nil, errorf(op, ErrInvalidArgument, "checkpoint %s has no sequence number", cp)
+	if why := cfg.after.invalid(); why != "" {
+		return nil, errorf(op, ErrInvalidArgument, "checkpoint to read after %s", why)
 	}
 	r := &ShardReader{src: src, shard: shard, cfg: cfg, last: cfg.after, ended: cfg.after.ShardEnd}
 	if r.ended {
@@ -250,10 +257,11 @@ func (r *ShardReader) Position() Checkpoint {
 	return r.last
 }
 
-// Close releases the reader's wake-up registration. The reader must not be
-// used afterwards. It never fails.
+// Close releases the reader's wake-up registration; Next then fails with
+// ErrClosed. It never fails and may be called more than once.
 func (r *ShardReader) Close() error {
 	r.wake.stop()
+	r.closed = true
 	return nil
 }
 
@@ -261,67 +269,91 @@ func (r *ShardReader) Close() error {
 // least one, until the shard ends (a last batch with End set, possibly
 // empty), or until ctx ends (ctx's error). After the end it returns
 // ErrShardEnded. Batch.Records is valid until the next call.
+//
+// A batch holds the user records of at most WithBatchLimit Kinesis records,
+// and stops after the Kinesis record that brings it to that many user
+// records: the user records of one GetRecords call are served over several
+// batches when its aggregates hold more, so that memory stays bounded.
 func (r *ShardReader) Next(ctx context.Context) (Batch, error) {
 	const op = "ShardReader.Next"
 	b := Batch{ShardID: r.shard.ShardID}
-	if r.ended {
+	switch {
+	case r.closed:
+		return b, errorf(op, ErrClosed, "the reader of shard %s is closed", r.shard.ShardID)
+	case r.ended:
 		return b, errorf(op, ErrShardEnded, "shard %s", r.shard.ShardID)
 	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return b, ctxError(op, err)
 		}
-		if r.it.IsZero() {
-			if err := r.seekOnce(ctx); err != nil {
-				if r.retry(ctx, op, err) == nil {
-					continue
-				}
-				return b, asError(op, "", err)
+		if len(r.pending) == 0 {
+			got, err := r.fetch(ctx, op)
+			if err != nil {
+				return b, err
 			}
-		}
-		if err := r.pace(ctx); err != nil {
-			return b, ctxError(op, err)
-		}
-		if r.stream != nil && r.it.token == "" {
-			r.wake.arm(r.stream, r.it.shard)
-			// The iterator is this reader's own: renew it, so that a long
-			// wait at the tip does not let it expire.
-			r.it.issuedMs = time.Now().UnixMilli()
-		}
-		out, err := r.src.GetRecords(ctx, GetRecordsInput{ShardIterator: r.it, Limit: r.cfg.limit, Buffer: r.buf})
-		r.charge(out.Records)
-		if err != nil {
-			if errors.Is(err, ErrExpiredIterator) {
-				r.it = ShardIterator{} // get a new one after the last record returned
+			if !got {
 				continue
 			}
-			if r.retry(ctx, op, err) == nil {
-				continue
-			}
-			return b, asError(op, "", err)
 		}
-		r.backoff = 0
-		r.buf = out.Records
-		b.Records, b.Bytes, b.Dropped = r.deaggregate(out.Records)
-		b.MillisBehindLatest = out.MillisBehindLatest
-		r.it = out.NextShardIterator
-		if r.it.IsZero() {
-			r.ended, b.End, b.ChildShards = true, true, out.ChildShards
+		b.Records, b.Bytes, b.Dropped = r.deaggregate()
+		b.MillisBehindLatest = r.behind
+		if len(r.pending) == 0 && r.it.IsZero() {
+			r.ended, b.End, b.ChildShards = true, true, r.children
 			r.wake.stop()
 			return b, nil
 		}
 		if len(b.Records) > 0 {
-			u := &b.Records[len(b.Records)-1]
-			r.last = checkpointOf(u)
+			r.last = checkpointOf(&b.Records[len(b.Records)-1])
 			return b, nil
 		}
-		if out.MillisBehindLatest > 0 {
+		if len(r.pending) > 0 || r.behind > 0 {
 			continue // more to read at once
 		}
 		if err := r.idle(ctx); err != nil {
 			return b, ctxError(op, err)
 		}
 	}
+}
+
+// fetch reads the next Kinesis records into r.pending with one GetRecords
+// call, getting an iterator first when the reader has none. It reports
+// false, with no error, when the call is to be tried again: after an
+// expired iterator, or a retryable failure it has waited out.
+func (r *ShardReader) fetch(ctx context.Context, op string) (bool, error) {
+	if r.it.IsZero() {
+		if err := r.seekOnce(ctx); err != nil {
+			if r.retry(ctx, op, err) == nil {
+				return false, nil
+			}
+			return false, asError(op, "", err)
+		}
+	}
+	if err := r.pace(ctx); err != nil {
+		return false, ctxError(op, err)
+	}
+	if r.stream != nil && r.it.token == "" {
+		r.wake.arm(r.stream, r.it.shard)
+		// The iterator is this reader's own: renew it, so that a long wait
+		// at the tip does not let it expire.
+		r.it.issuedMs = time.Now().UnixMilli()
+	}
+	out, err := r.src.GetRecords(ctx, GetRecordsInput{ShardIterator: r.it, Limit: r.cfg.limit, Buffer: r.buf})
+	r.charge(out.Records)
+	if err != nil {
+		if errors.Is(err, ErrExpiredIterator) {
+			r.it = ShardIterator{} // get a new one after the last record returned
+			return false, nil
+		}
+		if r.retry(ctx, op, err) == nil {
+			return false, nil
+		}
+		return false, asError(op, "", err)
+	}
+	r.backoff = 0
+	r.buf, r.pending = out.Records, out.Records
+	r.behind, r.children, r.it = out.MillisBehindLatest, out.ChildShards, out.NextShardIterator
+	return true, nil
 }
 
 // seekOnce learns the shard's range if it is not known, then seeks.
@@ -360,66 +392,87 @@ func (r *ShardReader) seek(ctx context.Context) error {
 		from = StartingPosition{Type: AtSequenceNumber, SequenceNumber: r.last.SequenceNumber}
 		r.resume = r.last
 	}
+	asked := time.Now()
 	it, err := r.src.GetShardIterator(ctx, GetShardIteratorInput{ShardID: r.shard.ShardID, StartingPosition: from})
 	if err != nil {
 		return err
+	}
+	if from.Type == Latest {
+		// Seek again, if the iterator expires before a record came, from
+		// the same moment rather than from the newest record then.
+		r.cfg.from = StartingPosition{Type: AtTimestamp, Timestamp: asked}
 	}
 	r.it = it
 	return nil
 }
 
-// deaggregate turns Kinesis records into the batch's user records, skipping
-// those up to the last one returned and dropping aggregated ones outside the
-// shard's range.
-func (r *ShardReader) deaggregate(recs []Record) (urs []UserRecord, bytes, dropped int) {
+// deaggregate turns pending Kinesis records into a batch's user records,
+// until the batch holds the batch limit, skipping those up to the resume
+// point and dropping aggregated ones outside the shard's range.
+func (r *ShardReader) deaggregate() (urs []UserRecord, bytes, dropped int) {
 	urs = r.urs[:0]
-	for i := range recs {
-		rec := &recs[i]
+	for len(r.pending) > 0 && len(urs) < r.cfg.limit {
+		rec := &r.pending[0]
+		r.pending = r.pending[1:]
 		bytes += len(rec.PartitionKey) + len(rec.Data)
-		if !r.resume.IsZero() && rec.SequenceNumber.Cmp(r.resume.SequenceNumber) < 0 {
-			continue // before the resume point
-		}
-		n := len(urs)
-		body, ok := aggBody(rec.Data)
-		if ok {
-			var err error
-			if urs, err = appendAggregate(urs, body, rec.SequenceNumber, rec.ApproximateArrivalTimestamp); err != nil {
-				r.cfg.logger.Warn("runnel: passing on an aggregate that does not decode as one plain record",
-					"shard", r.shard.ShardID, "sequenceNumber", rec.SequenceNumber, "err", err)
-				ok = false
+		resuming := !r.resume.IsZero()
+		if resuming {
+			if c := rec.SequenceNumber.Cmp(r.resume.SequenceNumber); c > 0 {
+				r.resume, resuming = Checkpoint{}, false // past the resume point
+			} else if c < 0 {
+				continue // before it
 			}
 		}
-		if !ok {
-			urs = append(urs, UserRecord{
-				PartitionKey:                rec.PartitionKey,
-				Data:                        rec.Data,
-				SequenceNumber:              rec.SequenceNumber,
-				ApproximateArrivalTimestamp: rec.ApproximateArrivalTimestamp,
-			})
+		body, agg := aggBody(rec.Data)
+		if !agg {
+			if !resuming { // the resume point is this record itself otherwise
+				urs = append(urs, plainUserRecord(rec))
+			}
+			continue
 		}
-		// Keep the new user records that follow the resume point and lie in
-		// the shard's range.
+		n := len(urs)
+		var err error
+		if urs, err = appendAggregate(urs, body, rec.SequenceNumber, rec.ApproximateArrivalTimestamp); err != nil {
+			r.cfg.logger.Warn("runnel: passing on an aggregate that does not decode as one plain record",
+				"shard", r.shard.ShardID, "sequenceNumber", rec.SequenceNumber, "err", err)
+			if !resuming {
+				urs = append(urs, plainUserRecord(rec))
+			}
+			continue
+		}
+		// Keep the user records after the resume point that lie in the
+		// shard's range.
 		kept := n
 		for j := n; j < len(urs); j++ {
 			u := &urs[j]
-			if !r.resume.IsZero() && checkpointOf(u).cmp(r.resume) <= 0 {
+			if resuming && int64(u.SubSequenceNumber) <= r.resume.SubSequenceNumber {
 				continue
 			}
-			if u.Aggregated && !r.inRange(u) {
+			if !r.inRange(u) {
 				dropped++
 				continue
 			}
-			urs[kept] = *u
+			if kept != j {
+				urs[kept] = *u
+			}
 			kept++
 		}
 		clear(urs[kept:])
 		urs = urs[:kept]
-		if !r.resume.IsZero() && rec.SequenceNumber.Cmp(r.resume.SequenceNumber) > 0 {
-			r.resume = Checkpoint{} // past the resume point
-		}
 	}
 	r.urs = urs
 	return urs, bytes, dropped
+}
+
+// plainUserRecord is a Kinesis record that is not an aggregate, as a user
+// record.
+func plainUserRecord(rec *Record) UserRecord {
+	return UserRecord{
+		PartitionKey:                rec.PartitionKey,
+		Data:                        rec.Data,
+		SequenceNumber:              rec.SequenceNumber,
+		ApproximateArrivalTimestamp: rec.ApproximateArrivalTimestamp,
+	}
 }
 
 // inRange reports whether a user record belongs to the shard's hash keys. A
