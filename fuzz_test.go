@@ -2,6 +2,7 @@ package runnel
 
 import (
 	"errors"
+	"log/slog"
 	"math/big"
 	"regexp"
 	"strings"
@@ -234,3 +235,70 @@ func FuzzInjectFault(f *testing.F) {
 		}
 	})
 }
+
+var appNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,255}$`)
+
+func FuzzValidateAppName(f *testing.F) {
+	for _, s := range []string{"", "ab", "abc", "my-app_1.0", "my app", "ünï", strings.Repeat("a", 255), strings.Repeat("a", 256), "a\x00b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, app string) {
+		err := validateAppName("NewConsumer", app)
+		if appNamePattern.MatchString(app) != (err == nil) {
+			t.Fatalf("validateAppName(%q) = %v; the pattern says %v", app, err, appNamePattern.MatchString(app))
+		}
+		if err != nil {
+			requireKind(t, err, ErrInvalidArgument)
+		}
+	})
+}
+
+// FuzzCheckpointAt fuzzes the checkpointer's validator: a checkpoint is
+// accepted only between the lease's checkpoint and the last record handed
+// out, and a refused one writes nothing.
+func FuzzCheckpointAt(f *testing.F) {
+	f.Add(uint64(5), int64(2), false, uint64(3), int64(0), uint64(9), int64(1))
+	f.Add(uint64(0), int64(0), true, uint64(3), int64(0), uint64(9), int64(1))
+	f.Add(uint64(4), int64(-1), false, uint64(3), int64(0), uint64(9), int64(1))
+	f.Add(uint64(0), int64(3), false, uint64(0), int64(0), uint64(9), int64(1))
+	f.Fuzz(func(t *testing.T, seq uint64, sub int64, end bool, wSeq uint64, wSub int64, hSeq uint64, hSub int64) {
+		mk := func(seq uint64, sub int64) Checkpoint {
+			if seq == 0 {
+				return Checkpoint{}
+			}
+			return Checkpoint{SequenceNumber: SequenceNumber{counter: seq}, SubSequenceNumber: max(sub, 0)}
+		}
+		written, handed := mk(wSeq, wSub), mk(hSeq, hSub)
+		if written.cmp(handed) > 0 {
+			written, handed = handed, written
+		}
+		at := Checkpoint{SubSequenceNumber: sub, ShardEnd: end}
+		if seq != 0 {
+			at.SequenceNumber = SequenceNumber{counter: seq}
+		}
+		store := NewMemoryLeaseStore()
+		lease := Lease{ShardID: "shardId-000000000000", Owner: "w", Counter: 1, Checkpoint: written}
+		if err := store.PutLease(t.Context(), lease, 0); err != nil {
+			t.Fatal(err)
+		}
+		c := &Consumer{cfg: consumerConfig{store: store, workerID: "w"}, log: discardLogger()}
+		h := &heldLease{shardID: lease.ShardID, lease: lease, cancelLease: func() {}}
+		cp := &leaseCheckpointer{c: c, h: h, written: written, handed: handed}
+		err := cp.CheckpointAt(t.Context(), at)
+		valid := at.invalid() == "" && !at.IsZero() && at.cmp(handed) <= 0 && at.cmp(written) >= 0
+		if valid != (err == nil) {
+			t.Fatalf("CheckpointAt(%v) with written %v, handed %v: %v", at, written, handed, err)
+		}
+		leases, _ := store.ListLeases(t.Context())
+		if err != nil {
+			requireKind(t, err, ErrInvalidArgument)
+			if leases[0].Checkpoint != written {
+				t.Fatalf("a refused checkpoint was written: %v", leases[0].Checkpoint)
+			}
+		} else if want := at; leases[0].Checkpoint != want && at != written {
+			t.Fatalf("stored %v, want %v", leases[0].Checkpoint, want)
+		}
+	})
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
