@@ -202,6 +202,7 @@ type ShardReader struct {
 	wake     shardWaker
 	nextCall time.Time // pacing: the earliest time of the next call
 	backoff  time.Duration
+	expired  int // iterators expired since the last successful read
 }
 
 // NewShardReader returns a reader of a shard of src. shard is the shard as
@@ -232,7 +233,9 @@ func NewShardReader(src StreamReader, shard Shard, opts ...ReaderOption) (*Shard
 	if r.ended {
 		r.last = Checkpoint{}
 	}
-	if s, ok := src.(*Stream); ok {
+	if s, ok := src.(*Stream); ok && s == nil {
+		return nil, errorf(op, ErrInvalidArgument, "the StreamReader is a nil *Stream")
+	} else if ok {
 		r.stream = s
 		r.wake = newShardWaker()
 		if !cfg.rateSet {
@@ -296,7 +299,8 @@ func (r *ShardReader) Next(ctx context.Context) (Batch, error) {
 				continue
 			}
 		}
-		b.Records, b.Bytes, b.Dropped = r.deaggregate()
+		urs, n, dropped := r.deaggregate()
+		b.Records, b.Bytes, b.Dropped = urs, b.Bytes+n, b.Dropped+dropped
 		b.MillisBehindLatest = r.behind
 		if len(r.pending) == 0 && r.it.IsZero() {
 			r.ended, b.End, b.ChildShards = true, true, r.children
@@ -323,10 +327,10 @@ func (r *ShardReader) Next(ctx context.Context) (Batch, error) {
 func (r *ShardReader) fetch(ctx context.Context, op string) (bool, error) {
 	if r.it.IsZero() {
 		if err := r.seekOnce(ctx); err != nil {
-			if r.retry(ctx, op, err) == nil {
-				return false, nil
+			if err := r.retry(ctx, op, err); err != nil {
+				return false, asError(op, "", err)
 			}
-			return false, asError(op, "", err)
+			return false, nil
 		}
 	}
 	if err := r.pace(ctx); err != nil {
@@ -343,14 +347,23 @@ func (r *ShardReader) fetch(ctx context.Context, op string) (bool, error) {
 	if err != nil {
 		if errors.Is(err, ErrExpiredIterator) {
 			r.it = ShardIterator{} // get a new one after the last record returned
+			if r.expired++; r.expired == 1 {
+				return false, nil // at once
+			}
+			// Expired again with no read in between: back off as after
+			// a failure, so that a stream whose iterators expire at once
+			// is not asked in a loop.
+			if err := r.sleepBackoff(ctx, op, err); err != nil {
+				return false, err
+			}
 			return false, nil
 		}
-		if r.retry(ctx, op, err) == nil {
-			return false, nil
+		if err := r.retry(ctx, op, err); err != nil {
+			return false, asError(op, "", err)
 		}
-		return false, asError(op, "", err)
+		return false, nil
 	}
-	r.backoff = 0
+	r.backoff, r.expired = 0, 0
 	r.buf, r.pending = out.Records, out.Records
 	r.behind, r.children, r.it = out.MillisBehindLatest, out.ChildShards, out.NextShardIterator
 	return true, nil
@@ -514,9 +527,18 @@ func (r *ShardReader) charge(recs []Record) {
 // retry waits before another attempt after a retryable error, doubling the
 // wait each time; it returns err when err is not retryable or ctx ends.
 func (r *ShardReader) retry(ctx context.Context, op string, err error) error {
-	if !IsRetryable(err) || ctx.Err() != nil {
+	if ctx.Err() != nil {
+		return ctxError(op, ctx.Err())
+	}
+	if !IsRetryable(err) {
 		return err
 	}
+	return r.sleepBackoff(ctx, op, err)
+}
+
+// sleepBackoff waits the next backoff, doubling it; it fails with ctx's
+// error if ctx ends first.
+func (r *ShardReader) sleepBackoff(ctx context.Context, op string, err error) error {
 	floor := minBackoff
 	if r.cfg.calls > 0 {
 		floor = max(floor, time.Second/time.Duration(r.cfg.calls))
@@ -525,7 +547,7 @@ func (r *ShardReader) retry(ctx context.Context, op string, err error) error {
 	wait := r.backoff/2 + rand.N(r.backoff/2+1)
 	r.cfg.logger.Debug("runnel: reader retrying", "op", op, "shard", r.shard.ShardID, "wait", wait, "err", err)
 	if sleepCtx(ctx, wait) != nil {
-		return err
+		return ctxError(op, ctx.Err())
 	}
 	return nil
 }
