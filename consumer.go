@@ -321,7 +321,7 @@ func WithInitialPosition(p StartingPosition) ConsumerOption {
 }
 
 // WithReaderOptions sets options for the ShardReader of every shard (its
-// pace, idle wait, batch limit, …). ReadFrom and ReadAfter are set by the
+// pace, idle wait, batch limit, …). WithReaderStart and WithReaderCheckpoint are set by the
 // Consumer from the lease and cannot be overridden.
 func WithReaderOptions(opts ...ReaderOption) ConsumerOption {
 	return func(c *consumerConfig) { c.readerOpts = append(c.readerOpts, opts...) }
@@ -960,7 +960,7 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 	h.mu.Unlock()
 	cp := &leaseCheckpointer{c: c, h: h, written: lease.Checkpoint, handed: lease.Checkpoint}
 
-	opts := append(slices.Clip(c.cfg.readerOpts), ReadFrom(lease.Start), ReadAfter(lease.Checkpoint))
+	opts := append(slices.Clip(c.cfg.readerOpts), WithReaderStart(lease.Start), WithReaderCheckpoint(lease.Checkpoint))
 	c.mu.Lock()
 	desc, ok := c.shards[id]
 	c.mu.Unlock()

@@ -69,7 +69,7 @@ type crScenario struct {
 	// faults injects, at random steps, a few retryable failures, expired
 	// iterators or slow calls of GetRecords and GetShardIterator.
 	faults bool
-	// batchLimit is WithBatchLimit for the readers (0: the default).
+	// batchLimit is WithReaderBatchLimit for the readers (0: the default).
 	batchLimit int
 	// reshardDuration is WithReshardDuration: each split or merge keeps the
 	// stream UPDATING this long, and the next resharding waits it out.
@@ -432,10 +432,10 @@ func crRun(t *testing.T, sc crScenario, seed uint64) crReport {
 	opts := []ConsumerOption{WithFailoverTime(3 * time.Second), WithShardSyncInterval(2 * time.Second)}
 	if sc.wire {
 		src = crWire{s}
-		opts = append(opts, WithReaderOptions(WithIdleWait(50*time.Millisecond)))
+		opts = append(opts, WithReaderOptions(WithReaderIdleWait(50*time.Millisecond)))
 	}
 	if sc.batchLimit > 0 {
-		opts = append(opts, WithReaderOptions(WithBatchLimit(sc.batchLimit)))
+		opts = append(opts, WithReaderOptions(WithReaderBatchLimit(sc.batchLimit)))
 	}
 	w := newCrWriter(t, s, sc)
 

@@ -425,7 +425,7 @@ func TestNewConsumerValidation(t *testing.T) {
 		{"sync", s, "app", f, []ConsumerOption{WithShardSyncInterval(0)}, "0s"},
 		{"position", s, "app", f, []ConsumerOption{WithInitialPosition(StartingPosition{Type: AtSequenceNumber})}, "AT_SEQUENCE_NUMBER"},
 		{"timestamp", s, "app", f, []ConsumerOption{WithInitialPosition(StartingPosition{Type: AtTimestamp})}, "Timestamp"},
-		{"reader option", s, "app", f, []ConsumerOption{WithReaderOptions(WithBatchLimit(0))}, "batch limit 0"},
+		{"reader option", s, "app", f, []ConsumerOption{WithReaderOptions(WithReaderBatchLimit(0))}, "batch limit 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := NewConsumer(tc.src, tc.app, tc.f, tc.opts...)

@@ -59,63 +59,63 @@ type readerConfig struct {
 // readers of a Consumer).
 type ReaderOption func(*readerConfig)
 
-// ReadFrom sets where a reader starts: TrimHorizon (the default), Latest,
-// AtTimestamp, AtSequenceNumber or AfterSequenceNumber. ReadAfter overrides
+// WithReaderStart sets where a reader starts: TrimHorizon (the default), Latest,
+// AtTimestamp, AtSequenceNumber or AfterSequenceNumber. WithReaderCheckpoint overrides
 // it.
-func ReadFrom(p StartingPosition) ReaderOption { return func(c *readerConfig) { c.from = p } }
+func WithReaderStart(p StartingPosition) ReaderOption { return func(c *readerConfig) { c.from = p } }
 
-// ReadAfter makes a reader start right after a checkpoint: after the user
+// WithReaderCheckpoint makes a reader start right after a checkpoint: after the user
 // record it names, which may be in the middle of an aggregate, or, for a
 // checkpoint at ShardEnd, at the end of the shard. The zero Checkpoint
-// leaves ReadFrom in force.
-func ReadAfter(cp Checkpoint) ReaderOption { return func(c *readerConfig) { c.after = cp } }
+// leaves WithReaderStart in force.
+func WithReaderCheckpoint(cp Checkpoint) ReaderOption { return func(c *readerConfig) { c.after = cp } }
 
-// WithIdleWait sets how long a polling reader waits before asking again once
+// WithReaderIdleWait sets how long a polling reader waits before asking again once
 // it has caught up with the shard (the KCL's idleTimeBetweenReadsInMillis).
 // Default 1 s. A reader of a *Stream does not poll: writers wake it.
-func WithIdleWait(d time.Duration) ReaderOption {
+func WithReaderIdleWait(d time.Duration) ReaderOption {
 	return func(c *readerConfig) {
 		if d < 0 {
-			c.optionError = errorf("WithIdleWait", ErrInvalidArgument, "idle wait %v is negative", d)
+			c.optionError = errorf("WithReaderIdleWait", ErrInvalidArgument, "idle wait %v is negative", d)
 		}
 		c.idleWait = d
 	}
 }
 
-// WithReadRate caps a reader's GetRecords calls per second and bytes read
+// WithReaderRate caps a reader's GetRecords calls per second and bytes read
 // per second. A shard's read limits (5 calls/s and 2 MiB/s on Kinesis) are
 // shared by every reader of the shard, so a reader that shares a shard
 // with others should take only its share; a reader that is throttled anyway
 // backs off. 0 leaves a dimension unpaced. The default is Kinesis's limits
 // for a StreamReader other than *Stream, and the stream's own Limits for a
 // *Stream (unpaced for a stream without limits).
-func WithReadRate(callsPerSecond, bytesPerSecond int) ReaderOption {
+func WithReaderRate(callsPerSecond, bytesPerSecond int) ReaderOption {
 	return func(c *readerConfig) {
 		if callsPerSecond < 0 || bytesPerSecond < 0 {
-			c.optionError = errorf("WithReadRate", ErrInvalidArgument, "read rate %d calls/s and %d bytes/s must not be negative", callsPerSecond, bytesPerSecond)
+			c.optionError = errorf("WithReaderRate", ErrInvalidArgument, "read rate %d calls/s and %d bytes/s must not be negative", callsPerSecond, bytesPerSecond)
 		}
 		c.calls, c.bytes, c.rateSet = callsPerSecond, bytesPerSecond, true
 	}
 }
 
-// WithBatchLimit sets the most Kinesis records one GetRecords call asks for:
+// WithReaderBatchLimit sets the most Kinesis records one GetRecords call asks for:
 // 1 to 10,000. Default 10,000.
-func WithBatchLimit(n int) ReaderOption {
+func WithReaderBatchLimit(n int) ReaderOption {
 	return func(c *readerConfig) {
 		if n < 1 || n > MaxGetRecordsLimit {
-			c.optionError = errorf("WithBatchLimit", ErrInvalidArgument, "batch limit %d is not between 1 and %d", n, MaxGetRecordsLimit)
+			c.optionError = errorf("WithReaderBatchLimit", ErrInvalidArgument, "batch limit %d is not between 1 and %d", n, MaxGetRecordsLimit)
 		}
 		c.limit = n
 	}
 }
 
-// WithMaxBackoff sets the longest wait between attempts after a throttle or
+// WithReaderMaxBackoff sets the longest wait between attempts after a throttle or
 // a retryable failure; waits double from the pacing interval (at least
 // 100 ms) up to it, with jitter. Default 5 s.
-func WithMaxBackoff(d time.Duration) ReaderOption {
+func WithReaderMaxBackoff(d time.Duration) ReaderOption {
 	return func(c *readerConfig) {
 		if d <= 0 {
-			c.optionError = errorf("WithMaxBackoff", ErrInvalidArgument, "maximum backoff %v must be positive", d)
+			c.optionError = errorf("WithReaderMaxBackoff", ErrInvalidArgument, "maximum backoff %v must be positive", d)
 		}
 		c.maxBackoff = d
 	}
@@ -166,7 +166,7 @@ func newReaderConfig(opts []ReaderOption) (readerConfig, error) {
 // Reading a *Stream, it waits at the end of the shard until a writer wakes
 // it: it never polls, and a record reaches it microseconds after the write.
 // Reading another StreamReader (an adapter over Amazon Kinesis, say), it
-// polls: within WithReadRate's pace, waiting WithIdleWait once caught up,
+// polls: within WithReaderRate's pace, waiting WithReaderIdleWait once caught up,
 // and backing off when throttled.
 //
 // It deaggregates KPL aggregates, giving each user record its sub-sequence
@@ -251,7 +251,7 @@ func NewShardReader(src StreamReader, shard Shard, opts ...ReaderOption) (*Shard
 func (r *ShardReader) Shard() Shard { return r.shard }
 
 // Position returns the checkpoint of the last user record Next returned
-// (ShardEnd once the shard has ended), or the ReadAfter checkpoint if Next
+// (ShardEnd once the shard has ended), or the WithReaderCheckpoint checkpoint if Next
 // has returned none yet.
 func (r *ShardReader) Position() Checkpoint {
 	if r.ended {
@@ -273,7 +273,7 @@ func (r *ShardReader) Close() error {
 // empty), or until ctx ends (ctx's error). After the end it returns
 // ErrShardEnded. Batch.Records is valid until the next call.
 //
-// A batch holds the user records of at most WithBatchLimit Kinesis records,
+// A batch holds the user records of at most WithReaderBatchLimit Kinesis records,
 // and stops after the Kinesis record that brings it to that many user
 // records: the user records of one GetRecords call are served over several
 // batches when its aggregates hold more, so that memory stays bounded.

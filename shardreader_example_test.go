@@ -43,7 +43,7 @@ func ExampleShardReader() {
 		fmt.Println(err)
 		return
 	}
-	r, err := runnel.NewShardReader(s, shards.Shards[0], runnel.ReadFrom(runnel.StartingPosition{Type: runnel.TrimHorizon}))
+	r, err := runnel.NewShardReader(s, shards.Shards[0], runnel.WithReaderStart(runnel.StartingPosition{Type: runnel.TrimHorizon}))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -327,7 +327,7 @@ func TestShardReaderPollsOncePerIdleWait(t *testing.T) {
 		opts []ReaderOption
 	}{
 		{"500ms", 500 * time.Millisecond, nil},
-		{"500ms unpaced", 500 * time.Millisecond, []ReaderOption{WithReadRate(0, 0)}},
+		{"500ms unpaced", 500 * time.Millisecond, []ReaderOption{WithReaderRate(0, 0)}},
 		{"2s", 2 * time.Second, nil},
 		{"default 1s", 0, nil},
 	} {
@@ -340,7 +340,7 @@ func TestShardReaderPollsOncePerIdleWait(t *testing.T) {
 				if idle == 0 {
 					idle = time.Second
 				} else {
-					opts = append(opts, WithIdleWait(idle))
+					opts = append(opts, WithReaderIdleWait(idle))
 				}
 				r := srNewReader(t, p, srShards(t, s)[0], opts...)
 				srReadN(t, r, 1)
@@ -378,12 +378,12 @@ func TestShardReaderPacesCalls(t *testing.T) {
 		opts   []ReaderOption
 		perSec int // the expected pace
 	}{
-		{"polling 5/s", "polling", Unlimited(), []ReaderOption{WithReadRate(5, 0)}, 5},
-		{"polling 2/s", "polling", Unlimited(), []ReaderOption{WithReadRate(2, 0)}, 2},
+		{"polling 5/s", "polling", Unlimited(), []ReaderOption{WithReaderRate(5, 0)}, 5},
+		{"polling 2/s", "polling", Unlimited(), []ReaderOption{WithReaderRate(2, 0)}, 2},
 		{"polling default on Kinesis limits", "polling", KinesisLimits(), nil, 5},
 		{"polling default on unlimited stream", "polling", Unlimited(), nil, 5},
 		{"stream default on Kinesis limits", "stream", KinesisLimits(), nil, 5},
-		{"stream 4/s", "stream", Unlimited(), []ReaderOption{WithReadRate(4, 0)}, 4},
+		{"stream 4/s", "stream", Unlimited(), []ReaderOption{WithReaderRate(4, 0)}, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -394,7 +394,7 @@ func TestShardReaderPacesCalls(t *testing.T) {
 					putString(t, s, "k", want[i])
 				}
 				src, p := srSource(s, tc.path)
-				r := srNewReader(t, src, srShards(t, s)[0], append(tc.opts, WithBatchLimit(1))...)
+				r := srNewReader(t, src, srShards(t, s)[0], append(tc.opts, WithReaderBatchLimit(1))...)
 				start := time.Now()
 				var got []string
 				for i := range n {
@@ -453,9 +453,9 @@ func TestShardReaderPacesBytes(t *testing.T) {
 					putString(t, s, "k", string(data))
 				}
 				p := &srPoller{s: s}
-				opts := []ReaderOption{WithReadRate(0, rate)}
+				opts := []ReaderOption{WithReaderRate(0, rate)}
 				if tc.limit > 0 {
-					opts = append(opts, WithBatchLimit(tc.limit))
+					opts = append(opts, WithReaderBatchLimit(tc.limit))
 				}
 				r := srNewReader(t, p, srShards(t, s)[0], opts...)
 				got, _ := srReadN(t, r, records)
@@ -490,7 +490,7 @@ func TestShardReaderPacesBytesOnStream(t *testing.T) {
 		for range 31 {
 			putString(t, s, "k", strings.Repeat("x", 100<<10))
 		}
-		r := srNewReader(t, s, srShards(t, s)[0], WithReadRate(0, 1<<20))
+		r := srNewReader(t, s, srShards(t, s)[0], WithReaderRate(0, 1<<20))
 		got, _ := srReadN(t, r, 31)
 		require.Len(t, got, 31)
 		require.Equal(t, int64(1), s.Stats().Shards[0].GetCalls, "one call read them all")
@@ -509,7 +509,7 @@ func TestShardReaderPacesBytesOnStream(t *testing.T) {
 }
 
 // TestShardReaderBacksOffWhenThrottled: throttled calls are retried with
-// doubling waits, bounded by WithMaxBackoff; the records come through once
+// doubling waits, bounded by WithReaderMaxBackoff; the records come through once
 // each, in order.
 func TestShardReaderBacksOffWhenThrottled(t *testing.T) {
 	for _, tc := range []struct {
@@ -521,13 +521,13 @@ func TestShardReaderBacksOffWhenThrottled(t *testing.T) {
 		// Unpaced, the first wait is 100 ms: waits of [b/2, b] for b = 100, 200, 400 ms.
 		{"3 throttles", 3, nil, 350 * time.Millisecond, 700*time.Millisecond + 50*time.Millisecond},
 		// b = 100, 200, 300, 300, …
-		{"capped at 300ms", 10, []ReaderOption{WithMaxBackoff(300 * time.Millisecond)}, 50*time.Millisecond + 9*150*time.Millisecond, 2900*time.Millisecond + 50*time.Millisecond},
+		{"capped at 300ms", 10, []ReaderOption{WithReaderMaxBackoff(300 * time.Millisecond)}, 50*time.Millisecond + 9*150*time.Millisecond, 2900*time.Millisecond + 50*time.Millisecond},
 		// b = 100, 200, …, 3.2 s, then 5 s.
 		{"default cap 5s", 10, nil, 3150*time.Millisecond + 4*2500*time.Millisecond, 26300*time.Millisecond + 50*time.Millisecond},
 		// Paced at 5/s, waits start at 200 ms: calls at 0.2 s (the pace), at
 		// 0.4 s (after [100, 200] ms), at [0.6, 0.8] s and, after [400, 800] ms,
 		// at [1.0, 1.6] s; pacing alone would make the fourth call at 0.8 s.
-		{"paced floor", 3, []ReaderOption{WithReadRate(5, 0)}, time.Second, 1600 * time.Millisecond},
+		{"paced floor", 3, []ReaderOption{WithReaderRate(5, 0)}, time.Second, 1600 * time.Millisecond},
 	} {
 		for _, path := range srPaths {
 			t.Run(tc.name+"/"+path, func(t *testing.T) {
@@ -536,8 +536,8 @@ func TestShardReaderBacksOffWhenThrottled(t *testing.T) {
 					want := srWriteMix(t, s)
 					src, p := srSource(s, path)
 					sh := srShards(t, s)[0]
-					opts := append([]ReaderOption{WithReadRate(0, 0)}, tc.opts...)
-					r := srNewReader(t, src, sh, append(opts, WithBatchLimit(2))...)
+					opts := append([]ReaderOption{WithReaderRate(0, 0)}, tc.opts...)
+					r := srNewReader(t, src, sh, append(opts, WithReaderBatchLimit(2))...)
 					got, _ := srReadN(t, r, 4) // p0 and the aggregate a0…a2
 
 					injectFault(t, c, Fault{Op: OpGetRecords, ShardID: sh.ShardID, Err: ErrProvisionedThroughputExceeded, Times: tc.times})
@@ -628,7 +628,7 @@ func TestShardReaderDeaggregates(t *testing.T) {
 					src, _ := srSource(s, path)
 					var opts []ReaderOption
 					if limit > 0 {
-						opts = append(opts, WithBatchLimit(limit))
+						opts = append(opts, WithReaderBatchLimit(limit))
 					}
 					r := srNewReader(t, src, in, opts...)
 					var urs []UserRecord
@@ -735,7 +735,7 @@ func TestShardReaderCountsDropsOfRecordlessCalls(t *testing.T) {
 					src, _ := srSource(s, path)
 					var opts []ReaderOption
 					if tc.limit > 0 {
-						opts = append(opts, WithBatchLimit(tc.limit))
+						opts = append(opts, WithReaderBatchLimit(tc.limit))
 					}
 					r := srNewReader(t, src, low, opts...)
 					var done <-chan srResult
@@ -828,7 +828,7 @@ func TestShardReaderBatchLimit(t *testing.T) {
 					srPutAggregate(t, s, "", urs...)
 				}
 				p := &srPoller{s: s}
-				r := srNewReader(t, p, srShards(t, s)[0], WithBatchLimit(2))
+				r := srNewReader(t, p, srShards(t, s)[0], WithReaderBatchLimit(2))
 				var sizes []int
 				var got []string
 				for len(got) < len(want) {
@@ -856,7 +856,7 @@ func TestShardReaderBatchLimit(t *testing.T) {
 
 // TestShardReaderReadAfter: a reader that starts after any user record's
 // checkpoint (plain, first, middle or last of an aggregate, the very last)
-// returns exactly the user records after it; ReadAfter overrides ReadFrom,
+// returns exactly the user records after it; WithReaderCheckpoint overrides WithReaderStart,
 // and Position reports the checkpoint until a batch is returned.
 func TestShardReaderReadAfter(t *testing.T) {
 	for _, limit := range []int{0, 1, 3} {
@@ -869,9 +869,9 @@ func TestShardReaderReadAfter(t *testing.T) {
 						require.Len(t, want, 13)
 						cp := Checkpoint{SequenceNumber: want[i].Seq, SubSequenceNumber: int64(want[i].Sub)}
 						src, _ := srSource(s, path)
-						opts := []ReaderOption{ReadFrom(StartingPosition{Type: Latest}), ReadAfter(cp)}
+						opts := []ReaderOption{WithReaderStart(StartingPosition{Type: Latest}), WithReaderCheckpoint(cp)}
 						if limit > 0 {
-							opts = append(opts, WithBatchLimit(limit))
+							opts = append(opts, WithReaderBatchLimit(limit))
 						}
 						r := srNewReader(t, src, srShards(t, s)[0], opts...)
 						assert.Equal(t, cp, r.Position())
@@ -890,17 +890,17 @@ func TestShardReaderReadAfter(t *testing.T) {
 	}
 }
 
-// TestShardReaderReadAfterZero: the zero Checkpoint leaves ReadFrom in
+// TestShardReaderReadAfterZero: the zero Checkpoint leaves WithReaderStart in
 // force.
 func TestShardReaderReadAfterZero(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
 		want := srWriteMix(t, s)
-		r := srNewReader(t, s, srShards(t, s)[0], ReadAfter(Checkpoint{}))
+		r := srNewReader(t, s, srShards(t, s)[0], WithReaderCheckpoint(Checkpoint{}))
 		got, _ := srReadN(t, r, len(want))
 		assert.Equal(t, want, got)
 
-		latest := srNewReader(t, s, srShards(t, s)[0], ReadFrom(StartingPosition{Type: Latest}), ReadAfter(Checkpoint{}))
+		latest := srNewReader(t, s, srShards(t, s)[0], WithReaderStart(StartingPosition{Type: Latest}), WithReaderCheckpoint(Checkpoint{}))
 		srNoMore(t, latest)
 	})
 }
@@ -915,7 +915,7 @@ func TestShardReaderReadAfterShardEnd(t *testing.T) {
 				putString(t, s, "k", "r0")
 				src, p := srSource(s, path)
 				sh := srShards(t, s)[0]
-				r := srNewReader(t, src, sh, ReadAfter(Checkpoint{ShardEnd: true}))
+				r := srNewReader(t, src, sh, WithReaderCheckpoint(Checkpoint{ShardEnd: true}))
 				assert.Equal(t, Checkpoint{ShardEnd: true}, r.Position())
 				start := time.Now()
 				for range 2 {
@@ -965,9 +965,9 @@ func TestShardReaderExpiredIteratorResumes(t *testing.T) {
 							want := srWriteMix(t, s)
 							sh := srShards(t, s)[0]
 							src, p := srSource(s, path)
-							opts := []ReaderOption{WithBatchLimit(limit)}
+							opts := []ReaderOption{WithReaderBatchLimit(limit)}
 							if after >= 0 {
-								opts = append(opts, ReadAfter(Checkpoint{SequenceNumber: want[after].Seq, SubSequenceNumber: int64(want[after].Sub)}))
+								opts = append(opts, WithReaderCheckpoint(Checkpoint{SequenceNumber: want[after].Seq, SubSequenceNumber: int64(want[after].Sub)}))
 								want = want[after+1:]
 							}
 							r := srNewReader(t, src, sh, opts...)
@@ -999,7 +999,7 @@ func TestShardReaderIteratorTTL(t *testing.T) {
 				_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()), WithIteratorTTL(time.Minute))
 				want := srWriteMix(t, s)
 				src, p := srSource(s, path)
-				r := srNewReader(t, src, srShards(t, s)[0], WithBatchLimit(1))
+				r := srNewReader(t, src, srShards(t, s)[0], WithReaderBatchLimit(1))
 				got := srReadBatches(t, r, 2, len(want))
 				time.Sleep(2 * time.Minute)
 				rest, _ := srReadN(t, r, len(want)-len(got))
@@ -1028,7 +1028,7 @@ func TestShardReaderRetriesFailures(t *testing.T) {
 						want := srWriteMix(t, s)
 						sh := srShards(t, s)[0]
 						src, p := srSource(s, path)
-						r := srNewReader(t, src, sh, WithBatchLimit(1), WithReadRate(0, 0))
+						r := srNewReader(t, src, sh, WithReaderBatchLimit(1), WithReaderRate(0, 0))
 						got := srReadBatches(t, r, k, len(want))
 						if op == OpGetShardIterator && k > 0 {
 							// A new iterator is needed only after an expiry.
@@ -1156,7 +1156,7 @@ func TestShardReaderPersistentExpiryBacksOff(t *testing.T) {
 				cancel()
 			}
 		}}
-		r := srNewReader(t, p, sh, WithReadRate(0, 0))
+		r := srNewReader(t, p, sh, WithReaderRate(0, 0))
 		start := time.Now()
 		_, err := r.Next(ctx)
 		assert.ErrorIs(t, err, context.Canceled)
@@ -1182,7 +1182,7 @@ func TestShardReaderLatestSurvivesExpiredIterator(t *testing.T) {
 					}
 					sh := srShards(t, s)[0]
 					src, _ := srSource(s, path)
-					r := srNewReader(t, src, sh, ReadFrom(StartingPosition{Type: Latest}))
+					r := srNewReader(t, src, sh, WithReaderStart(StartingPosition{Type: Latest}))
 					ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 					defer cancel()
 					done := srNextAsync(ctx, r)
@@ -1242,7 +1242,7 @@ func TestShardReaderShardEnd(t *testing.T) {
 					src, p := srSource(s, path)
 					var opts []ReaderOption
 					if tc.limit > 0 {
-						opts = append(opts, WithBatchLimit(tc.limit))
+						opts = append(opts, WithReaderBatchLimit(tc.limit))
 					}
 					r := srNewReader(t, src, parent, opts...)
 					var got []srView
@@ -1319,25 +1319,25 @@ func TestNewShardReaderValidation(t *testing.T) {
 		{"nil src", nil, sh, nil, "StreamReader is nil"},
 		{"empty ShardID", s, Shard{}, nil, "ShardID"},
 		{"empty range", s, Shard{ShardID: sh.ShardID, HashKeyRange: HashKeyRange{StartingHashKey: MaxHashKey()}}, nil, "340282366920938463463374607431768211455"},
-		{"negative idle wait", s, sh, []ReaderOption{WithIdleWait(-time.Second)}, "-1s"},
-		{"batch limit 0", s, sh, []ReaderOption{WithBatchLimit(0)}, "batch limit 0"},
-		{"batch limit 10001", s, sh, []ReaderOption{WithBatchLimit(10_001)}, "batch limit 10001"},
-		{"batch limit -1", s, sh, []ReaderOption{WithBatchLimit(-1)}, "batch limit -1"},
-		{"negative calls", s, sh, []ReaderOption{WithReadRate(-1, 0)}, "-1 calls/s"},
-		{"negative bytes", s, sh, []ReaderOption{WithReadRate(5, -2)}, "-2 bytes/s"},
-		{"zero max backoff", s, sh, []ReaderOption{WithMaxBackoff(0)}, "0s"},
-		{"negative max backoff", s, sh, []ReaderOption{WithMaxBackoff(-time.Millisecond)}, "-1ms"},
-		{"bad option first", s, sh, []ReaderOption{WithBatchLimit(0), WithBatchLimit(5)}, "batch limit 0"},
-		{"nil option", s, sh, []ReaderOption{WithBatchLimit(5), nil}, "option 1 is nil"},
-		{"checkpoint without sequence number", s, sh, []ReaderOption{ReadAfter(Checkpoint{SubSequenceNumber: 3})}, "no sequence number"},
-		{"checkpoint with negative sub-sequence", s, sh, []ReaderOption{ReadAfter(Checkpoint{SequenceNumber: seq, SubSequenceNumber: -1})}, "-1"},
-		{"SHARD_END checkpoint with a sequence number", s, sh, []ReaderOption{ReadAfter(Checkpoint{SequenceNumber: seq, ShardEnd: true})}, seq.String()},
+		{"negative idle wait", s, sh, []ReaderOption{WithReaderIdleWait(-time.Second)}, "-1s"},
+		{"batch limit 0", s, sh, []ReaderOption{WithReaderBatchLimit(0)}, "batch limit 0"},
+		{"batch limit 10001", s, sh, []ReaderOption{WithReaderBatchLimit(10_001)}, "batch limit 10001"},
+		{"batch limit -1", s, sh, []ReaderOption{WithReaderBatchLimit(-1)}, "batch limit -1"},
+		{"negative calls", s, sh, []ReaderOption{WithReaderRate(-1, 0)}, "-1 calls/s"},
+		{"negative bytes", s, sh, []ReaderOption{WithReaderRate(5, -2)}, "-2 bytes/s"},
+		{"zero max backoff", s, sh, []ReaderOption{WithReaderMaxBackoff(0)}, "0s"},
+		{"negative max backoff", s, sh, []ReaderOption{WithReaderMaxBackoff(-time.Millisecond)}, "-1ms"},
+		{"bad option first", s, sh, []ReaderOption{WithReaderBatchLimit(0), WithReaderBatchLimit(5)}, "batch limit 0"},
+		{"nil option", s, sh, []ReaderOption{WithReaderBatchLimit(5), nil}, "option 1 is nil"},
+		{"checkpoint without sequence number", s, sh, []ReaderOption{WithReaderCheckpoint(Checkpoint{SubSequenceNumber: 3})}, "no sequence number"},
+		{"checkpoint with negative sub-sequence", s, sh, []ReaderOption{WithReaderCheckpoint(Checkpoint{SequenceNumber: seq, SubSequenceNumber: -1})}, "-1"},
+		{"SHARD_END checkpoint with a sequence number", s, sh, []ReaderOption{WithReaderCheckpoint(Checkpoint{SequenceNumber: seq, ShardEnd: true})}, seq.String()},
 
-		{"batch limits 1 and 10000", s, sh, []ReaderOption{WithBatchLimit(1), WithBatchLimit(10_000)}, ""},
-		{"zero idle wait and rates", s, sh, []ReaderOption{WithIdleWait(0), WithReadRate(0, 0)}, ""},
+		{"batch limits 1 and 10000", s, sh, []ReaderOption{WithReaderBatchLimit(1), WithReaderBatchLimit(10_000)}, ""},
+		{"zero idle wait and rates", s, sh, []ReaderOption{WithReaderIdleWait(0), WithReaderRate(0, 0)}, ""},
 		{"nil logger", s, sh, []ReaderOption{WithReaderLogger(nil)}, ""},
 		{"ShardID only", s, Shard{ShardID: sh.ShardID}, nil, ""},
-		{"checkpoint", s, sh, []ReaderOption{ReadAfter(Checkpoint{SequenceNumber: seq, SubSequenceNumber: 2})}, ""},
+		{"checkpoint", s, sh, []ReaderOption{WithReaderCheckpoint(Checkpoint{SequenceNumber: seq, SubSequenceNumber: 2})}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := NewShardReader(tc.src, tc.shard, tc.opts...)
@@ -1408,7 +1408,7 @@ func TestShardReaderCloseUnregisters(t *testing.T) {
 		require.ErrorIs(t, (<-done).err, context.Canceled)
 		require.Equal(t, 1, srWaiters(t, s, sh.ShardID), "the reader waited for a write")
 
-		reading, err := NewShardReader(s, sh, WithBatchLimit(1))
+		reading, err := NewShardReader(s, sh, WithReaderBatchLimit(1))
 		require.NoError(t, err)
 		srReadN(t, reading, 1) // not at the tip
 		other := srNewReader(t, s, sh)
