@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -53,9 +54,12 @@ var (
 //
 // An error from Initialize, ProcessRecords, ShardEnded or
 // ShutdownRequested ends the processing of the shard on this worker: the
-// error is logged and counted, the lease is released without a
-// checkpoint, and the shard is taken again (by this worker or another one)
-// at its last checkpoint, so the records after it are delivered again.
+// error is logged and counted (ConsumerStats.ProcessorErrors), no other
+// method is called, and the lease is released without a checkpoint. The
+// shard is then taken again at its last checkpoint, by another worker at
+// once or by this one after the failover time, so the records after the
+// checkpoint are delivered again. A ShardEnded that returns nil without
+// checkpointing the end counts as such an error.
 type RecordProcessor interface {
 	// Initialize is called before the first batch, with the checkpoint the
 	// shard's processing resumes after.
@@ -696,11 +700,7 @@ func (c *Consumer) renewAll(now time.Time) {
 func (c *Consumer) heldLeases() []*heldLease {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]*heldLease, 0, len(c.held))
-	for _, h := range c.held {
-		out = append(out, h)
-	}
-	return out
+	return slices.Collect(maps.Values(c.held))
 }
 
 // writeLease writes the held lease with change applied and its counter
@@ -926,7 +926,9 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 	c.wg.Go(func() {
 		defer cancelLease()
 		if steal && sleepCtx(readCtx, c.renewEvery) != nil {
-			c.release(h) // lost, or shut down before it started
+			if !h.crashed.Load() {
+				c.release(h) // shut down before it started, or lost
+			}
 		} else {
 			c.process(leaseCtx, readCtx, h)
 		}
