@@ -236,14 +236,15 @@ func (cp *leaseCheckpointer) checkpointed() Checkpoint {
 
 // consumerConfig is a Consumer's configuration.
 type consumerConfig struct {
-	store        LeaseStore
-	workerID     string
-	failover     time.Duration
-	syncInterval time.Duration
-	start        StartingPosition
-	readerOpts   []ReaderOption
-	logger       *slog.Logger
-	optionError  error
+	store           LeaseStore
+	workerID        string
+	failover        time.Duration
+	syncInterval    time.Duration
+	shutdownTimeout time.Duration
+	start           StartingPosition
+	readerOpts      []ReaderOption
+	logger          *slog.Logger
+	optionError     error
 }
 
 // ConsumerOption configures a Consumer.
@@ -321,6 +322,18 @@ func WithInitialPosition(p StartingPosition) ConsumerOption {
 			c.optionError = errorf("WithInitialPosition", ErrInvalidArgument, "initial position AT_TIMESTAMP needs a Timestamp")
 		}
 		c.start = p
+	}
+}
+
+// WithShutdownTimeout sets how long Close lets processors finish their
+// batch and shut down before it cancels their contexts. Default: the
+// failover time.
+func WithShutdownTimeout(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) {
+		if d <= 0 {
+			c.optionError = errorf("WithShutdownTimeout", ErrInvalidArgument, "shutdown timeout %v must be positive", d)
+		}
+		c.shutdownTimeout = d
 	}
 }
 
@@ -422,7 +435,7 @@ type heldLease struct {
 // RecordProcessor of each shard the worker takes. Close stops it.
 func NewConsumer(src StreamReader, app string, newProcessor func(shardID string) RecordProcessor, opts ...ConsumerOption) (*Consumer, error) {
 	const op = "NewConsumer"
-	if src == nil {
+	if s, ok := src.(*Stream); src == nil || (ok && s == nil) {
 		return nil, errorf(op, ErrInvalidArgument, "the StreamReader is nil")
 	}
 	if newProcessor == nil {
@@ -451,6 +464,9 @@ func NewConsumer(src StreamReader, app string, newProcessor func(shardID string)
 	}
 	if cfg.store == nil {
 		cfg.store = NewMemoryLeaseStore()
+	}
+	if cfg.shutdownTimeout == 0 {
+		cfg.shutdownTimeout = cfg.failover
 	}
 	if cfg.workerID == "" {
 		cfg.workerID = fmt.Sprintf("%s-%08x", app, rand.Uint32())
@@ -481,11 +497,11 @@ func validateAppName(op, app string) error {
 	if len(app) < 3 || len(app) > 255 {
 		return errorf(op, ErrInvalidArgument, "application name %.40q is %d characters; it must have 3 to 255", app, len(app))
 	}
-	for i := 0; i < len(app); i++ {
-		switch b := app[i]; {
-		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '-', b == '.':
+	for _, r := range app {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '_', r == '-', r == '.':
 		default:
-			return errorf(op, ErrInvalidArgument, "application name %.40q has the character %q; only letters, digits, '_', '-' and '.' are allowed", app, app[i])
+			return errorf(op, ErrInvalidArgument, "application name %.40q has the character %q; only ASCII letters, digits, '_', '-' and '.' are allowed", app, r)
 		}
 	}
 	return nil
@@ -498,9 +514,11 @@ func (c *Consumer) WorkerID() string { return c.cfg.workerID }
 // processor finishes the batch in hand and is asked to shut down
 // (ShutdownRequested, where it may checkpoint), and each lease is then
 // released so that another worker takes it at once. Leases are renewed
-// until their processors have shut down. Close waits for every goroutine
-// of the Consumer, so it lasts as long as the slowest ShutdownRequested.
-// It may be called more than once; it returns nil.
+// until their processors have shut down. Processors still busy after the
+// shutdown timeout (WithShutdownTimeout) have their contexts cancelled and
+// get no further call; their leases are left to expire. Close then waits
+// for every goroutine of the Consumer, so a processor that ignores its
+// context holds Close up. It may be called more than once; it returns nil.
 func (c *Consumer) Close() error {
 	c.stop(false)
 	return nil
@@ -531,7 +549,22 @@ func (c *Consumer) stop(crash bool) {
 		}
 	}
 	c.mu.Unlock()
-	c.wg.Wait()
+	shardsDone := make(chan struct{})
+	go func() { c.wg.Wait(); close(shardsDone) }()
+	t := time.NewTimer(c.cfg.shutdownTimeout)
+	select {
+	case <-shardsDone:
+	case <-t.C:
+		// Processors still busy: cancel their contexts. Their leases are
+		// not released; they expire for other workers to take.
+		c.log.Warn("runnel: processors did not shut down in time; cancelling them", "timeout", c.cfg.shutdownTimeout)
+		for _, h := range c.heldLeases() {
+			h.crashed.Store(true)
+			h.cancelLease()
+		}
+		<-shardsDone
+	}
+	t.Stop()
 	c.cancel()
 	<-c.coordDone
 	close(c.closed)
@@ -557,10 +590,10 @@ func (c *Consumer) coordinate() {
 	var nextSync time.Time
 	for {
 		now := time.Now()
-		c.renewAll(now)
+		c.renewAll()
 		if !now.Before(nextSync) && !c.isClosing() {
 			if err := c.syncShards(); err != nil && c.ctx.Err() == nil {
-				c.log.Warn("runnel: listing shards for leases failed", "err", err)
+				c.log.Warn("runnel: syncing the leases with the stream's shards failed", "err", err)
 			}
 			nextSync = time.Now().Add(c.cfg.syncInterval)
 		}
@@ -677,22 +710,33 @@ func compareShardIDs(a, b string) int {
 }
 
 // renewAll renews the leases the worker holds. A lease that another worker
-// has taken, or that could not be renewed for the failover time, is lost.
-func (c *Consumer) renewAll(now time.Time) {
-	for _, h := range c.heldLeases() {
+// has taken is lost; so is one not renewed for the failover time less one
+// renewal interval: it is given up a tick before another worker may take
+// it, so that two workers never process a shard at once.
+func (c *Consumer) renewAll() {
+	held := c.heldLeases()
+	for _, h := range held { // before any write, which may be slow
+		c.loseIfLate(h)
+	}
+	for _, h := range held {
 		ctx, cancel := c.storeCtx()
 		err := c.writeLease(ctx, "RenewLease", h, func(*Lease) {})
 		cancel()
 		if err == nil || errors.Is(err, ErrLeaseLost) || c.ctx.Err() != nil {
 			continue
 		}
-		h.mu.Lock()
-		late := now.Sub(h.renewedAt) >= c.cfg.failover
-		h.mu.Unlock()
 		c.log.Warn("runnel: renewing a lease failed", "shard", h.shardID, "err", err)
-		if late {
-			c.loseLease(h, "not renewed within the failover time")
-		}
+		c.loseIfLate(h)
+	}
+}
+
+// loseIfLate loses a held lease whose last renewal is so old that another
+// worker may take it before the next renewal round.
+func (c *Consumer) loseIfLate(h *heldLease) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Since(h.renewedAt) >= c.cfg.failover-c.renewEvery {
+		c.loseLeaseLocked(h, "not renewed within the failover time")
 	}
 }
 
@@ -714,6 +758,9 @@ func (c *Consumer) writeLease(ctx context.Context, op string, h *heldLease, chan
 	if h.lost {
 		return errorf(op, ErrLeaseLost, "shard %s", h.shardID)
 	}
+	// Bounded, so that a slow store cannot hold h.mu past a renewal round.
+	ctx, cancel := context.WithTimeout(ctx, c.renewEvery)
+	defer cancel()
 	next := h.lease.clone()
 	next.Counter++
 	change(&next)
@@ -814,9 +861,16 @@ func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
 	for i := range leases {
 		l := &leases[i]
 		o, ok := c.seen[l.ShardID]
-		if !ok || o.counter != l.Counter {
+		moved := ok && o.counter != l.Counter
+		if !ok || moved {
 			o = observed{counter: l.Counter, at: now}
 			c.seen[l.ShardID] = o
+		}
+		if l.Owner == c.cfg.workerID && !held[l.ShardID] && moved {
+			// Written since we last looked, in our name, by a lease we do
+			// not hold: another live worker has our id.
+			c.log.Error("runnel: another worker uses this worker id; worker ids must be unique in a group", "shard", l.ShardID)
+			continue
 		}
 		if !readyLease(l, byID, listed) {
 			continue
@@ -978,7 +1032,7 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 
 	p := c.newProcessor(id)
 	if p == nil {
-		fail("the processor factory", errorf("NewConsumer", ErrInvalidArgument, "it returned a nil RecordProcessor for shard %s", id))
+		fail("the processor factory", errorf("RecordProcessor", ErrInvalidArgument, "the factory returned a nil RecordProcessor for shard %s", id))
 		return
 	}
 	if err := p.Initialize(leaseCtx, InitializeInput{ShardID: id, Checkpoint: lease.Checkpoint}); err != nil {
@@ -1005,7 +1059,7 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 			return
 		}
 		if len(b.Records) > 0 {
-			cp.hand(checkpointOf(&b.Records[len(b.Records)-1]))
+			cp.hand(b.Records[len(b.Records)-1].Checkpoint())
 			h.behind.Store(b.MillisBehindLatest)
 			h.records.Add(int64(len(b.Records)))
 			h.bytes.Add(int64(b.Bytes))

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -73,7 +74,7 @@ func (p *recProcessor) ProcessRecords(ctx context.Context, in ProcessRecordsInpu
 	}
 	p.r.cps[p.worker+" "+p.shard] = in.Checkpointer
 	for _, u := range in.Records {
-		p.r.got = append(p.r.got, delivery{p.worker, p.shard, u.PartitionKey, string(u.Data), checkpointOf(&u)})
+		p.r.got = append(p.r.got, delivery{p.worker, p.shard, u.PartitionKey, string(u.Data), u.Checkpoint()})
 	}
 	checkpoint := p.r.checkpoint
 	p.r.mu.Unlock()
@@ -469,7 +470,7 @@ func TestConsumerRestartFromFileStoreMidAggregate(t *testing.T) {
 			for _, u := range in.Records {
 				first = append(first, string(u.Data))
 			}
-			return in.Checkpointer.CheckpointAt(ctx, checkpointOf(&in.Records[4]))
+			return in.Checkpointer.CheckpointAt(ctx, in.Records[4].Checkpoint())
 		})
 		settle()
 		c.stop(true)
@@ -488,4 +489,107 @@ func TestConsumerRestartFromFileStoreMidAggregate(t *testing.T) {
 		c.Close()
 		assert.Equal(t, []string{"5", "6", "7", "8", "9", "10"}, second)
 	})
+}
+
+// flakyStore is a lease store whose calls fail while down is set, as a
+// worker cut off from its lease table sees it.
+type flakyStore struct {
+	LeaseStore
+	down atomic.Bool
+}
+
+func (f *flakyStore) err() error {
+	return errorf("PutLease", ErrInternalFailure, "the lease table is unreachable")
+}
+
+func (f *flakyStore) ListLeases(ctx context.Context) ([]Lease, error) {
+	if f.down.Load() {
+		return nil, f.err()
+	}
+	return f.LeaseStore.ListLeases(ctx)
+}
+
+func (f *flakyStore) PutLease(ctx context.Context, l Lease, expect int64) error {
+	if f.down.Load() {
+		return f.err()
+	}
+	return f.LeaseStore.PutLease(ctx, l, expect)
+}
+
+// TestConsumerCutOffWorkerStopsBeforeTakeover: a worker whose lease table
+// is unreachable stops processing before another worker takes its
+// shards, so that no shard is ever processed by two workers at once.
+func TestConsumerCutOffWorkerStopsBeforeTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(2), WithLimits(Unlimited()))
+		store := NewMemoryLeaseStore()
+		flaky := &flakyStore{LeaseStore: store}
+		r := &recorder{checkpoint: true}
+		a := startWorker(t, s, flaky, r, "a")
+		settle()
+		require.Equal(t, 2, a.Stats().LeasesHeld)
+		ctx, stop := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		want := map[string]int{}
+		var mu sync.Mutex
+		wg.Go(func() { // a record every 100 ms
+			for ctx.Err() == nil {
+				mu.Lock()
+				putKeys(t, s, 1, 4, want)
+				mu.Unlock()
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+		time.Sleep(2 * time.Second)
+		flaky.down.Store(true)
+		b := startWorker(t, s, store, r, "b")
+		time.Sleep(30 * time.Second)
+		stop()
+		wg.Wait()
+		settle()
+		assert.Equal(t, 2, b.Stats().LeasesHeld)
+		// a gave both up: lost when not renewed in time, or released after
+		// its processor's checkpoint failed.
+		assert.Equal(t, 0, a.Stats().LeasesHeld)
+		// Per shard, a's deliveries all come before b's first one.
+		got := r.deliveries()
+		lastA, firstB := map[string]int{}, map[string]int{}
+		for i, d := range got {
+			if d.worker == "a" {
+				lastA[d.shard] = i
+			} else if _, ok := firstB[d.shard]; !ok {
+				firstB[d.shard] = i
+			}
+		}
+		for shard, fb := range firstB {
+			assert.Less(t, lastA[shard], fb, "shard %s: a processed a record after b started", shard)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		checkOrderNoLoss(t, got, want)
+	})
+}
+
+func TestConsumerCloseCancelsStuckProcessors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
+		c, err := NewConsumer(s, "test-app", func(string) RecordProcessor {
+			return ProcessorFunc(func(ctx context.Context, in ProcessRecordsInput) error {
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		}, WithShutdownTimeout(5*time.Second))
+		require.NoError(t, err)
+		putString(t, s, "k", "v")
+		settle()
+		start := time.Now()
+		require.NoError(t, c.Close())
+		assert.Equal(t, 5*time.Second, time.Since(start))
+	})
+}
+
+func TestNewConsumerNilStream(t *testing.T) {
+	var s *Stream
+	_, err := NewConsumer(s, "test-app", func(string) RecordProcessor { return nil })
+	require.ErrorIs(t, err, ErrInvalidArgument)
 }

@@ -88,7 +88,8 @@ const dedupRingStart = 1024
 // for itself; a duplicate or the empty id allocates nothing.
 //
 // A DedupWindow is safe for concurrent use; its methods take a mutex for
-// the time of one map look-up and update.
+// the time of one map look-up and update. The zero value is not usable:
+// call NewDedupWindow.
 type DedupWindow struct {
 	mu   sync.Mutex
 	size int                 // the most ids remembered

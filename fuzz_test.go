@@ -281,7 +281,7 @@ func FuzzCheckpointAt(f *testing.F) {
 		if err := store.PutLease(t.Context(), lease, 0); err != nil {
 			t.Fatal(err)
 		}
-		c := &Consumer{cfg: consumerConfig{store: store, workerID: "w"}, log: discardLogger()}
+		c := &Consumer{cfg: consumerConfig{store: store, workerID: "w"}, log: discardLogger(), renewEvery: time.Second}
 		h := &heldLease{shardID: lease.ShardID, lease: lease, cancelLease: func() {}}
 		cp := &leaseCheckpointer{c: c, h: h, written: written, handed: handed}
 		err := cp.CheckpointAt(t.Context(), at)

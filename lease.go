@@ -79,8 +79,10 @@ func (c Checkpoint) cmp(o Checkpoint) int {
 	return cmp.Compare(c.SubSequenceNumber, o.SubSequenceNumber)
 }
 
-// checkpointOf is the checkpoint at user record u.
-func checkpointOf(u *UserRecord) Checkpoint {
+// Checkpoint returns the checkpoint at the user record, for
+// Checkpointer.CheckpointAt (the KCL's checkpoint(record)): processing
+// resumes right after it.
+func (u UserRecord) Checkpoint() Checkpoint {
 	return Checkpoint{SequenceNumber: u.SequenceNumber, SubSequenceNumber: int64(u.SubSequenceNumber)}
 }
 

@@ -62,7 +62,16 @@ type ReaderOption func(*readerConfig)
 // WithReaderStart sets where a reader starts: TrimHorizon (the default), Latest,
 // AtTimestamp, AtSequenceNumber or AfterSequenceNumber. WithReaderCheckpoint overrides
 // it.
-func WithReaderStart(p StartingPosition) ReaderOption { return func(c *readerConfig) { c.from = p } }
+func WithReaderStart(p StartingPosition) ReaderOption {
+	return func(c *readerConfig) {
+		switch p.Type {
+		case TrimHorizon, Latest, AtTimestamp, AtSequenceNumber, AfterSequenceNumber:
+		default:
+			c.optionError = errorf("WithReaderStart", ErrInvalidArgument, "iterator type %.40q is not one of TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, AT_TIMESTAMP", p.Type)
+		}
+		c.from = p
+	}
+}
 
 // WithReaderCheckpoint makes a reader start right after a checkpoint: after the user
 // record it names, which may be in the middle of an aggregate, or, for a
@@ -164,7 +173,10 @@ func newReaderConfig(opts []ReaderOption) (readerConfig, error) {
 // each shard it holds, and can be used on its own.
 //
 // Reading a *Stream, it waits at the end of the shard until a writer wakes
-// it: it never polls, and a record reaches it microseconds after the write.
+// it: it never polls. On a stream without read limits a record reaches it
+// about a microsecond after the write; on a stream with Kinesis's limits it
+// keeps to the shard's 5 calls/s (see WithReaderRate), so a record may
+// wait up to 200 ms.
 // Reading another StreamReader (an adapter over Amazon Kinesis, say), it
 // polls: within WithReaderRate's pace, waiting WithReaderIdleWait once caught up,
 // and backing off when throttled.
@@ -247,7 +259,9 @@ func NewShardReader(src StreamReader, shard Shard, opts ...ReaderOption) (*Shard
 	return r, nil
 }
 
-// Shard returns the shard the reader reads.
+// Shard returns the shard the reader reads. A reader made from a ShardID
+// alone learns the rest (the hash key range, the parents) at its first
+// Next.
 func (r *ShardReader) Shard() Shard { return r.shard }
 
 // Position returns the checkpoint of the last user record Next returned
@@ -308,7 +322,7 @@ func (r *ShardReader) Next(ctx context.Context) (Batch, error) {
 			return b, nil
 		}
 		if len(b.Records) > 0 {
-			r.last = checkpointOf(&b.Records[len(b.Records)-1])
+			r.last = b.Records[len(b.Records)-1].Checkpoint()
 			return b, nil
 		}
 		if len(r.pending) > 0 || r.behind > 0 {

@@ -66,8 +66,10 @@ func main() {
 	}
 	app.waitFor(users * perUser)
 
-	// worker-1 shuts down: its shards are checkpointed and handed off.
+	// worker-1 shuts down: its shards are checkpointed and handed off, and
+	// the others take them at their next lease round.
 	workers[0].Close()
+	time.Sleep(2 * time.Second)
 	for _, w := range workers[1:] {
 		st := w.Stats()
 		fmt.Printf("%s: %d leases held, %d taken, %d stolen, %d lost\n", st.WorkerID, st.LeasesHeld, st.LeasesTaken, st.LeasesStolen, st.LeasesLost)
@@ -75,10 +77,16 @@ func main() {
 	}
 
 	// A restarted service resumes from the file at the checkpoints.
+	before := app.count()
 	restarted := app.startWorker(leaseFile, "worker-4")
 	time.Sleep(time.Second)
+	st := restarted.Stats()
 	restarted.Close()
+	fmt.Printf("%s after a restart: %d leases taken, %d user records processed again\n", st.WorkerID, st.LeasesTaken, app.count()-before)
 
+	for _, s := range app.stores {
+		s.Close()
+	}
 	if err := app.check(users, perUser); err != nil {
 		log.Fatal(err)
 	}
@@ -90,6 +98,7 @@ func main() {
 // record it expects.
 type app struct {
 	stream     *runnel.Stream
+	stores     []*runnel.FileLeaseStore // closed at the end
 	mu         sync.Mutex
 	next       map[string]int
 	processed  int
@@ -108,11 +117,20 @@ func newApp(stream *runnel.Stream) *app {
 	return &app{stream: stream, next: map[string]int{}, dedup: dedup, done: make(chan struct{})}
 }
 
+// count returns how many user records have been handed to the app,
+// duplicates included.
+func (a *app) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.processed + a.duplicates
+}
+
 func (a *app) startWorker(leaseFile, id string) *runnel.Consumer {
 	store, err := runnel.OpenFileLeaseStore(leaseFile)
 	if err != nil {
 		log.Fatal(err)
 	}
+	a.stores = append(a.stores, store)
 	process := runnel.ProcessorFunc(func(ctx context.Context, in runnel.ProcessRecordsInput) error {
 		a.process(in.Records)
 		return in.Checkpointer.Checkpoint(ctx)
