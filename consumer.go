@@ -48,9 +48,10 @@ var (
 // RecordProcessor processes the records of one shard for a Consumer, with
 // the lifecycle of the KCL's ShardRecordProcessor. A Consumer makes one per
 // shard lease it takes and calls its methods from one goroutine, in this
-// order: Initialize once, ProcessRecords for every batch, and then exactly
-// one of LeaseLost, ShardEnded or ShutdownRequested (none when Initialize
-// or ProcessRecords failed).
+// order: Initialize once, ProcessRecords for every batch, and then one of
+// LeaseLost, ShardEnded or ShutdownRequested. None of the three follows
+// when Initialize or ProcessRecords failed, or when Close's shutdown
+// timeout cancelled the processor's context.
 //
 // An error from Initialize, ProcessRecords, ShardEnded or
 // ShutdownRequested ends the processing of the shard on this worker: the
