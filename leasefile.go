@@ -185,15 +185,14 @@ func (s *FileLeaseStore) DeleteLease(ctx context.Context, shardID string, expect
 }
 
 // Close releases the lock file. It waits for an operation in progress to
-// finish. Close may be called more than once; every call after the first,
-// and every operation after Close, returns an error wrapping ErrClosed.
+// finish. Close may be called more than once (later calls return nil);
+// every operation after Close returns an error wrapping ErrClosed.
 // The lease file itself stays as the last write left it.
 func (s *FileLeaseStore) Close() error {
-	const op = "Close"
 	s.sem <- struct{}{}
 	defer func() { <-s.sem }()
 	if s.closed {
-		return errorf(op, ErrClosed, "lease file %s", s.path)
+		return nil
 	}
 	s.closed = true
 	return s.lock.close()
