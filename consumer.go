@@ -389,6 +389,9 @@ type Consumer struct {
 	wg        sync.WaitGroup // the shards' goroutines
 	kick      chan struct{}  // asks the coordinator to list the shards now
 
+	// Lock order: leaseCheckpointer.mu, then heldLease.mu (a checkpoint
+	// writes the lease). mu is taken on its own, never while holding or
+	// taking another of these.
 	mu      sync.Mutex
 	held    map[string]*heldLease
 	shards  map[string]Shard     // as last listed
@@ -421,6 +424,7 @@ type heldLease struct {
 	renewedAt time.Time
 	lost      bool // lost or released: no more writes
 
+	expiry      *time.Timer        // gives the lease up when it is late: see loseIfLate
 	cancelLease context.CancelFunc // stops processing: the lease is lost, or the worker crashed
 	cancelRead  context.CancelFunc // stops reading: shutdown requested
 	crashed     atomic.Bool
@@ -519,7 +523,8 @@ func (c *Consumer) WorkerID() string { return c.cfg.workerID }
 // shutdown timeout (WithShutdownTimeout) have their contexts cancelled and
 // get no further call; their leases are left to expire. Close then waits
 // for every goroutine of the Consumer, so a processor that ignores its
-// context holds Close up. It may be called more than once; it returns nil.
+// context holds Close up, and a processor must not call Close itself. It
+// may be called more than once; it returns nil.
 func (c *Consumer) Close() error {
 	c.stop(false)
 	return nil
@@ -651,6 +656,7 @@ func (c *Consumer) syncShards() error {
 		have[l.ShardID] = true
 	}
 	first := len(leases) == 0
+	existed := maps.Clone(have) // before this sync's new leases
 	// Shard ids grow with creation, so parents get their leases before
 	// their children.
 	slices.SortFunc(shards, func(a, b Shard) int { return compareShardIDs(a.ShardID, b.ShardID) })
@@ -663,7 +669,7 @@ func (c *Consumer) syncShards() error {
 		for _, p := range []string{sh.ParentShardID, sh.AdjacentParentShardID} {
 			if p != "" {
 				l.ParentShardIDs = append(l.ParentShardIDs, p)
-				leasedParent = leasedParent || have[p]
+				leasedParent = leasedParent || existed[p]
 			}
 		}
 		if c.cfg.start.Type == Latest {
@@ -712,14 +718,11 @@ func compareShardIDs(a, b string) int {
 
 // renewAll renews the leases the worker holds. A lease that another worker
 // has taken is lost; so is one not renewed for the failover time less one
-// renewal interval: it is given up a tick before another worker may take
-// it, so that two workers never process a shard at once.
+// renewal interval (its expiry timer checks that too, whatever the
+// coordinator is doing), so that it is given up before another worker may
+// take it.
 func (c *Consumer) renewAll() {
-	held := c.heldLeases()
-	for _, h := range held { // before any write, which may be slow
-		c.loseIfLate(h)
-	}
-	for _, h := range held {
+	for _, h := range c.heldLeases() {
 		ctx, cancel := c.storeCtx()
 		err := c.writeLease(ctx, "RenewLease", h, func(*Lease) {})
 		cancel()
@@ -759,8 +762,9 @@ func (c *Consumer) writeLease(ctx context.Context, op string, h *heldLease, chan
 	if h.lost {
 		return errorf(op, ErrLeaseLost, "shard %s", h.shardID)
 	}
-	// Bounded, so that a slow store cannot hold h.mu past a renewal round.
-	ctx, cancel := context.WithTimeout(ctx, c.renewEvery)
+	// Bounded, so that a slow store cannot hold h.mu for long: the expiry
+	// timer needs it to give the lease up in time.
+	ctx, cancel := context.WithTimeout(ctx, c.renewEvery/2)
 	defer cancel()
 	next := h.lease.clone()
 	next.Counter++
@@ -773,6 +777,9 @@ func (c *Consumer) writeLease(ctx context.Context, op string, h *heldLease, chan
 	switch {
 	case err == nil:
 		h.lease, h.renewedAt = next, start
+		if h.expiry != nil {
+			h.expiry.Reset(time.Until(start.Add(c.cfg.failover - c.renewEvery)))
+		}
 		cp := next.Checkpoint
 		h.checkpoint.Store(&cp)
 		if next.Owner != c.cfg.workerID {
@@ -814,6 +821,9 @@ func (c *Consumer) loseLeaseLocked(h *heldLease, why string) {
 	h.lost = true
 	c.leasesLost.Add(1)
 	h.cancelLease()
+	if h.expiry != nil {
+		h.expiry.Stop()
+	}
 	c.log.Info("runnel: lease lost", "shard", h.shardID, "why", why)
 }
 
@@ -946,6 +956,7 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 	prev := next.Owner
 	next.Owner, next.Counter = c.cfg.workerID, l.Counter+1
 	ctx, cancel := c.storeCtx()
+	now := time.Now()
 	err := c.cfg.store.PutLease(ctx, next, l.Counter)
 	cancel()
 	if err != nil {
@@ -954,7 +965,6 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 		}
 		return false
 	}
-	now := time.Now()
 	c.seen[l.ShardID] = observed{counter: next.Counter, at: now}
 	h := &heldLease{shardID: l.ShardID, lease: next, renewedAt: now}
 	cp := next.Checkpoint
@@ -970,7 +980,13 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 		return false
 	}
 	c.held[l.ShardID] = h
+	c.wg.Add(1) // under c.mu: Close's Wait cannot miss it
 	c.mu.Unlock()
+	// The lease is given up a renewal interval before another worker may
+	// take it, whatever the coordinator is busy with.
+	h.mu.Lock()
+	h.expiry = time.AfterFunc(c.cfg.failover-c.renewEvery, func() { c.loseIfLate(h) })
+	h.mu.Unlock()
 	if steal {
 		c.leasesStolen.Add(1)
 		c.log.Info("runnel: lease stolen", "shard", l.ShardID, "from", prev)
@@ -978,7 +994,8 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 		c.leasesTaken.Add(1)
 		c.log.Info("runnel: lease taken", "shard", l.ShardID, "previousOwner", prev)
 	}
-	c.wg.Go(func() {
+	go func() {
+		defer c.wg.Done()
 		defer cancelLease()
 		if steal && sleepCtx(readCtx, c.renewEvery) != nil {
 			if !h.crashed.Load() {
@@ -987,10 +1004,13 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 		} else {
 			c.process(leaseCtx, readCtx, h)
 		}
+		h.mu.Lock()
+		h.expiry.Stop()
+		h.mu.Unlock()
 		c.mu.Lock()
 		delete(c.held, h.shardID)
 		c.mu.Unlock()
-	})
+	}()
 	return true
 }
 

@@ -593,3 +593,23 @@ func TestNewConsumerNilStream(t *testing.T) {
 	_, err := NewConsumer(s, "test-app", func(string) RecordProcessor { return nil })
 	require.ErrorIs(t, err, ErrInvalidArgument)
 }
+
+// TestConsumerLatestAfterReshard: with LATEST, a group that starts on a
+// stream resharded before it skips the children's old records too.
+func TestConsumerLatestAfterReshard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
+		_, err := s.UpdateShardCount(context.Background(), 2)
+		require.NoError(t, err)
+		want := map[string]int{}
+		putKeys(t, s, 20, 4, want)
+		time.Sleep(time.Millisecond)
+		r := &recorder{}
+		startWorker(t, s, NewMemoryLeaseStore(), r, "a", WithInitialPosition(StartingPosition{Type: Latest}))
+		settle()
+		assert.Empty(t, r.deliveries(), "records written before the group started")
+		putKeys(t, s, 8, 4, want)
+		settle()
+		assert.Len(t, r.deliveries(), 8)
+	})
+}
