@@ -182,13 +182,17 @@ type leaseCheckpointer struct {
 	h *heldLease
 
 	mu      sync.Mutex // held across the lease write, so checkpoints stay in order
-	handed  Checkpoint // the last user record handed to the processor, or ShardEnd
+	handed  Checkpoint // the last user record handed to the processor
+	ended   bool       // the shard has ended: ShardEnd may be checkpointed
 	written Checkpoint // the checkpoint in the lease
 }
 
 func (cp *leaseCheckpointer) Checkpoint(ctx context.Context) error {
 	cp.mu.Lock()
 	at := cp.handed
+	if cp.ended {
+		at = Checkpoint{ShardEnd: true}
+	}
 	cp.mu.Unlock()
 	if at.IsZero() {
 		return nil // nothing handed out yet
@@ -205,7 +209,9 @@ func (cp *leaseCheckpointer) CheckpointAt(ctx context.Context, at Checkpoint) er
 		return errorf(op, ErrInvalidArgument, "checkpoint of shard %s %s", cp.h.shardID, why)
 	case at.IsZero():
 		return errorf(op, ErrInvalidArgument, "checkpoint of shard %s is empty", cp.h.shardID)
-	case at.cmp(cp.handed) > 0:
+	case at.ShardEnd && !cp.ended:
+		return errorf(op, ErrInvalidArgument, "checkpoint SHARD_END of shard %s: the shard has not ended", cp.h.shardID)
+	case !at.ShardEnd && at.cmp(cp.handed) > 0:
 		return errorf(op, ErrInvalidArgument, "checkpoint %s of shard %s is after the last record handed to the processor (%s)", at, cp.h.shardID, cp.handed)
 	case at.cmp(cp.written) < 0:
 		return errorf(op, ErrInvalidArgument, "checkpoint %s of shard %s is before its current checkpoint %s", at, cp.h.shardID, cp.written)
@@ -219,13 +225,18 @@ func (cp *leaseCheckpointer) CheckpointAt(ctx context.Context, at Checkpoint) er
 	return nil
 }
 
-// hand records what the processor has been handed.
+// hand records the last user record handed to the processor.
 func (cp *leaseCheckpointer) hand(at Checkpoint) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	if !at.IsZero() {
-		cp.handed = at
-	}
+	cp.handed = at
+}
+
+// end records that the shard has ended.
+func (cp *leaseCheckpointer) end() {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.ended = true
 }
 
 // checkpointed returns the checkpoint in the lease.
@@ -422,7 +433,8 @@ type heldLease struct {
 	mu        sync.Mutex
 	lease     Lease // as this worker last wrote it
 	renewedAt time.Time
-	lost      bool // lost or released: no more writes
+	lost      bool        // lost or released: no more writes
+	gone      atomic.Bool // lost, for Stats, which does not wait for mu
 
 	expiry      *time.Timer        // gives the lease up when it is late: see loseIfLate
 	cancelLease context.CancelFunc // stops processing: the lease is lost, or the worker crashed
@@ -784,6 +796,7 @@ func (c *Consumer) writeLease(ctx context.Context, op string, h *heldLease, chan
 		h.checkpoint.Store(&cp)
 		if next.Owner != c.cfg.workerID {
 			h.lost = true // released
+			h.gone.Store(true)
 		}
 		return nil
 	case errors.Is(err, ErrLeaseConflict):
@@ -819,6 +832,7 @@ func (c *Consumer) loseLeaseLocked(h *heldLease, why string) {
 		return
 	}
 	h.lost = true
+	h.gone.Store(true)
 	c.leasesLost.Add(1)
 	h.cancelLease()
 	if h.expiry != nil {
@@ -1099,7 +1113,7 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 			continue
 		}
 		h.behind.Store(0)
-		cp.hand(Checkpoint{ShardEnd: true})
+		cp.end()
 		if err := p.ShardEnded(leaseCtx, ShardEndedInput{ShardID: id, Checkpointer: cp}); err != nil {
 			fail("ShardEnded", err)
 			return
@@ -1180,6 +1194,9 @@ func (c *Consumer) Stats() ConsumerStats {
 		ProcessorErrors:  c.processorErrors.Load(),
 	}
 	for _, h := range c.heldLeases() {
+		if h.gone.Load() {
+			continue // lost or released; its goroutine is finishing
+		}
 		st.Shards = append(st.Shards, ConsumerShardStats{
 			ShardID:            h.shardID,
 			MillisBehindLatest: h.behind.Load(),
