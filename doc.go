@@ -1,8 +1,8 @@
 // Package runnel is an in-process emulation of Amazon Kinesis Data Streams:
 // streams of shards, partition keys routed by MD5 into hash-key ranges,
 // sequence numbers, shard iterators, per-shard throughput limits, retention,
-// resharding and a KPL-style Producer, with Kinesis's names, limits and
-// errors.
+// resharding, a KPL-style Producer and KCL-style consumers, with Kinesis's
+// names, limits and errors.
 //
 // A Cluster holds named streams, like one AWS account in one region:
 //
@@ -23,16 +23,32 @@
 // sentinel of the error table (one per Kinesis error name:
 // ErrResourceNotFound, ErrProvisionedThroughputExceeded, …), one of
 // runnel's own sentinels (ErrClosed, ErrBufferFull, ErrRecordExpired,
-// ErrNotAttempted, ErrShardMapChanged), or the context's error
+// ErrNotAttempted, ErrShardMapChanged, ErrShardEnded, ErrLeaseConflict,
+// ErrLeaseLost), or the context's error
 // (context.Canceled, context.DeadlineExceeded); errors.Is works for all of
 // them, and for an underlying error the *Error also wraps. The per-entry
 // errors of PutRecords follow the same rule. ErrorName returns the Kinesis
 // name, ErrorForName maps a name back, IsRetryable and HTTPStatus read the
 // table, and RecordErrorCode gives a PutRecords entry's ErrorCode.
 //
-// Two small interfaces are the seams to Amazon Kinesis: Putter (what the
-// Producer writes to) and StreamReader (what consumers read from). *Stream
-// implements both; an adapter over the AWS SDK can too.
+// Consumers read through a StreamReader. A ShardReader gives one shard's
+// user records, deaggregated; a Consumer is one worker of a KCL-style
+// consumer group that shares a LeaseStore (MemoryLeaseStore,
+// FileLeaseStore) with the group's other workers and runs a
+// RecordProcessor for each shard it holds:
+//
+//	w, _ := runnel.NewConsumer(s, "billing", func(shardID string) runnel.RecordProcessor {
+//		return runnel.ProcessorFunc(func(ctx context.Context, in runnel.ProcessRecordsInput) error {
+//			… in.Records …
+//			return in.Checkpointer.Checkpoint(ctx)
+//		})
+//	}, runnel.WithLeaseStore(store))
+//	defer w.Close()
+//
+// Three small interfaces are the seams to Amazon Kinesis and DynamoDB:
+// Putter (what the Producer writes to), StreamReader (what consumers read
+// from) and LeaseStore (where consumers keep leases). *Stream implements
+// the first two; adapters over the AWS SDK can implement all three.
 //
 // Records returned by reads share memory with the stream: their Data and
 // PartitionKey are read-only.
