@@ -187,6 +187,7 @@ type leaseCheckpointer struct {
 	written Checkpoint // the checkpoint in the lease
 }
 
+// Checkpoint implements Checkpointer.
 func (cp *leaseCheckpointer) Checkpoint(ctx context.Context) error {
 	cp.mu.Lock()
 	at := cp.handed
@@ -200,6 +201,7 @@ func (cp *leaseCheckpointer) Checkpoint(ctx context.Context) error {
 	return cp.CheckpointAt(ctx, at)
 }
 
+// CheckpointAt implements Checkpointer.
 func (cp *leaseCheckpointer) CheckpointAt(ctx context.Context, at Checkpoint) error {
 	const op = "Checkpoint"
 	cp.mu.Lock()
