@@ -3,8 +3,10 @@ package runnel
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -611,5 +613,71 @@ func TestConsumerLatestAfterReshard(t *testing.T) {
 		putKeys(t, s, 8, 4, want)
 		settle()
 		assert.Len(t, r.deliveries(), 8)
+	})
+}
+
+// logLines is a slog handler's output, safe for concurrent use.
+type logLines struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestConsumerObservability(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
+		for i := range 10 { // one record a second
+			putString(t, s, "k", strconv.Itoa(i))
+			time.Sleep(time.Second)
+		}
+		var logs logLines
+		var c *Consumer
+		ready := make(chan struct{}) // c is set
+		var behind []int64
+		var mu sync.Mutex
+		c, err := NewConsumer(s, "test-app", func(string) RecordProcessor {
+			return ProcessorFunc(func(ctx context.Context, in ProcessRecordsInput) error {
+				<-ready
+				mu.Lock()
+				defer mu.Unlock()
+				behind = append(behind, c.Stats().Shards[0].MillisBehindLatest)
+				return in.Checkpointer.Checkpoint(ctx)
+			})
+		}, WithWorkerID("w"), WithReaderOptions(WithReaderBatchLimit(1)),
+			WithConsumerLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		require.NoError(t, err)
+		close(ready)
+		settle()
+		st := c.Stats()
+		assert.Equal(t, "w", st.WorkerID)
+		assert.Equal(t, 1, st.LeasesHeld)
+		assert.Equal(t, int64(1), st.LeasesTaken)
+		assert.Equal(t, int64(10), st.RecordsProcessed)
+		assert.Equal(t, int64(10*(1+1)), st.BytesProcessed, "key and data bytes")
+		require.Len(t, st.Shards, 1)
+		assert.Equal(t, int64(10), st.Shards[0].RecordsProcessed)
+		assert.False(t, st.Shards[0].Checkpoint.IsZero())
+		mu.Lock()
+		require.Len(t, behind, 10)
+		assert.GreaterOrEqual(t, behind[0], int64(9000), "the first record is 10 s old, the newest 1 s")
+		assert.Equal(t, int64(0), behind[9], "caught up")
+		mu.Unlock()
+		require.NoError(t, c.Close())
+		out := logs.String()
+		for _, event := range []string{"lease taken", "lease released"} {
+			assert.Contains(t, out, event)
+		}
+		assert.Contains(t, out, "worker=w")
 	})
 }
