@@ -1095,6 +1095,7 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 			fail("reading the shard", err)
 			return
 		}
+		c.dropped.Add(int64(b.Dropped))
 		if len(b.Records) > 0 {
 			cp.hand(b.Records[len(b.Records)-1].Checkpoint())
 			h.behind.Store(b.MillisBehindLatest)
@@ -1102,9 +1103,6 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 			h.bytes.Add(int64(b.Bytes))
 			c.records.Add(int64(len(b.Records)))
 			c.bytes.Add(int64(b.Bytes))
-		}
-		c.dropped.Add(int64(b.Dropped))
-		if len(b.Records) > 0 {
 			err := p.ProcessRecords(leaseCtx, ProcessRecordsInput{ShardID: id, Records: b.Records, MillisBehindLatest: b.MillisBehindLatest, Checkpointer: cp})
 			if err != nil {
 				fail("ProcessRecords", err)
