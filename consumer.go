@@ -181,10 +181,11 @@ type leaseCheckpointer struct {
 	c *Consumer
 	h *heldLease
 
-	mu      sync.Mutex // held across the lease write, so checkpoints stay in order
-	handed  Checkpoint // the last user record handed to the processor
-	ended   bool       // the shard has ended: ShardEnd may be checkpointed
-	written Checkpoint // the checkpoint in the lease
+	writing chan struct{} // one slot: the checkpoint in progress, so that checkpoints stay in order
+	mu      sync.Mutex    // guards the fields below; never held across a store call
+	handed  Checkpoint    // the last user record handed to the processor
+	ended   bool          // the shard has ended: ShardEnd may be checkpointed
+	written Checkpoint    // the checkpoint in the lease
 }
 
 // Checkpoint implements Checkpointer.
@@ -204,6 +205,26 @@ func (cp *leaseCheckpointer) Checkpoint(ctx context.Context) error {
 // CheckpointAt implements Checkpointer.
 func (cp *leaseCheckpointer) CheckpointAt(ctx context.Context, at Checkpoint) error {
 	const op = "Checkpoint"
+	select {
+	case cp.writing <- struct{}{}:
+	case <-ctx.Done():
+		return ctxError(op, ctx.Err())
+	}
+	defer func() { <-cp.writing }()
+	if err := cp.check(op, at); err != nil || at == cp.checkpointed() {
+		return err
+	}
+	if err := cp.c.writeLease(ctx, op, cp.h, func(l *Lease) { l.Checkpoint = at }); err != nil {
+		return err
+	}
+	cp.mu.Lock()
+	cp.written = at
+	cp.mu.Unlock()
+	return nil
+}
+
+// check validates a checkpoint against what was handed out and written.
+func (cp *leaseCheckpointer) check(op string, at Checkpoint) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	switch why := at.invalid(); {
@@ -217,13 +238,7 @@ func (cp *leaseCheckpointer) CheckpointAt(ctx context.Context, at Checkpoint) er
 		return errorf(op, ErrInvalidArgument, "checkpoint %s of shard %s is after the last record handed to the processor (%s)", at, cp.h.shardID, cp.handed)
 	case at.cmp(cp.written) < 0:
 		return errorf(op, ErrInvalidArgument, "checkpoint %s of shard %s is before its current checkpoint %s", at, cp.h.shardID, cp.written)
-	case at == cp.written:
-		return nil
 	}
-	if err := cp.c.writeLease(ctx, op, cp.h, func(l *Lease) { l.Checkpoint = at }); err != nil {
-		return err
-	}
-	cp.written = at
 	return nil
 }
 
@@ -278,8 +293,11 @@ func WithLeaseStore(s LeaseStore) ConsumerOption {
 }
 
 // WithWorkerID sets the worker's name, the owner written in the leases it
-// holds. It must be unique in the group. Default: the application name
-// followed by a random suffix.
+// holds. It must be unique in the group; a worker started again with the
+// same id takes its leases back at once. A second live worker with the
+// same id takes them too, and the first one, when it notices, gives them
+// up and logs an error rather than taking them back. Default: the
+// application name followed by a random suffix.
 func WithWorkerID(id string) ConsumerOption {
 	return func(c *consumerConfig) {
 		if id == "" {
@@ -402,9 +420,10 @@ type Consumer struct {
 	wg        sync.WaitGroup // the shards' goroutines
 	kick      chan struct{}  // asks the coordinator to list the shards now
 
-	// Lock order: leaseCheckpointer.mu, then heldLease.mu (a checkpoint
-	// writes the lease). mu is taken on its own, never while holding or
-	// taking another of these.
+	// Locks: mu, heldLease.mu and leaseCheckpointer.mu are each taken on
+	// their own, briefly, never while holding another and never across a
+	// store call; the writes of a lease are ordered by one-slot channels
+	// instead (leaseCheckpointer.writing, then heldLease.writing).
 	mu      sync.Mutex
 	held    map[string]*heldLease
 	shards  map[string]Shard     // as last listed
@@ -430,10 +449,9 @@ type observed struct {
 type heldLease struct {
 	shardID string
 
-	// mu serialises the writes of the lease and is held across each: a
-	// renewal and a checkpoint must not both expect the same counter.
-	mu        sync.Mutex
-	lease     Lease // as this worker last wrote it
+	writing   chan struct{} // one slot: the lease write in progress (see writeLease)
+	mu        sync.Mutex    // guards the fields below; never held across a store call
+	lease     Lease         // as this worker last wrote it
 	renewedAt time.Time
 	lost      bool        // lost or released: no more writes
 	gone      atomic.Bool // lost, for Stats, which does not wait for mu
@@ -768,27 +786,36 @@ func (c *Consumer) heldLeases() []*heldLease {
 // writeLease writes the held lease with change applied and its counter
 // bumped, on the condition that nobody else wrote it since: the one write
 // path of renewals, checkpoints and releases. A failed condition loses the
-// lease and gives ErrLeaseLost, unless the lease as stored is the very
-// write (a store client that retried a write which had succeeded).
+// lease and gives ErrLeaseLost. Writes of a lease run one at a time (a
+// renewal and a checkpoint must not both expect the same counter); h.mu is
+// never held across the store call, so the expiry timer can always give
+// the lease up in time.
 func (c *Consumer) writeLease(ctx context.Context, op string, h *heldLease, change func(*Lease)) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.lost {
-		return errorf(op, ErrLeaseLost, "shard %s", h.shardID)
+	select {
+	case h.writing <- struct{}{}:
+	case <-ctx.Done():
+		return ctxError(op, ctx.Err())
 	}
-	// Bounded, so that a slow store cannot hold h.mu for long: the expiry
-	// timer needs it to give the lease up in time.
+	defer func() { <-h.writing }()
 	ctx, cancel := context.WithTimeout(ctx, c.renewEvery/2)
 	defer cancel()
+	h.mu.Lock()
+	if h.lost {
+		h.mu.Unlock()
+		return errorf(op, ErrLeaseLost, "shard %s", h.shardID)
+	}
+	prev := h.lease.Counter
 	next := h.lease.clone()
+	h.mu.Unlock()
 	next.Counter++
 	change(&next)
 	start := time.Now()
-	err := c.cfg.store.PutLease(ctx, next, h.lease.Counter)
-	if errors.Is(err, ErrLeaseConflict) && c.storedAs(ctx, next) {
-		err = nil
-	}
+	err := c.cfg.store.PutLease(ctx, next, prev)
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	switch {
+	case h.lost: // given up meanwhile, as too late
+		return errorf(op, ErrLeaseLost, "shard %s", h.shardID)
 	case err == nil:
 		h.lease, h.renewedAt = next, start
 		if h.expiry != nil {
@@ -806,20 +833,6 @@ func (c *Consumer) writeLease(ctx context.Context, op string, h *heldLease, chan
 		return errorf(op, ErrLeaseLost, "shard %s: another worker wrote the lease", h.shardID)
 	}
 	return asError(op, "shard "+h.shardID, err)
-}
-
-// storedAs reports whether the store holds exactly lease l.
-func (c *Consumer) storedAs(ctx context.Context, l Lease) bool {
-	leases, err := c.cfg.store.ListLeases(ctx)
-	if err != nil {
-		return false
-	}
-	for _, s := range leases {
-		if s.ShardID == l.ShardID {
-			return s.Counter == l.Counter && s.Owner == l.Owner && s.Checkpoint == l.Checkpoint
-		}
-	}
-	return false
 }
 
 // loseLease marks a held lease lost and stops the processing of its shard.
@@ -887,17 +900,17 @@ func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
 	ready := 0
 	for i := range leases {
 		l := &leases[i]
-		o, ok := c.seen[l.ShardID]
-		moved := ok && o.counter != l.Counter
-		if !ok || moved {
+		o, seen := c.seen[l.ShardID]
+		moved := seen && o.counter != l.Counter
+		if !seen || moved {
 			o = observed{counter: l.Counter, at: now}
 			c.seen[l.ShardID] = o
 		}
-		if l.Owner == c.cfg.workerID && !held[l.ShardID] && moved {
+		ours := l.Owner == c.cfg.workerID && !held[l.ShardID]
+		if ours && moved {
 			// Written since we last looked, in our name, by a lease we do
 			// not hold: another live worker has our id.
 			c.log.Error("runnel: another worker uses this worker id; worker ids must be unique in a group", "shard", l.ShardID)
-			continue
 		}
 		if !readyLease(l, byID, listed) {
 			continue
@@ -906,7 +919,9 @@ func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
 		switch {
 		case held[l.ShardID]:
 			load[c.cfg.workerID] = append(load[c.cfg.workerID], l)
-		case l.Owner == "" || l.Owner == c.cfg.workerID || now.Sub(o.at) >= c.cfg.failover: // free or expired
+		// Free, expired, or held in our name by an earlier run of this
+		// worker (seen for the first time): taken at once.
+		case l.Owner == "" || (ours && !seen) || now.Sub(o.at) >= c.cfg.failover:
 			c.mu.Lock()
 			skip := penalised(l.ShardID)
 			c.mu.Unlock()
@@ -914,7 +929,9 @@ func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
 				free = append(free, l)
 			}
 		default:
-			load[l.Owner] = append(load[l.Owner], l)
+			if !ours { // another worker with our id is not counted as one
+				load[l.Owner] = append(load[l.Owner], l)
+			}
 			if exp := o.at.Add(c.cfg.failover); nextExpiry.IsZero() || exp.Before(nextExpiry) {
 				nextExpiry = exp
 			}
@@ -982,7 +999,7 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 		return false
 	}
 	c.seen[l.ShardID] = observed{counter: next.Counter, at: now}
-	h := &heldLease{shardID: l.ShardID, lease: next, renewedAt: now}
+	h := &heldLease{shardID: l.ShardID, lease: next, renewedAt: now, writing: make(chan struct{}, 1)}
 	cp := next.Checkpoint
 	h.checkpoint.Store(&cp)
 	leaseCtx, cancelLease := context.WithCancel(context.Background())
@@ -1051,7 +1068,7 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 	h.mu.Lock()
 	lease := h.lease.clone()
 	h.mu.Unlock()
-	cp := &leaseCheckpointer{c: c, h: h, written: lease.Checkpoint, handed: lease.Checkpoint}
+	cp := &leaseCheckpointer{c: c, h: h, written: lease.Checkpoint, handed: lease.Checkpoint, writing: make(chan struct{}, 1)}
 
 	opts := append(slices.Clip(c.cfg.readerOpts), WithReaderStart(lease.Start), WithReaderCheckpoint(lease.Checkpoint))
 	c.mu.Lock()

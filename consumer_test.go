@@ -681,3 +681,58 @@ func TestConsumerObservability(t *testing.T) {
 		assert.Contains(t, out, "worker=w")
 	})
 }
+
+// slowStore is a lease store whose every call takes a while.
+type slowStore struct {
+	LeaseStore
+	delay time.Duration
+}
+
+func (s slowStore) ListLeases(ctx context.Context) ([]Lease, error) {
+	time.Sleep(s.delay)
+	return s.LeaseStore.ListLeases(ctx)
+}
+
+func (s slowStore) PutLease(ctx context.Context, l Lease, expect int64) error {
+	time.Sleep(s.delay)
+	return s.LeaseStore.PutLease(ctx, l, expect)
+}
+
+// TestConsumerSlowStore: a lease store that answers in a second still
+// works, and virtual time goes on while writes are in flight.
+func TestConsumerSlowStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(2), WithLimits(Unlimited()))
+		r := &recorder{checkpoint: true}
+		want := map[string]int{}
+		startWorker(t, s, slowStore{NewMemoryLeaseStore(), time.Second}, r, "a")
+		for range 10 {
+			putKeys(t, s, 4, 4, want)
+			time.Sleep(3 * time.Second)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, 0, checkOrderNoLoss(t, r.deliveries(), want))
+	})
+}
+
+// TestConsumerDuplicateWorkerID: two live workers with one id do not both
+// process a shard.
+func TestConsumerDuplicateWorkerID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
+		store := NewMemoryLeaseStore()
+		r := &recorder{checkpoint: true}
+		a := startWorker(t, s, store, r, "same")
+		settle()
+		b := startWorker(t, s, store, r, "same")
+		want := map[string]int{}
+		for range 20 {
+			putKeys(t, s, 2, 2, want)
+			time.Sleep(3 * time.Second)
+		}
+		settle()
+		assert.Equal(t, 1, a.Stats().LeasesHeld+b.Stats().LeasesHeld, "one of them holds the lease")
+		assert.LessOrEqual(t, checkOrderNoLoss(t, r.deliveries(), want), 2, "at most the batch in flight when the conflict showed")
+	})
+}

@@ -282,8 +282,8 @@ func FuzzCheckpointAt(f *testing.F) {
 			t.Fatal(err)
 		}
 		c := &Consumer{cfg: consumerConfig{store: store, workerID: "w"}, log: discardLogger(), renewEvery: time.Second}
-		h := &heldLease{shardID: lease.ShardID, lease: lease, cancelLease: func() {}}
-		cp := &leaseCheckpointer{c: c, h: h, written: written, handed: handed}
+		h := &heldLease{shardID: lease.ShardID, lease: lease, cancelLease: func() {}, writing: make(chan struct{}, 1)}
+		cp := &leaseCheckpointer{c: c, h: h, written: written, handed: handed, writing: make(chan struct{}, 1)}
 		err := cp.CheckpointAt(t.Context(), at)
 		valid := at.invalid() == "" && !at.IsZero() && at.cmp(handed) <= 0 && at.cmp(written) >= 0
 		if valid != (err == nil) {

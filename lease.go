@@ -119,6 +119,12 @@ func (l Lease) clone() Lease {
 // conditional on a lease's Counter, as DynamoDB's conditional writes make
 // them, so that two workers can never both believe they hold a lease.
 //
+// A write that succeeded must never be reported as a conflict: a client
+// that retries a conditional write on its own (the AWS SDK does, after a
+// timeout) must tell its own earlier success from another writer, or not
+// retry conditional writes. Otherwise a worker gives up a lease it holds
+// (safe, but its records are delivered again).
+//
 // Implementations must be safe for concurrent use, return leases that
 // share no memory with the store, and read consistently: ListLeases sees
 // every write that succeeded before it (a DynamoDB Scan with
