@@ -370,8 +370,8 @@ func WithShutdownTimeout(d time.Duration) ConsumerOption {
 }
 
 // WithReaderOptions sets options for the ShardReader of every shard (its
-// pace, idle wait, batch limit, …). WithReaderStart and WithReaderCheckpoint are set by the
-// Consumer from the lease and cannot be overridden.
+// pace, idle wait, batch limit, …). WithReaderStart and WithReaderCheckpoint
+// are set by the Consumer from the lease and cannot be overridden.
 func WithReaderOptions(opts ...ReaderOption) ConsumerOption {
 	return func(c *consumerConfig) { c.readerOpts = append(c.readerOpts, opts...) }
 }
@@ -453,8 +453,7 @@ type heldLease struct {
 	mu        sync.Mutex    // guards the fields below; never held across a store call
 	lease     Lease         // as this worker last wrote it
 	renewedAt time.Time
-	lost      bool        // lost or released: no more writes
-	gone      atomic.Bool // lost, for Stats, which does not wait for mu
+	lost      bool // lost or released: no more writes
 
 	expiry      *time.Timer        // gives the lease up when it is late: see loseIfLate
 	cancelLease context.CancelFunc // stops processing: the lease is lost, or the worker crashed
@@ -463,7 +462,6 @@ type heldLease struct {
 
 	behind         atomic.Int64
 	records, bytes atomic.Int64
-	checkpoint     atomic.Pointer[Checkpoint] // the lease's, for Stats
 }
 
 // NewConsumer starts a worker of the consumer group of application app on
@@ -821,11 +819,8 @@ func (c *Consumer) writeLease(ctx context.Context, op string, h *heldLease, chan
 		if h.expiry != nil {
 			h.expiry.Reset(time.Until(start.Add(c.cfg.failover - c.renewEvery)))
 		}
-		cp := next.Checkpoint
-		h.checkpoint.Store(&cp)
 		if next.Owner != c.cfg.workerID {
 			h.lost = true // released
-			h.gone.Store(true)
 		}
 		return nil
 	case errors.Is(err, ErrLeaseConflict):
@@ -835,19 +830,13 @@ func (c *Consumer) writeLease(ctx context.Context, op string, h *heldLease, chan
 	return asError(op, "shard "+h.shardID, err)
 }
 
-// loseLease marks a held lease lost and stops the processing of its shard.
-func (c *Consumer) loseLease(h *heldLease, why string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c.loseLeaseLocked(h, why)
-}
-
+// loseLeaseLocked marks a held lease lost and stops the processing of its
+// shard. Called with h.mu held.
 func (c *Consumer) loseLeaseLocked(h *heldLease, why string) {
 	if h.lost {
 		return
 	}
 	h.lost = true
-	h.gone.Store(true)
 	c.leasesLost.Add(1)
 	h.cancelLease()
 	if h.expiry != nil {
@@ -1000,8 +989,6 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 	}
 	c.seen[l.ShardID] = observed{counter: next.Counter, at: now}
 	h := &heldLease{shardID: l.ShardID, lease: next, renewedAt: now, writing: make(chan struct{}, 1)}
-	cp := next.Checkpoint
-	h.checkpoint.Store(&cp)
 	leaseCtx, cancelLease := context.WithCancel(context.Background())
 	readCtx, cancelRead := context.WithCancel(leaseCtx)
 	h.cancelLease, h.cancelRead = cancelLease, cancelRead
@@ -1211,7 +1198,10 @@ func (c *Consumer) Stats() ConsumerStats {
 		ProcessorErrors:  c.processorErrors.Load(),
 	}
 	for _, h := range c.heldLeases() {
-		if h.gone.Load() {
+		h.mu.Lock() // brief: never held across a store call
+		lost, cp := h.lost, h.lease.Checkpoint
+		h.mu.Unlock()
+		if lost {
 			continue // lost or released; its goroutine is finishing
 		}
 		st.Shards = append(st.Shards, ConsumerShardStats{
@@ -1219,7 +1209,7 @@ func (c *Consumer) Stats() ConsumerStats {
 			MillisBehindLatest: h.behind.Load(),
 			RecordsProcessed:   h.records.Load(),
 			BytesProcessed:     h.bytes.Load(),
-			Checkpoint:         *h.checkpoint.Load(),
+			Checkpoint:         cp,
 		})
 	}
 	st.LeasesHeld = len(st.Shards)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math/big"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -356,14 +355,10 @@ func crReshard(t *testing.T, s *Stream, rng *rand.Rand, updates *int) string {
 				continue
 			}
 			sh := open[rng.IntN(n)]
-			lo := reshardAdd(sh.HashKeyRange.StartingHashKey, 2) // the lowest key SplitShard accepts
-			width := new(big.Int).Sub(reshardBig(sh.HashKeyRange.EndingHashKey), lo)
-			if width.Sign() <= 0 {
+			key, ok := reshardSplitKey(t, rng, sh)
+			if !ok {
 				continue
 			}
-			r := new(big.Int).Lsh(new(big.Int).SetUint64(rng.Uint64()), 64)
-			r.Or(r, new(big.Int).SetUint64(rng.Uint64()))
-			key := reshardKey(t, r.Mod(r, width).Add(r, lo))
 			require.NoError(t, s.SplitShard(ctx, sh.ShardID, key))
 			return "split"
 		case k < 7:

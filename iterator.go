@@ -155,6 +155,16 @@ func ParseShardIterator(token string) (ShardIterator, error) {
 	return it, nil
 }
 
+// checkIteratorType is the one validator of an iterator type; kind is the
+// sentinel a violation wraps.
+func checkIteratorType(op string, kind error, t IteratorType) error {
+	switch t {
+	case TrimHorizon, Latest, AtSequenceNumber, AfterSequenceNumber, AtTimestamp:
+		return nil
+	}
+	return errorf(op, kind, "iterator type %.40q is not one of TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, AT_TIMESTAMP", t)
+}
+
 // GetShardIteratorInput is a GetShardIterator request.
 type GetShardIteratorInput struct {
 	// ShardID is the shard to read. Required.
@@ -204,7 +214,7 @@ func (s *Stream) GetShardIterator(ctx context.Context, in GetShardIteratorInput)
 		}
 		it.seek, it.atMs = true, from.Timestamp.UnixMilli()
 	default:
-		return ShardIterator{}, errorf(op, ErrValidation, "iterator type %.40q is not one of TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, AT_TIMESTAMP", from.Type)
+		return ShardIterator{}, checkIteratorType(op, ErrValidation, from.Type)
 	}
 	return it, nil
 }

@@ -154,23 +154,6 @@ func prodReadShard(t *testing.T, s *Stream, sh Shard) []prodUserRecord {
 	return recs
 }
 
-// prodKinesisRecords reads the plain Kinesis records of every shard of a
-// stream that was not resharded, by shard id.
-func prodKinesisRecords(t *testing.T, s *Stream) map[string][]Record {
-	t.Helper()
-	out, err := s.ListShards(context.Background(), ListShardsInput{})
-	require.NoError(t, err)
-	m := map[string][]Record{}
-	for _, sh := range out.Shards {
-		for r, err := range s.Records(context.Background(), sh.ShardID, StartingPosition{Type: TrimHorizon}) {
-			require.NoError(t, err)
-			r.Data = slices.Clone(r.Data)
-			m[sh.ShardID] = append(m[sh.ShardID], r)
-		}
-	}
-	return m
-}
-
 // prodFake is a Putter that is not a *Stream, so the producer takes its
 // generic path (no precomputed hash keys, aggregates routed by
 // ExplicitHashKey). It records every call and can fail chosen entries. The

@@ -1408,6 +1408,19 @@ func reshardLineageProperty(t *testing.T, seed uint64) {
 
 // reshardRandomOp performs a random split, merge or UpdateShardCount that
 // keeps the stream between 1 and 32 open shards, and names it.
+// reshardSplitKey picks a random key at which SplitShard accepts to split
+// sh, or false if the shard is too narrow to split.
+func reshardSplitKey(t testing.TB, rng *rand.Rand, sh Shard) (HashKey, bool) {
+	lo := reshardAdd(sh.HashKeyRange.StartingHashKey, 2)                     // the lowest key SplitShard accepts
+	width := new(big.Int).Sub(reshardBig(sh.HashKeyRange.EndingHashKey), lo) // keys in [lo, end−1]
+	if width.Sign() <= 0 {
+		return HashKey{}, false
+	}
+	r := new(big.Int).Lsh(new(big.Int).SetUint64(rng.Uint64()), 64)
+	r.Or(r, new(big.Int).SetUint64(rng.Uint64()))
+	return reshardKey(t, r.Mod(r, width).Add(r, lo)), true
+}
+
 func reshardRandomOp(t testing.TB, s *Stream, rng *rand.Rand) string {
 	t.Helper()
 	ctx := context.Background()
@@ -1419,14 +1432,10 @@ func reshardRandomOp(t testing.TB, s *Stream, rng *rand.Rand) string {
 				continue
 			}
 			sh := open[rng.IntN(len(open))]
-			lo := reshardAdd(sh.HashKeyRange.StartingHashKey, 2)
-			width := new(big.Int).Sub(reshardBig(sh.HashKeyRange.EndingHashKey), lo) // keys in [lo, end−1]
-			if width.Sign() <= 0 {
+			key, ok := reshardSplitKey(t, rng, sh)
+			if !ok {
 				continue
 			}
-			r := new(big.Int).Lsh(new(big.Int).SetUint64(rng.Uint64()), 64)
-			r.Or(r, new(big.Int).SetUint64(rng.Uint64()))
-			key := reshardKey(t, r.Mod(r, width).Add(r, lo))
 			require.NoError(t, s.SplitShard(ctx, sh.ShardID, key))
 			return "split"
 		case 1: // merge a random adjacent pair, in either order

@@ -59,29 +59,28 @@ type readerConfig struct {
 // readers of a Consumer).
 type ReaderOption func(*readerConfig)
 
-// WithReaderStart sets where a reader starts: TrimHorizon (the default), Latest,
-// AtTimestamp, AtSequenceNumber or AfterSequenceNumber. WithReaderCheckpoint overrides
-// it.
+// WithReaderStart sets where a reader starts: TrimHorizon (the default),
+// Latest, AtTimestamp, AtSequenceNumber or AfterSequenceNumber.
+// WithReaderCheckpoint overrides it.
 func WithReaderStart(p StartingPosition) ReaderOption {
 	return func(c *readerConfig) {
-		switch p.Type {
-		case TrimHorizon, Latest, AtTimestamp, AtSequenceNumber, AfterSequenceNumber:
-		default:
-			c.optionError = errorf("WithReaderStart", ErrInvalidArgument, "iterator type %.40q is not one of TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, AT_TIMESTAMP", p.Type)
+		if err := checkIteratorType("WithReaderStart", ErrInvalidArgument, p.Type); err != nil {
+			c.optionError = err
 		}
 		c.from = p
 	}
 }
 
-// WithReaderCheckpoint makes a reader start right after a checkpoint: after the user
-// record it names, which may be in the middle of an aggregate, or, for a
-// checkpoint at ShardEnd, at the end of the shard. The zero Checkpoint
+// WithReaderCheckpoint makes a reader start right after a checkpoint: after
+// the user record it names, which may be in the middle of an aggregate, or,
+// for a checkpoint at ShardEnd, at the end of the shard. The zero Checkpoint
 // leaves WithReaderStart in force.
 func WithReaderCheckpoint(cp Checkpoint) ReaderOption { return func(c *readerConfig) { c.after = cp } }
 
-// WithReaderIdleWait sets how long a polling reader waits before asking again once
-// it has caught up with the shard (the KCL's idleTimeBetweenReadsInMillis).
-// Default 1 s. A reader of a *Stream does not poll: writers wake it.
+// WithReaderIdleWait sets how long a polling reader waits before asking
+// again once it has caught up with the shard (the KCL's
+// idleTimeBetweenReadsInMillis). Default 1 s. A reader of a *Stream does not
+// poll: writers wake it.
 func WithReaderIdleWait(d time.Duration) ReaderOption {
 	return func(c *readerConfig) {
 		if d < 0 {
@@ -107,8 +106,8 @@ func WithReaderRate(callsPerSecond, bytesPerSecond int) ReaderOption {
 	}
 }
 
-// WithReaderBatchLimit sets the most Kinesis records one GetRecords call asks for:
-// 1 to 10,000. Default 10,000.
+// WithReaderBatchLimit sets the most Kinesis records one GetRecords call
+// asks for: 1 to 10,000. Default 10,000.
 func WithReaderBatchLimit(n int) ReaderOption {
 	return func(c *readerConfig) {
 		if n < 1 || n > MaxGetRecordsLimit {
@@ -265,8 +264,8 @@ func NewShardReader(src StreamReader, shard Shard, opts ...ReaderOption) (*Shard
 func (r *ShardReader) Shard() Shard { return r.shard }
 
 // Position returns the checkpoint of the last user record Next returned
-// (ShardEnd once the shard has ended), or the WithReaderCheckpoint checkpoint if Next
-// has returned none yet.
+// (ShardEnd once the shard has ended), or the WithReaderCheckpoint
+// checkpoint if Next has returned none yet.
 func (r *ShardReader) Position() Checkpoint {
 	if r.ended {
 		return Checkpoint{ShardEnd: true}
