@@ -152,6 +152,7 @@ func (c *Cluster) Close() error {
 	return nil
 }
 
+// streamNamePattern is Kinesis's constraint on stream and consumer names.
 var streamNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 
 // ValidateStreamName checks a stream name against Kinesis's constraint, as
@@ -167,9 +168,13 @@ func ValidateStreamName(name string) error {
 }
 
 // validateStreamName checks Kinesis's stream-name constraint.
-func validateStreamName(op, name string) *Error {
+func validateStreamName(op, name string) *Error { return validateName(op, "stream", name) }
+
+// validateName checks the name of a Kinesis resource (what is "stream" or
+// "consumer"): both follow one constraint.
+func validateName(op, what, name string) *Error {
 	if !streamNamePattern.MatchString(name) {
-		return errorf(op, ErrValidation, "stream name %.140q must be 1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and '-'", name)
+		return errorf(op, ErrValidation, "%s name %.140q must be 1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and '-'", what, name)
 	}
 	return nil
 }
@@ -225,24 +230,64 @@ func (c *Cluster) Stream(name string) (*Stream, error) {
 	return s, nil
 }
 
+// DeleteStreamOption configures DeleteStream.
+type DeleteStreamOption func(*deleteStreamConfig)
+
+type deleteStreamConfig struct{ enforceConsumerDeletion bool }
+
+// WithEnforceConsumerDeletion makes DeleteStream delete a stream that has
+// registered consumers, with its consumers (Kinesis's
+// EnforceConsumerDeletion).
+func WithEnforceConsumerDeletion() DeleteStreamOption {
+	return func(c *deleteStreamConfig) { c.enforceConsumerDeletion = true }
+}
+
 // DeleteStream deletes a stream and its records. Later calls on its *Stream
-// return ErrResourceNotFound; the name may be used again at once.
-func (c *Cluster) DeleteStream(ctx context.Context, name string) error {
+// return ErrResourceNotFound, and its subscriptions end; the name may be
+// used again at once. A stream with registered consumers (not DELETING) is
+// an ErrResourceInUse unless WithEnforceConsumerDeletion is given.
+func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteStreamOption) error {
 	const op = "DeleteStream"
+	var cfg deleteStreamConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
 	if err := c.begin(ctx, op, name); err != nil {
 		return err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return errClusterClosed(op)
-	}
 	s, ok := c.streams[name]
-	if !ok {
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return errClusterClosed(op)
+	case !ok:
 		return errorf(op, ErrResourceNotFound, "stream %.140q does not exist", name)
+	}
+	// The consumers are checked and the stream marked deleted under its
+	// cmu, so that no consumer registers in between.
+	s.cmu.Lock()
+	if n := s.activeConsumersLocked(); n > 0 && !cfg.enforceConsumerDeletion {
+		s.cmu.Unlock()
+		return errorf(op, ErrResourceInUse, "stream %s has %d registered consumers; deregister them or enforce consumer deletion", name, n)
+	}
+	c.mu.Lock()
+	if c.streams[name] != s { // deleted meanwhile, or the cluster closed
+		c.mu.Unlock()
+		s.cmu.Unlock()
+		if err := s.live(op); err != nil {
+			return err
+		}
+		return errClusterClosed(op)
 	}
 	delete(c.streams, name)
 	c.openShards -= s.quotaShards
+	s.state.Store(streamDeleted)
+	c.mu.Unlock()
+	s.cmu.Unlock()
 	s.end(streamDeleted)
 	return nil
 }

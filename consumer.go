@@ -25,8 +25,8 @@ import (
 // tokens it got as OpaqueShardIterator values and its sequence numbers
 // through ParseSequenceNumber (which takes any number Kinesis issues), and
 // reports its failures with the sentinels of the error table (see
-// ErrorForName). Push delivery (enhanced fan-out) will be a separate, small
-// interface that a reader may also implement, so that polling-only
+// ErrorForName). Push delivery (enhanced fan-out) is a separate interface,
+// FanOutReader, that a reader may also implement, so that polling-only
 // implementations stay as they are.
 type StreamReader interface {
 	// ListShards lists the stream's shards (one page; see ListShardsInput).
@@ -38,9 +38,54 @@ type StreamReader interface {
 	GetRecords(ctx context.Context, in GetRecordsInput) (GetRecordsOutput, error)
 }
 
+// ShardSubscriber is what a ShardReader needs for enhanced fan-out
+// (WithReaderFanOut): subscriptions that push a shard's records to a
+// registered consumer. *Stream implements it; so can an adapter over
+// Kinesis's SubscribeToShard, with the same rules (see
+// Stream.SubscribeToShard). SubscribeToShard returns an interface, not a
+// concrete type, so that implementations can differ.
+type ShardSubscriber interface {
+	// SubscribeToShard starts a subscription of a registered consumer to a
+	// shard.
+	SubscribeToShard(ctx context.Context, in SubscribeToShardInput) (ShardSubscription, error)
+}
+
+// FanOutReader is what a Consumer needs for enhanced fan-out (WithFanOut):
+// subscriptions, and the registration of the group's consumer with the
+// stream, as Kinesis's RegisterStreamConsumer and DescribeStreamConsumer
+// offer it. *Stream implements it.
+type FanOutReader interface {
+	ShardSubscriber
+	// RegisterStreamConsumer registers a consumer; a name in use is an
+	// ErrResourceInUse.
+	RegisterStreamConsumer(ctx context.Context, in RegisterStreamConsumerInput) (StreamConsumer, error)
+	// DescribeStreamConsumer returns a registered consumer, or
+	// ErrResourceNotFound.
+	DescribeStreamConsumer(ctx context.Context, in StreamConsumerRef) (StreamConsumer, error)
+}
+
+// ShardSubscription is a subscription to a shard, as SubscribeToShard
+// returns it: Kinesis's event stream, read one event at a time.
+type ShardSubscription interface {
+	// Next returns the next event, waiting for one. The last event of a
+	// closed shard has a zero ContinuationSequenceNumber and the
+	// ChildShards; after it Next fails with ErrShardEnded. It fails with
+	// ErrSubscriptionEnded when the subscription has lasted its time (an
+	// adapter over Kinesis's event stream reports so when the stream ends
+	// without an error before the shard's end), and with the error that
+	// ended it otherwise (ErrResourceInUse when another subscription took
+	// over). An event's Records are valid until the next call. Next is not
+	// safe for concurrent use.
+	Next(ctx context.Context) (SubscribeToShardEvent, error)
+	// Close ends the subscription. It may be called from any goroutine,
+	// more than once.
+	Close() error
+}
+
 // Both seams are implemented by *Stream.
 var (
 	_ StreamReader = (*Stream)(nil)
+	_ FanOutReader = (*Stream)(nil)
 	_ Putter       = (*Stream)(nil)
 	_ RoutedPutter = (*Stream)(nil)
 )
@@ -272,6 +317,8 @@ type consumerConfig struct {
 	shutdownTimeout time.Duration
 	start           StartingPosition
 	readerOpts      []ReaderOption
+	fanOut          bool
+	fanOutName      string // the stream consumer's name; "" for the application's
 	logger          *slog.Logger
 	optionError     error
 }
@@ -376,6 +423,25 @@ func WithReaderOptions(opts ...ReaderOption) ConsumerOption {
 	return func(c *consumerConfig) { c.readerOpts = append(c.readerOpts, opts...) }
 }
 
+// WithFanOut makes the workers read with enhanced fan-out, as KCL 2.x
+// does: records are pushed to a consumer registered with the stream under
+// consumerName (the application's name when empty), which has its own read
+// budget on every shard (see Stream.SubscribeToShard). Leases,
+// checkpoints and the order of parents and children are the same as when
+// polling. A worker registers the consumer if it is not registered yet,
+// and takes no lease before it is ACTIVE. The StreamReader must also be a
+// FanOutReader; *Stream is.
+func WithFanOut(consumerName string) ConsumerOption {
+	return func(c *consumerConfig) {
+		if consumerName != "" {
+			if err := validateName("WithFanOut", "consumer", consumerName); err != nil {
+				c.optionError = err
+			}
+		}
+		c.fanOut, c.fanOutName = true, consumerName
+	}
+}
+
 // WithConsumerLogger sets where the Consumer logs its lease events (taken,
 // stolen, lost, released), shard ends and processor errors. Default:
 // nowhere.
@@ -432,6 +498,8 @@ type Consumer struct {
 	closed  chan struct{}
 
 	seen map[string]observed // the coordinator's own: when each lease's counter last moved
+
+	fanOutARN string // set by the coordinator before it takes a lease; "" when polling
 
 	leasesTaken, leasesStolen, leasesLost atomic.Int64
 	records, bytes, dropped               atomic.Int64
@@ -496,6 +564,17 @@ func NewConsumer(src StreamReader, app string, newProcessor func(shardID string)
 	}
 	if _, err := newReaderConfig(cfg.readerOpts); err != nil {
 		return nil, err
+	}
+	if cfg.fanOut {
+		if _, ok := src.(FanOutReader); !ok {
+			return nil, errorf(op, ErrInvalidArgument, "fan-out needs a StreamReader that is a FanOutReader; %T is not", src)
+		}
+		if cfg.fanOutName == "" {
+			if err := validateName(op, "consumer", app); err != nil {
+				return nil, errorf(op, ErrInvalidArgument, "application name %s cannot name a stream consumer; give WithFanOut a name", app)
+			}
+			cfg.fanOutName = app
+		}
 	}
 	if cfg.store == nil {
 		cfg.store = NewMemoryLeaseStore()
@@ -623,6 +702,11 @@ func (c *Consumer) storeCtx() (context.Context, context.CancelFunc) {
 // then, take and balance leases.
 func (c *Consumer) coordinate() {
 	defer close(c.coordDone)
+	if c.cfg.fanOut {
+		if c.fanOutARN = c.registerFanOut(); c.fanOutARN == "" {
+			return // closed first
+		}
+	}
 	var nextSync time.Time
 	for {
 		now := time.Now()
@@ -647,6 +731,34 @@ func (c *Consumer) coordinate() {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// registerFanOut finds the group's stream consumer, registering it if it
+// is not registered, and waits until it is ACTIVE, as a KCL worker does at
+// its start. It returns the consumer's ARN, or "" if the worker is closed
+// first.
+func (c *Consumer) registerFanOut() string {
+	fo := c.src.(FanOutReader)
+	name := c.cfg.fanOutName
+	for {
+		con, err := fo.DescribeStreamConsumer(c.ctx, StreamConsumerRef{ConsumerName: name})
+		if errors.Is(err, ErrResourceNotFound) {
+			if con, err = fo.RegisterStreamConsumer(c.ctx, RegisterStreamConsumerInput{ConsumerName: name}); err == nil {
+				c.log.Info("runnel: stream consumer registered", "consumer", con.ConsumerARN)
+			}
+		}
+		switch {
+		case c.ctx.Err() != nil:
+			return ""
+		case err == nil && con.ConsumerStatus == StreamConsumerActive:
+			return con.ConsumerARN
+		case err != nil && !errors.Is(err, ErrResourceInUse): // in use: registered meanwhile
+			c.log.Warn("runnel: registering the stream consumer failed; trying again", "consumer", name, "err", err)
+		}
+		if sleepCtx(c.ctx, time.Second) != nil {
+			return ""
+		}
 	}
 }
 
@@ -1058,6 +1170,9 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 	cp := &leaseCheckpointer{c: c, h: h, written: lease.Checkpoint, handed: lease.Checkpoint, writing: make(chan struct{}, 1)}
 
 	opts := append(slices.Clip(c.cfg.readerOpts), WithReaderStart(lease.Start), WithReaderCheckpoint(lease.Checkpoint))
+	if c.fanOutARN != "" {
+		opts = append(opts, WithReaderFanOut(c.fanOutARN))
+	}
 	c.mu.Lock()
 	desc, ok := c.shards[id]
 	c.mu.Unlock()

@@ -68,6 +68,9 @@ type crScenario struct {
 	// faults injects, at random steps, a few retryable failures, expired
 	// iterators or slow calls of GetRecords and GetShardIterator.
 	faults bool
+	// fanOut makes the workers read with enhanced fan-out (WithFanOut)
+	// instead of polling; with faults, SubscribeToShard fails at times too.
+	fanOut bool
 	// batchLimit is WithReaderBatchLimit for the readers (0: the default).
 	batchLimit int
 	// reshardDuration is WithReshardDuration: each split or merge keeps the
@@ -396,6 +399,9 @@ var crFaults = []Fault{
 	{Op: OpGetRecords, Latency: 300 * time.Millisecond},
 	{Op: OpGetShardIterator, Err: ErrInternalFailure},
 	{Op: OpGetShardIterator, Err: ErrProvisionedThroughputExceeded},
+	{Op: OpSubscribeToShard, Err: ErrInternalFailure},
+	{Op: OpSubscribeToShard, Err: ErrLimitExceeded},
+	{Op: OpSubscribeToShard, Latency: 300 * time.Millisecond},
 }
 
 // crReport is what a run measured.
@@ -405,10 +411,12 @@ type crReport struct {
 	dups       int
 	moves      int // processor instances beyond the first per shard: lease moves
 	stolen     int64
-	splits     int // split children in the final listing
-	merges     int // merge children
-	pairs      int // parent → child orders checked
-	misplaced  int // user records stored in a shard that does not own them
+	splits     int   // split children in the final listing
+	merges     int   // merge children
+	pairs      int   // parent → child orders checked
+	misplaced  int   // user records stored in a shard that does not own them
+	pushed     int64 // records pushed to subscriptions (fan-out)
+	read       int64 // records read by GetRecords
 	virtual    time.Duration
 	ops        map[string]int
 }
@@ -431,6 +439,9 @@ func crRun(t *testing.T, sc crScenario, seed uint64) crReport {
 	}
 	if sc.batchLimit > 0 {
 		opts = append(opts, WithReaderOptions(WithReaderBatchLimit(sc.batchLimit)))
+	}
+	if sc.fanOut {
+		opts = append(opts, WithFanOut(""))
 	}
 	w := newCrWriter(t, s, sc)
 
@@ -563,6 +574,11 @@ func crRun(t *testing.T, sc crScenario, seed uint64) crReport {
 	if sc.workers == 1 {
 		assert.Zero(t, rep.moves, "processor restarts with one worker")
 		assert.Zero(t, rep.dups, "duplicates with one worker")
+	}
+	total := s.Stats().Total // before crMisplaced reads the shards
+	rep.pushed, rep.read = total.RecordsPushed, total.RecordsRead
+	if sc.fanOut {
+		assert.Zero(t, rep.read, "records polled by fan-out workers")
 	}
 	if sc.producer {
 		for _, remove := range removeFaults {
@@ -836,6 +852,29 @@ func TestConsumerReshardOverWire(t *testing.T) {
 		{"three workers, read faults, batch limit 5", crScenario{workers: 3, ops: 10, wire: true, faults: true, batchLimit: 5}},
 	} {
 		crRunSeeds(t, tc.name, tc.sc)
+	}
+}
+
+// TestConsumerReshardFanOut is property 5: the checks of properties 1 to 3
+// with the workers reading with enhanced fan-out (WithFanOut), so that
+// every ShardReader takes pushed events from subscriptions that are taken
+// over when leases move and renewed every 5 minutes of virtual time.
+func TestConsumerReshardFanOut(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sc   crScenario
+	}{
+		{"one worker", crScenario{workers: 1, ops: 12, fanOut: true}},
+		{"three workers", crScenario{workers: 3, ops: 12, fanOut: true}},
+		{"three workers, one closes", crScenario{workers: 3, ops: 12, fanOut: true, leave: "close"}},
+		{"two workers, one crashes", crScenario{workers: 2, ops: 12, fanOut: true, leave: "crash"}},
+		{"three workers, faults, batch limit 5", crScenario{workers: 3, ops: 12, fanOut: true, faults: true, batchLimit: 5}},
+		{"producer generic path, two workers", crScenario{workers: 2, ops: 10, fanOut: true, producer: true, generic: true}},
+		{"three workers, 2s per split or merge", crScenario{workers: 3, ops: 10, fanOut: true, reshardDuration: 2 * time.Second}},
+	} {
+		for _, rep := range crRunSeeds(t, tc.name, tc.sc) {
+			assert.Positive(t, rep.pushed, "%s: nothing was pushed, so fan-out went untested", tc.name)
+		}
 	}
 }
 

@@ -23,8 +23,8 @@
 // sentinel of the error table (one per Kinesis error name:
 // ErrResourceNotFound, ErrProvisionedThroughputExceeded, …), one of
 // runnel's own sentinels (ErrClosed, ErrBufferFull, ErrRecordExpired,
-// ErrNotAttempted, ErrShardMapChanged, ErrShardEnded, ErrLeaseConflict,
-// ErrLeaseLost), or the context's error
+// ErrNotAttempted, ErrShardMapChanged, ErrShardEnded, ErrSubscriptionEnded,
+// ErrLeaseConflict, ErrLeaseLost), or the context's error
 // (context.Canceled, context.DeadlineExceeded); errors.Is works for all of
 // them, and for an underlying error the *Error also wraps. The per-entry
 // errors of PutRecords follow the same rule. ErrorName returns the Kinesis
@@ -45,10 +45,18 @@
 //	}, runnel.WithLeaseStore(store))
 //	defer w.Close()
 //
-// Three small interfaces are the seams to Amazon Kinesis and DynamoDB:
-// Putter (what the Producer writes to), StreamReader (what consumers read
-// from) and LeaseStore (where consumers keep leases). *Stream implements
-// the first two; adapters over the AWS SDK can implement all three.
+// Enhanced fan-out pushes records to consumers registered with a stream
+// (RegisterStreamConsumer), each with its own read budget per shard:
+// SubscribeToShard returns a ShardSubscription whose Next waits for the
+// records that writers push, about a microsecond after the write. A
+// ShardReader reads through it with WithReaderFanOut, and a Consumer with
+// WithFanOut, with the same leases and checkpoints as when polling.
+//
+// Small interfaces are the seams to Amazon Kinesis and DynamoDB: Putter
+// (what the Producer writes to), StreamReader (what consumers poll),
+// ShardSubscriber and FanOutReader (what they subscribe through) and
+// LeaseStore (where consumers keep leases). *Stream implements all but the
+// last; adapters over the AWS SDK can implement all of them.
 //
 // Records returned by reads share memory with the stream: their Data and
 // PartitionKey are read-only.

@@ -30,6 +30,11 @@ const (
 	OpUpdateShardCount
 	OpIncreaseStreamRetentionPeriod
 	OpDecreaseStreamRetentionPeriod
+	OpRegisterStreamConsumer
+	OpDescribeStreamConsumer
+	OpListStreamConsumers
+	OpDeregisterStreamConsumer
+	OpSubscribeToShard
 	numOperations
 )
 
@@ -49,6 +54,11 @@ var operationNames = [numOperations]string{
 	OpUpdateShardCount:              "UpdateShardCount",
 	OpIncreaseStreamRetentionPeriod: "IncreaseStreamRetentionPeriod",
 	OpDecreaseStreamRetentionPeriod: "DecreaseStreamRetentionPeriod",
+	OpRegisterStreamConsumer:        "RegisterStreamConsumer",
+	OpDescribeStreamConsumer:        "DescribeStreamConsumer",
+	OpListStreamConsumers:           "ListStreamConsumers",
+	OpDeregisterStreamConsumer:      "DeregisterStreamConsumer",
+	OpSubscribeToShard:              "SubscribeToShard",
 }
 
 // String returns the operation's Kinesis name ("PutRecords"), "" for
@@ -75,7 +85,7 @@ type Fault struct {
 	// StreamName limits the fault to one stream; "" matches all.
 	StreamName string
 	// ShardID limits the fault to one shard: to the operations that name it
-	// (GetShardIterator, GetRecords) and to each record written to it (a
+	// (GetShardIterator, GetRecords, SubscribeToShard) and to each record written to it (a
 	// PutRecords entry routed there fails alone); "" matches all.
 	ShardID string
 	// Record, if set, makes the fault affect single records instead of whole

@@ -189,34 +189,42 @@ func (s *Stream) GetShardIterator(ctx context.Context, in GetShardIteratorInput)
 	if err := s.begin(ctx, op, sh.num); err != nil {
 		return ShardIterator{}, err
 	}
-	now := time.Now()
-	it := ShardIterator{stream: s.name, streamID: s.id, shard: sh.num, issuedMs: now.UnixMilli()}
+	it := ShardIterator{stream: s.name, streamID: s.id, shard: sh.num, issuedMs: time.Now().UnixMilli()}
+	if it.pos, it.seek, it.atMs, err = s.startAt(op, sh, from); err != nil {
+		return ShardIterator{}, err
+	}
+	return it, nil
+}
+
+// startAt resolves a starting position in shard sh, as GetShardIterator
+// and SubscribeToShard take it: the counter to read from, or, for
+// AtTimestamp, seek set with the time to seek to. AtSequenceNumber and
+// AfterSequenceNumber need a number that the shard has issued.
+func (s *Stream) startAt(op string, sh *shardState, from StartingPosition) (pos uint64, seek bool, atMs int64, err error) {
 	switch from.Type {
 	case TrimHorizon:
-		it.pos = sh.startCounter
+		return sh.startCounter, false, 0, nil
 	case Latest:
-		it.pos = sh.latest()
+		return sh.latest(), false, 0, nil
 	case AtSequenceNumber, AfterSequenceNumber:
 		n := from.SequenceNumber
 		if n.IsZero() {
-			return ShardIterator{}, errorf(op, ErrInvalidArgument, "iterator type %s needs a StartingSequenceNumber", from.Type)
+			return 0, false, 0, errorf(op, ErrInvalidArgument, "iterator type %s needs a StartingSequenceNumber", from.Type)
 		}
 		if !n.native() || n.shard != sh.num || n.counter < sh.startCounter || n.counter >= sh.latest() {
-			return ShardIterator{}, errorf(op, ErrInvalidArgument, "sequence number %s does not belong to shard %s of stream %s", n, sh.id, s.name)
+			return 0, false, 0, errorf(op, ErrInvalidArgument, "sequence number %s does not belong to shard %s of stream %s", n, sh.id, s.name)
 		}
-		it.pos = n.counter
 		if from.Type == AfterSequenceNumber {
-			it.pos++
+			return n.counter + 1, false, 0, nil
 		}
+		return n.counter, false, 0, nil
 	case AtTimestamp:
 		if from.Timestamp.IsZero() {
-			return ShardIterator{}, errorf(op, ErrInvalidArgument, "iterator type %s needs a Timestamp", from.Type)
+			return 0, false, 0, errorf(op, ErrInvalidArgument, "iterator type %s needs a Timestamp", from.Type)
 		}
-		it.seek, it.atMs = true, from.Timestamp.UnixMilli()
-	default:
-		return ShardIterator{}, checkIteratorType(op, ErrValidation, from.Type)
+		return 0, true, from.Timestamp.UnixMilli(), nil
 	}
-	return it, nil
+	return 0, false, 0, checkIteratorType(op, ErrValidation, from.Type)
 }
 
 // GetRecordsInput is a GetRecords request.

@@ -40,14 +40,44 @@ func Unlimited() Limits { return Limits{} }
 
 // shardLimiters are one shard's token buckets; nil buckets do not limit.
 //
-// Read bytes are a bucket of one second's budget kept as the time readEmpty
-// at which it runs dry: a call may read while now ≥ readEmpty. A read larger
-// than the bucket is charged from empty, so a 10 MiB read at 2 MiB/s blocks
-// the shard's reads for 5 s, as Kinesis documents.
+// Read bytes are a byteBudget shared by the shard's polling readers.
 type shardLimiters struct {
 	writeBytes, writeRecords, readCalls *rate.Limiter
-	readBytesPerSecond                  int
-	readEmpty                           time.Time
+	readBytes                           byteBudget
+}
+
+// byteBudget is a bucket of one second's worth of bytes, kept as the time
+// empty at which it runs dry: a read may start while now ≥ empty. A read
+// larger than the bucket is charged from empty, so a 10 MiB read at
+// 2 MiB/s blocks the reads after it for 5 s, as Kinesis documents. A
+// perSecond of 0 does not limit.
+type byteBudget struct {
+	perSecond int
+	empty     time.Time
+}
+
+// wait returns how long until a read may start (0: now).
+func (b *byteBudget) wait(now time.Time) time.Duration {
+	if b.perSecond <= 0 || !now.Before(b.empty) {
+		return 0
+	}
+	return b.empty.Sub(now)
+}
+
+// charge records a read of n bytes at now.
+func (b *byteBudget) charge(now time.Time, n int) {
+	if b.perSecond <= 0 || n == 0 {
+		return
+	}
+	cost := time.Duration(float64(n) / float64(b.perSecond) * float64(time.Second))
+	from := now.Add(-time.Second) // a full bucket
+	if cost > time.Second {
+		from = now // a read above the budget is paid from empty
+	}
+	if b.empty.After(from) {
+		from = b.empty
+	}
+	b.empty = from.Add(cost)
 }
 
 func newShardLimiters(l Limits, maxRecordSize int) shardLimiters {
@@ -64,7 +94,7 @@ func newShardLimiters(l Limits, maxRecordSize int) shardLimiters {
 		writeRecords: bucket(l.WriteRecordsPerSecond, l.WriteRecordsPerSecond),
 		readCalls:    bucket(l.ReadCallsPerSecond, l.ReadCallsPerSecond),
 
-		readBytesPerSecond: l.ReadBytesPerSecond,
+		readBytes: byteBudget{perSecond: l.ReadBytesPerSecond},
 	}
 }
 
@@ -88,26 +118,10 @@ func (l *shardLimiters) allowWrite(now time.Time, n int) bool {
 // allowRead reports whether a GetRecords call may run now: earlier reads
 // are paid for and a call token is available.
 func (l *shardLimiters) allowRead(now time.Time) bool {
-	if now.Before(l.readEmpty) {
+	if l.readBytes.wait(now) > 0 {
 		return false
 	}
 	return l.readCalls == nil || l.readCalls.AllowN(now, 1)
-}
-
-// chargeRead records a read of n bytes.
-func (l *shardLimiters) chargeRead(now time.Time, n int) {
-	if l.readBytesPerSecond <= 0 || n == 0 {
-		return
-	}
-	cost := time.Duration(float64(n) / float64(l.readBytesPerSecond) * float64(time.Second))
-	from := now.Add(-time.Second) // a full bucket
-	if cost > time.Second {
-		from = now // a read above the budget is paid from empty
-	}
-	if l.readEmpty.After(from) {
-		from = l.readEmpty
-	}
-	l.readEmpty = from.Add(cost)
 }
 
 // writeDelay returns how long until the write buckets allow one record of n

@@ -64,6 +64,8 @@ type shardState struct {
 	children   []*shardState   // set when closed
 	waiters    []chan struct{} // readers' wake-up channels (capacity 1), signalled on the next append or close
 	counters   shardCounters
+	spans      []span // read's scratch
+	idleCont   uint64 // the last idle continuation counter readPush issued; 0: none
 }
 
 // shardCounters are a shard's cumulative counters, reported by Stats.
@@ -71,6 +73,7 @@ type shardCounters struct {
 	recordsPut, bytesPut          int64
 	getCalls, recordsRead         int64
 	bytesRead                     int64
+	recordsPushed, bytesPushed    int64
 	writeThrottles, readThrottles int64
 }
 
@@ -236,10 +239,12 @@ func (s *shardState) unwatch(ch chan struct{}) {
 	}
 }
 
-// readResult is what one GetRecords call on the shard found.
+// readResult is what one read of the shard found.
 type readResult struct {
-	records   []Record
-	next      uint64 // counter to continue from
+	records   []Record       // GetRecords: the records read
+	spans     []span         // readPush: the records read, for appendSpans
+	cont      SequenceNumber // readPush: an idle continuation number, when one was issued
+	next      uint64         // counter to continue from
 	behindMs  int64
 	end       bool // the shard is closed and every record was read
 	children  []*shardState
@@ -248,9 +253,8 @@ type readResult struct {
 }
 
 // read returns the records at or after counter from, honouring the read
-// limits, Limit and the byte cap.
+// limits, Limit and the byte cap: a GetRecords call.
 func (s *shardState) read(now time.Time, cutoffMs int64, from uint64, limit, maxBytes int, dst []Record) readResult {
-	nowMs := now.UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.goneLocked(cutoffMs) {
@@ -261,19 +265,26 @@ func (s *shardState) read(now time.Time, cutoffMs int64, from uint64, limit, max
 		s.counters.readThrottles++
 		return readResult{throttled: true, next: from}
 	}
+	res, bytes := s.readLocked(now.UnixMilli(), cutoffMs, from, limit, maxBytes, s.spans[:0])
+	res.records = appendSpans(dst, s.num, res.spans)
+	clear(res.spans) // keep no chunk alive
+	s.spans, res.spans = res.spans[:0], nil
+	s.limits.readBytes.charge(now, bytes)
+	s.counters.recordsRead += int64(len(res.records) - len(dst))
+	s.counters.bytesRead += int64(bytes)
+	return res
+}
+
+// readLocked finds the records read would return, as spans appended to
+// dst, without the shard's read limits, and returns the bytes found (data
+// and partition keys).
+func (s *shardState) readLocked(nowMs, cutoffMs int64, from uint64, limit, maxBytes int, dst []span) (readResult, int) {
 	s.expireLocked(cutoffMs)
 	if first, ok := s.store.first(); ok && first > from {
 		from = first // the records before have expired: continue at the trim horizon
 	}
-	recs, next := s.store.read(dst, s.num, from, limit, maxBytes)
-	bytes := 0
-	for _, r := range recs[len(dst):] {
-		bytes += len(r.PartitionKey) + len(r.Data)
-	}
-	s.limits.chargeRead(now, bytes)
-	s.counters.recordsRead += int64(len(recs) - len(dst))
-	s.counters.bytesRead += int64(bytes)
-	res := readResult{records: recs, next: max(next, from)}
+	spans, next, bytes := s.store.readSpans(dst, from, limit, maxBytes)
+	res := readResult{spans: spans, next: max(next, from)}
 	if arrival, ok := s.store.arrivalAt(res.next); ok {
 		// At least 1 while records remain, so that "0 = caught up" holds
 		// even when they arrived this millisecond.
@@ -282,7 +293,55 @@ func (s *shardState) read(now time.Time, cutoffMs int64, from uint64, limit, max
 		res.end = true
 		res.children = s.children
 	}
-	return res
+	return res, bytes
+}
+
+// readPush is a subscription's read at now: read without the shard's read
+// limits, from sub.pos, or from the first record that arrived at or after
+// sub.atMs while sub.seek is set. It returns spans, which the caller turns
+// into records with appendSpans after the lock is released, so that the
+// subscribers of one shard copy in parallel.
+//
+// When it finds nothing on an open shard, it issues an idle continuation
+// number (res.cont) if beat is set, and otherwise registers sub.wake, as
+// watch does, in the same critical section, so that no record can arrive
+// unnoticed between the read and the wait (unless the subscription has
+// ended: finishLocked unregisters it under this lock).
+//
+// An idle continuation number lies above every number issued so far and
+// below every later one, so that continuation numbers advance while no
+// records arrive, as Kinesis's do with time. It takes one counter of the
+// shard (numbers may have gaps, as SequenceNumberForOrdering leaves too),
+// shared by the idle subscriptions of the shard until a record comes.
+func (s *shardState) readPush(sub *subscription, now time.Time, cutoffMs int64, beat bool) (readResult, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.goneLocked(cutoffMs) {
+		return readResult{gone: true}, 0
+	}
+	from := sub.pos
+	if sub.seek {
+		from = s.store.seekTime(sub.atMs, s.next)
+	}
+	res, bytes := s.readLocked(now.UnixMilli(), cutoffMs, from, MaxGetRecordsLimit, sub.maxBytes, sub.spans[:0])
+	n := 0
+	for _, sp := range res.spans {
+		n += len(sp.metas)
+	}
+	s.counters.recordsPushed += int64(n)
+	s.counters.bytesPushed += int64(bytes)
+	switch {
+	case n > 0 || res.end:
+	case beat:
+		if s.idleCont == 0 || s.idleCont != s.next-1 || s.idleCont < res.next {
+			s.idleCont = s.next
+			s.next++
+		}
+		res.cont = SequenceNumber{counter: s.idleCont, shard: s.num}
+	case sub.endErr.Load() == nil && !slices.Contains(s.waiters, sub.wake):
+		s.waiters = append(s.waiters, sub.wake)
+	}
+	return res, bytes
 }
 
 // positionAt resolves a timestamp to the counter of the first record that

@@ -51,6 +51,7 @@ type readerConfig struct {
 	rateSet     bool
 	limit       int
 	maxBackoff  time.Duration
+	fanOut      string // the consumer ARN to subscribe with; "" to poll
 	logger      *slog.Logger
 	optionError error
 }
@@ -129,6 +130,27 @@ func WithReaderMaxBackoff(d time.Duration) ReaderOption {
 	}
 }
 
+// WithReaderFanOut makes a reader use enhanced fan-out: it subscribes to
+// the shard as the registered consumer consumerARN (see
+// RegisterStreamConsumer) and takes the records pushed to it, instead of
+// polling with GetRecords. Its StreamReader must also be a
+// ShardSubscriber (*Stream is).
+// The reader renews the subscription when it ends (every 5 minutes on
+// Kinesis), after the last continuation sequence number, so that no record
+// is skipped or repeated, and subscribes again, backing off, after a
+// takeover (ErrResourceInUse), the subscribe rate (ErrLimitExceeded) or a
+// retryable failure. WithReaderRate, WithReaderIdleWait and
+// WithReaderBatchLimit's request size do not apply to it: the consumer's
+// own read budget paces it, and it waits for pushed records.
+func WithReaderFanOut(consumerARN string) ReaderOption {
+	return func(c *readerConfig) {
+		if _, _, err := ParseConsumerARN(consumerARN); err != nil {
+			c.optionError = asError("WithReaderFanOut", "", err)
+		}
+		c.fanOut = consumerARN
+	}
+}
+
 // WithReaderLogger sets where a reader logs its retries (at debug level)
 // and the aggregates it cannot decode (at warn level). Default: nowhere.
 func WithReaderLogger(l *slog.Logger) ReaderOption {
@@ -196,16 +218,20 @@ func newReaderConfig(opts []ReaderOption) (readerConfig, error) {
 // A ShardReader is not safe for concurrent use: one goroutine calls Next.
 type ShardReader struct {
 	src    StreamReader
-	stream *Stream // src, when it is a *Stream: writers wake the reader
+	stream *Stream         // src, when it is a *Stream: writers wake the reader
+	fanOut ShardSubscriber // src, in fan-out mode (WithReaderFanOut)
 	shard  Shard
 	cfg    readerConfig
 
 	it       ShardIterator
-	pending  []Record     // records of the last GetRecords call not yet served
-	behind   int64        // MillisBehindLatest of that call
-	children []ChildShard // ChildShards of that call
-	last     Checkpoint   // the last user record returned (zero: none yet)
-	resume   Checkpoint   // after a seek: user records up to it are skipped
+	sub      ShardSubscription // in fan-out mode, the live subscription
+	cont     SequenceNumber    // in fan-out mode, the last continuation number
+	srcEnded bool              // the source has nothing after pending: the shard ended
+	pending  []Record          // records of the last GetRecords call not yet served
+	behind   int64             // MillisBehindLatest of that call
+	children []ChildShard      // ChildShards of that call
+	last     Checkpoint        // the last user record returned (zero: none yet)
+	resume   Checkpoint        // after a seek: user records up to it are skipped
 	ended    bool
 	closed   bool
 	buf      []Record
@@ -246,6 +272,13 @@ func NewShardReader(src StreamReader, shard Shard, opts ...ReaderOption) (*Shard
 	}
 	if s, ok := src.(*Stream); ok && s == nil {
 		return nil, errorf(op, ErrInvalidArgument, "the StreamReader is a nil *Stream")
+	} else if cfg.fanOut != "" {
+		if r.fanOut, ok = src.(ShardSubscriber); !ok {
+			return nil, errorf(op, ErrInvalidArgument, "fan-out needs a StreamReader that is a ShardSubscriber; %T is not", src)
+		}
+		if !cfg.rateSet {
+			r.cfg.calls = 1 // subscribe calls: Kinesis allows one a second
+		}
 	} else if ok {
 		r.stream = s
 		r.wake = newShardWaker()
@@ -273,10 +306,12 @@ func (r *ShardReader) Position() Checkpoint {
 	return r.last
 }
 
-// Close releases the reader's wake-up registration; Next then fails with
-// ErrClosed. It never fails and may be called more than once.
+// Close releases the reader's wake-up registration or subscription; Next
+// then fails with ErrClosed. It never fails and may be called more than
+// once.
 func (r *ShardReader) Close() error {
 	r.wake.stop()
+	r.unsubscribe()
 	r.closed = true
 	return nil
 }
@@ -315,7 +350,7 @@ func (r *ShardReader) Next(ctx context.Context) (Batch, error) {
 		urs, n, dropped := r.deaggregate()
 		b.Records, b.Bytes, b.Dropped = urs, b.Bytes+n, b.Dropped+dropped
 		b.MillisBehindLatest = r.behind
-		if len(r.pending) == 0 && r.it.IsZero() {
+		if len(r.pending) == 0 && r.srcEnded {
 			r.ended, b.End, b.ChildShards = true, true, r.children
 			r.wake.stop()
 			return b, nil
@@ -334,10 +369,14 @@ func (r *ShardReader) Next(ctx context.Context) (Batch, error) {
 }
 
 // fetch reads the next Kinesis records into r.pending with one GetRecords
-// call, getting an iterator first when the reader has none. It reports
-// false, with no error, when the call is to be tried again: after an
-// expired iterator, or a retryable failure it has waited out.
+// call, getting an iterator first when the reader has none, or, in fan-out
+// mode, with the next event of its subscription. It reports false, with no
+// error, when the call is to be tried again: after an expired iterator, or
+// a retryable failure it has waited out.
 func (r *ShardReader) fetch(ctx context.Context, op string) (bool, error) {
+	if r.fanOut != nil {
+		return r.fetchPushed(ctx, op)
+	}
 	if r.it.IsZero() {
 		if err := r.seekOnce(ctx); err != nil {
 			if err := r.retry(ctx, op, err); err != nil {
@@ -379,7 +418,91 @@ func (r *ShardReader) fetch(ctx context.Context, op string) (bool, error) {
 	r.backoff, r.expired = 0, 0
 	r.buf, r.pending = out.Records, out.Records
 	r.behind, r.children, r.it = out.MillisBehindLatest, out.ChildShards, out.NextShardIterator
+	r.srcEnded = r.it.IsZero()
 	return true, nil
+}
+
+// fetchPushed takes the next event of the reader's subscription into
+// r.pending, subscribing first when the reader has no subscription.
+func (r *ShardReader) fetchPushed(ctx context.Context, op string) (bool, error) {
+	if r.sub == nil {
+		if err := r.subscribe(ctx); err != nil {
+			if err := r.retrySubscribe(ctx, op, err); err != nil {
+				return false, asError(op, "", err)
+			}
+			return false, nil
+		}
+	}
+	ev, err := r.sub.Next(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctxError(op, ctx.Err())
+		}
+		r.unsubscribe()
+		if errors.Is(err, ErrSubscriptionEnded) {
+			return false, nil // renew at once
+		}
+		if err := r.retrySubscribe(ctx, op, err); err != nil {
+			return false, asError(op, "", err)
+		}
+		return false, nil
+	}
+	r.backoff = 0
+	r.pending, r.behind = ev.Records, ev.MillisBehindLatest
+	if ev.ContinuationSequenceNumber.IsZero() { // the last event of a closed shard
+		r.srcEnded, r.children = true, ev.ChildShards
+		r.unsubscribe()
+	} else {
+		r.cont = ev.ContinuationSequenceNumber
+	}
+	return true, nil
+}
+
+// subscribe starts a subscription after the last continuation number, or
+// after the last user record returned, or at the starting position.
+func (r *ShardReader) subscribe(ctx context.Context) error {
+	if r.shard.HashKeyRange == (HashKeyRange{}) {
+		sh, err := findShard(ctx, r.src, r.shard.ShardID)
+		if err != nil {
+			return err
+		}
+		r.shard = sh
+	}
+	from := r.position()
+	if !r.cont.IsZero() {
+		// Every record up to it is pending or returned already.
+		from, r.resume = StartingPosition{Type: AfterSequenceNumber, SequenceNumber: r.cont}, Checkpoint{}
+	}
+	asked := time.Now()
+	sub, err := r.fanOut.SubscribeToShard(ctx, SubscribeToShardInput{ConsumerARN: r.cfg.fanOut, ShardID: r.shard.ShardID, StartingPosition: from})
+	if err != nil {
+		return err
+	}
+	r.pinLatest(from, asked)
+	r.sub = sub
+	return nil
+}
+
+// retrySubscribe waits before subscribing again after err, which fan-out
+// retries also when another subscription holds the shard or the consumer
+// is not ACTIVE yet (ErrResourceInUse); it returns err when it is not to be
+// retried or ctx ends.
+func (r *ShardReader) retrySubscribe(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		return ctxError(op, ctx.Err())
+	}
+	if !IsRetryable(err) && !errors.Is(err, ErrResourceInUse) {
+		return err
+	}
+	return r.sleepBackoff(ctx, op, err)
+}
+
+// unsubscribe closes the reader's subscription, if it has one.
+func (r *ShardReader) unsubscribe() {
+	if r.sub != nil {
+		r.sub.Close()
+		r.sub = nil
+	}
 }
 
 // seekOnce learns the shard's range if it is not known, then seeks.
@@ -411,25 +534,35 @@ func findShard(ctx context.Context, src StreamReader, shardID string) (Shard, er
 // seek gets an iterator right after the last user record returned, or at
 // the starting position when none was.
 func (r *ShardReader) seek(ctx context.Context) error {
-	from := r.cfg.from
-	if !r.last.IsZero() {
-		// At the last record returned: the user records of its aggregate up
-		// to the last one returned are skipped by deaggregate.
-		from = StartingPosition{Type: AtSequenceNumber, SequenceNumber: r.last.SequenceNumber}
-		r.resume = r.last
-	}
+	from := r.position()
 	asked := time.Now()
 	it, err := r.src.GetShardIterator(ctx, GetShardIteratorInput{ShardID: r.shard.ShardID, StartingPosition: from})
 	if err != nil {
 		return err
 	}
-	if from.Type == Latest {
-		// Seek again, if the iterator expires before a record came, from
-		// the same moment rather than from the newest record then.
-		r.cfg.from = StartingPosition{Type: AtTimestamp, Timestamp: asked}
-	}
+	r.pinLatest(from, asked)
 	r.it = it
 	return nil
+}
+
+// position is where to read from: at the last user record returned (the
+// user records of its aggregate up to that one are skipped by deaggregate),
+// or the starting position when none was.
+func (r *ShardReader) position() StartingPosition {
+	if r.last.IsZero() {
+		return r.cfg.from
+	}
+	r.resume = r.last
+	return StartingPosition{Type: AtSequenceNumber, SequenceNumber: r.last.SequenceNumber}
+}
+
+// pinLatest makes a LATEST start, once asked for at asked, start at that
+// moment if the reader must seek again before a record came, rather than
+// at the newest record then.
+func (r *ShardReader) pinLatest(from StartingPosition, asked time.Time) {
+	if from.Type == Latest {
+		r.cfg.from = StartingPosition{Type: AtTimestamp, Timestamp: asked}
+	}
 }
 
 // deaggregate turns pending Kinesis records into a batch's user records,
@@ -568,6 +701,9 @@ func (r *ShardReader) sleepBackoff(ctx context.Context, op string, err error) er
 // idle waits once the reader has caught up: for a writer's wake-up on a
 // *Stream, for the idle wait otherwise.
 func (r *ShardReader) idle(ctx context.Context) error {
+	if r.fanOut != nil {
+		return nil // the subscription waits for records itself
+	}
 	if r.stream == nil || r.it.token != "" {
 		return sleepCtx(ctx, r.cfg.idleWait)
 	}

@@ -17,6 +17,9 @@ type ShardStats struct {
 	// GetCalls counts GetRecords calls; RecordsRead and BytesRead what they
 	// returned.
 	GetCalls, RecordsRead, BytesRead int64
+	// RecordsPushed and BytesPushed count what enhanced fan-out
+	// subscriptions delivered (SubscribeToShard), for all consumers.
+	RecordsPushed, BytesPushed int64
 	// WriteThrottles counts records refused by the write limits;
 	// ReadThrottles GetRecords calls refused by the read limits.
 	WriteThrottles, ReadThrottles int64
@@ -53,6 +56,8 @@ func (s *Stream) Stats() StreamStats {
 		t.GetCalls += ss.GetCalls
 		t.RecordsRead += ss.RecordsRead
 		t.BytesRead += ss.BytesRead
+		t.RecordsPushed += ss.RecordsPushed
+		t.BytesPushed += ss.BytesPushed
 		t.WriteThrottles += ss.WriteThrottles
 		t.ReadThrottles += ss.ReadThrottles
 		if !ss.OldestArrival.IsZero() && (t.OldestArrival.IsZero() || ss.OldestArrival.Before(t.OldestArrival)) {
@@ -86,6 +91,8 @@ func (s *shardState) stats(cutoffMs int64) (ShardStats, bool) {
 		GetCalls:        s.counters.getCalls,
 		RecordsRead:     s.counters.recordsRead,
 		BytesRead:       s.counters.bytesRead,
+		RecordsPushed:   s.counters.recordsPushed,
+		BytesPushed:     s.counters.bytesPushed,
 		WriteThrottles:  s.counters.writeThrottles,
 		ReadThrottles:   s.counters.readThrottles,
 	}

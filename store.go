@@ -15,12 +15,14 @@ import (
 type store interface {
 	// append stores one record. The store copies key and data.
 	append(counter uint64, arrivalMs int64, key string, data []byte)
-	// read appends to dst the records whose counter is ≥ from, in order, and
-	// stops after limit records or once maxBytes of data and keys are
-	// reached (always returning at least one record when one exists). It
-	// returns the counter to continue from. Returned records alias the store's
-	// memory and must not be modified.
-	read(dst []Record, shard uint64, from uint64, limit, maxBytes int) ([]Record, uint64)
+	// readSpans appends to dst the spans of the records whose counter is
+	// ≥ from, in order, and stops after limit records or once maxBytes of
+	// data and keys are reached (always giving at least one record when one
+	// exists). It returns the counter to continue from and the bytes found.
+	// appendSpans turns the spans into records, which alias the store's
+	// memory and must not be modified; it may run after the shard's lock is
+	// released.
+	readSpans(dst []span, from uint64, limit, maxBytes int) ([]span, uint64, int)
 	// seekTime returns the counter of the first record that arrived at or
 	// after tsMs, or next (the counter after the newest record) if none did.
 	seekTime(tsMs int64, next uint64) uint64
@@ -105,7 +107,7 @@ func (m *memStore) append(counter uint64, arrivalMs int64, key string, data []by
 	c := m.tail
 	if c == nil || len(c.metas) == cap(c.metas) || cap(c.arena)-len(c.arena) < n ||
 		c.lastCounter()+1 != counter {
-		c = m.newChunk(counter, n)
+		c = m.newChunk(counter, n, c != nil && c.lastCounter()+1 != counter)
 	}
 	off := len(c.arena)
 	c.arena = append(c.arena, key...)
@@ -116,20 +118,30 @@ func (m *memStore) append(counter uint64, arrivalMs int64, key string, data []by
 }
 
 // newChunk starts a chunk for counter. Its arena is sized from the previous
-// chunk's average record so that small and large records alike waste little.
-func (m *memStore) newChunk(counter uint64, need int) *chunk {
+// chunk's average record so that small and large records alike waste little;
+// after a gap in the counters (idle subscriptions leave them on slow
+// shards), from the bytes the previous chunk held, so that a shard whose
+// chunks close after a few records does not hold a full arena for each.
+func (m *memStore) newChunk(counter uint64, need int, gap bool) *chunk {
 	size := chunkMinBytes
 	if t := m.tail; t != nil && len(t.metas) > 0 {
 		size = len(t.arena) / len(t.metas) * chunkRecords
+		if gap {
+			size = 2 * len(t.arena)
+		}
 	}
 	size = min(max(size, chunkMinBytes), chunkMaxBytes)
 	size = max(size, need)
 	c := &chunk{firstCounter: counter, metas: make([]recordMeta, 0, chunkRecords), arena: make([]byte, 0, size)}
 	if t := m.tail; t != nil && len(t.metas) < cap(t.metas)/2 {
 		// A chunk closed early (large records or a sequence gap) gives back
-		// most of its metadata array.
+		// most of its metadata array and its arena's unused room. Readers
+		// holding the old slices keep them until they are done.
 		m.allocated -= t.footprint()
 		t.metas = append(make([]recordMeta, 0, len(t.metas)), t.metas...)
+		if len(t.arena) < cap(t.arena)/2 {
+			t.arena = append(make([]byte, 0, len(t.arena)), t.arena...)
+		}
 		m.allocated += t.footprint()
 	}
 	m.allocated += c.footprint()
@@ -162,10 +174,10 @@ func (m *memStore) find(from uint64) *chunk {
 	return found
 }
 
-func (m *memStore) read(dst []Record, shard uint64, from uint64, limit, maxBytes int) ([]Record, uint64) {
+func (m *memStore) readSpans(dst []span, from uint64, limit, maxBytes int) ([]span, uint64, int) {
 	c := m.find(from)
 	if c == nil {
-		return dst, from
+		return dst, from, 0
 	}
 	next := from
 	taken, bytes := 0, 0
@@ -174,26 +186,52 @@ func (m *memStore) read(dst []Record, shard uint64, from uint64, limit, maxBytes
 		if from > c.firstCounter {
 			i = max(i, int(from-c.firstCounter))
 		}
-		for ; i < len(c.metas); i++ {
-			md := &c.metas[i]
+		j := i
+		for ; j < len(c.metas); j++ {
+			md := &c.metas[j]
 			size := int(md.keyLen) + int(md.dataLen)
 			if taken == limit || (taken > 0 && bytes+size > maxBytes) {
-				return false
+				break
 			}
-			key := c.arena[md.off : md.off+uint32(md.keyLen)]
-			dst = append(dst, Record{
-				SequenceNumber:              SequenceNumber{counter: c.firstCounter + uint64(i), shard: shard},
-				PartitionKey:                unsafe.String(unsafe.SliceData(key), len(key)),
-				Data:                        c.arena[md.off+uint32(md.keyLen) : md.off+uint32(size) : md.off+uint32(size)],
-				ApproximateArrivalTimestamp: msTime(md.arrivalMs),
-			})
 			taken++
 			bytes += size
-			next = c.firstCounter + uint64(i) + 1
 		}
-		return true
+		if j > i {
+			dst = append(dst, span{first: c.firstCounter + uint64(i), metas: c.metas[i:j:j], arena: c.arena})
+			next = c.firstCounter + uint64(j)
+		}
+		return j == len(c.metas)
 	})
-	return dst, next
+	return dst, next, bytes
+}
+
+// span is a run of consecutive records of one chunk, as readSpans finds
+// them under the shard's lock. A chunk never changes the records it holds
+// (appends go past them; compaction and trimming replace or drop its
+// slices), so appendSpans may turn spans into Records after the lock is
+// released, and readers of one shard can do that work in parallel.
+type span struct {
+	first uint64 // counter of metas[0]
+	metas []recordMeta
+	arena []byte
+}
+
+// appendSpans appends the records of spans to dst.
+func appendSpans(dst []Record, shard uint64, spans []span) []Record {
+	for _, sp := range spans {
+		for i := range sp.metas {
+			md := &sp.metas[i]
+			end := md.off + uint32(md.keyLen) + md.dataLen
+			key := sp.arena[md.off : md.off+uint32(md.keyLen)]
+			dst = append(dst, Record{
+				SequenceNumber:              SequenceNumber{counter: sp.first + uint64(i), shard: shard},
+				PartitionKey:                unsafe.String(unsafe.SliceData(key), len(key)),
+				Data:                        sp.arena[md.off+uint32(md.keyLen) : end : end],
+				ApproximateArrivalTimestamp: msTime(md.arrivalMs),
+			})
+		}
+	}
+	return dst
 }
 
 func (m *memStore) seekTime(tsMs int64, next uint64) uint64 {

@@ -38,8 +38,11 @@ const (
 // short critical section.
 //
 // Locks, and the order they are taken in: Stream.mu (control operations:
-// resharding, retention, the status), then Cluster.mu (the stream table and
-// the shard quota, which a reshard reserves), then shardState.mu (a shard's
+// resharding, retention, the status), then Stream.cmu (registered consumers
+// and their subscriptions), then Cluster.mu (the stream table and
+// the shard quota, which a reshard reserves), then shardState.mu. A
+// consumer's per-shard budget lock (consumerShard.mu) is a leaf, taken
+// alone (a shard's
 // records, counters and waiters; a reshard commit takes its parents' in
 // shard-number order). Writers and readers take only shard locks, after
 // loading the shard map without locking. No lock is held across a user
@@ -62,6 +65,10 @@ type Stream struct {
 	updateCalls []time.Time              // guarded by mu: recent UpdateShardCount calls
 	quotaShards int                      // guarded by the cluster's mu: open shards counted against its quota
 	scratch     sync.Pool                // *putScratch for PutRecords calls
+
+	cmu        sync.Mutex                 // guards the registered consumers and their subscriptions
+	consumers  map[string]*streamConsumer // by name; guarded by cmu
+	arnSeconds map[string]int64           // by name: the seconds of its last consumer ARN; guarded by cmu
 }
 
 const (
@@ -135,6 +142,10 @@ type streamConfig struct {
 
 	reshardDuration       time.Duration
 	updateShardCountLimit int
+
+	consumerLimit   int
+	consumerDelay   time.Duration
+	subscriptionTTL time.Duration
 }
 
 // StreamOption configures a stream at creation.
@@ -172,6 +183,25 @@ func WithIteratorTTL(d time.Duration) StreamOption {
 	return func(c *streamConfig) { c.iteratorTTL = d }
 }
 
+// WithConsumerLimit sets the most consumers that may be registered with
+// the stream for enhanced fan-out at once. Default 20, as in Kinesis.
+func WithConsumerLimit(n int) StreamOption { return func(c *streamConfig) { c.consumerLimit = n } }
+
+// WithConsumerStatusDelay sets how long a consumer is CREATING after
+// RegisterStreamConsumer and DELETING after DeregisterStreamConsumer (in
+// virtual time inside a synctest bubble). Default 0: ACTIVE and gone at
+// once; Kinesis takes seconds.
+func WithConsumerStatusDelay(d time.Duration) StreamOption {
+	return func(c *streamConfig) { c.consumerDelay = d }
+}
+
+// WithSubscriptionDuration sets how long a SubscribeToShard subscription
+// lasts before it ends and must be renewed. Default 5 minutes, as in
+// Kinesis.
+func WithSubscriptionDuration(d time.Duration) StreamOption {
+	return func(c *streamConfig) { c.subscriptionTTL = d }
+}
+
 func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 	cfg := streamConfig{
 		shardCount:     4,
@@ -182,6 +212,9 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 		iteratorTTL:    5 * time.Minute,
 
 		updateShardCountLimit: 10,
+
+		consumerLimit:   20,
+		subscriptionTTL: 5 * time.Minute,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -200,6 +233,12 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 		return cfg, errorf(op, ErrInvalidArgument, "maximum PutRecords size %d bytes is below the maximum record size %d", cfg.maxRequestSize, cfg.maxRecordSize)
 	case cfg.iteratorTTL <= 0:
 		return cfg, errorf(op, ErrInvalidArgument, "iterator TTL %v must be positive", cfg.iteratorTTL)
+	case cfg.consumerLimit < 1:
+		return cfg, errorf(op, ErrInvalidArgument, "consumer limit %d must be at least 1", cfg.consumerLimit)
+	case cfg.consumerDelay < 0:
+		return cfg, errorf(op, ErrInvalidArgument, "consumer status delay %v must not be negative", cfg.consumerDelay)
+	case cfg.subscriptionTTL <= 0:
+		return cfg, errorf(op, ErrInvalidArgument, "subscription duration %v must be positive", cfg.subscriptionTTL)
 	case cfg.limits.WriteBytesPerSecond < 0 || cfg.limits.WriteRecordsPerSecond < 0 ||
 		cfg.limits.ReadBytesPerSecond < 0 || cfg.limits.ReadCallsPerSecond < 0:
 		return cfg, errorf(op, ErrInvalidArgument, "limits %+v must not be negative", cfg.limits)
@@ -216,6 +255,9 @@ func newStream(c *Cluster, id uint64, name string, cfg streamConfig, now time.Ti
 		created: now,
 		cfg:     cfg,
 		status:  StatusActive,
+
+		consumers:  make(map[string]*streamConsumer),
+		arnSeconds: make(map[string]int64),
 	}
 	s.scratch.New = func() any { return new(putScratch) }
 	s.retention.Store(int64(cfg.retention))
@@ -267,9 +309,11 @@ func (s *Stream) begin(ctx context.Context, op string, shard uint64) error {
 }
 
 // end marks the stream deleted or closed and wakes every reader waiting at
-// a shard's tip, so that it reads again and meets the error.
+// a shard's tip and every subscription, so that it reads again and meets
+// the error.
 func (s *Stream) end(state uint32) {
 	s.state.Store(state)
+	s.signalSubscriptions()
 	for _, sh := range s.shards.Load().all {
 		sh.mu.Lock()
 		sh.wakeLocked()
