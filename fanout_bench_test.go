@@ -191,3 +191,51 @@ func drain(b *testing.B, s *Stream, arn string, n int) {
 		got += len(ev.Records)
 	}
 }
+
+// BenchmarkPutRecordsWithSubscriber measures PutRecords ×500 into one
+// shard with no subscriber, with a subscriber that has stopped reading
+// (stalled), and with one that reads everything as it comes (live):
+// records written per second.
+func BenchmarkPutRecordsWithSubscriber(b *testing.B) {
+	for _, mode := range []string{"none", "stalled", "live"} {
+		b.Run(mode, func(b *testing.B) {
+			n := 1
+			if mode == "none" {
+				n = 0
+			}
+			s, subs := benchSubscriptions(b, n)
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			for _, sub := range subs {
+				if _, err := sub.Next(ctx); err != nil { // an idle event at once
+					b.Fatal(err)
+				}
+				if mode == "live" {
+					wg.Go(func() {
+						for {
+							if _, err := sub.Next(ctx); err != nil {
+								return
+							}
+						}
+					})
+				}
+			}
+			entries := make([]PutRecordsEntry, MaxPutRecordsEntries)
+			for i := range entries {
+				entries[i] = PutRecordsEntry{PartitionKey: "k", Data: make([]byte, benchRecordSize)}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.PutRecords(ctx, PutRecordsInput{Records: entries}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			for _, sub := range subs {
+				sub.Close()
+			}
+			wg.Wait()
+			reportWrites(b, b.N*MaxPutRecordsEntries)
+		})
+	}
+}
