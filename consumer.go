@@ -435,7 +435,7 @@ func WithFanOut(consumerName string) ConsumerOption {
 	return func(c *consumerConfig) {
 		if consumerName != "" {
 			if err := validateName("WithFanOut", "consumer", consumerName); err != nil {
-				c.optionError = err
+				c.optionError = &Error{Op: "WithFanOut", Kind: ErrInvalidArgument, Err: err}
 			}
 		}
 		c.fanOut, c.fanOutName = true, consumerName

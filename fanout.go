@@ -160,6 +160,11 @@ func (s *Stream) RegisterStreamConsumer(ctx context.Context, in RegisterStreamCo
 	// The ARN names this registration: one registered again under the same
 	// name within a second (routine in a synctest bubble) gets a later one.
 	secs := max(now.Unix(), s.arnSeconds[name]+1)
+	for n, last := range s.arnSeconds {
+		if last < now.Unix() {
+			delete(s.arnSeconds, n) // only this second's ARNs need remembering
+		}
+	}
 	s.arnSeconds[name] = secs
 	c := &streamConsumer{
 		desc: StreamConsumer{
@@ -386,12 +391,11 @@ type SubscribeToShardEvent struct {
 //
 // Kinesis's rules apply. The consumer must be ACTIVE (ErrResourceInUse
 // otherwise). A consumer may call SubscribeToShard on a shard once a
-// second (ErrLimitExceeded). A second subscription of one consumer to one
-// shard within 5 s of the first is an ErrResourceInUse; 5 s or later it
-// takes over, and the first one's Next fails with ErrResourceInUse. (A
-// subscription that has ended does not hold the shard: runnel lets its
-// consumer subscribe again at once, within the call rate.) A subscription
-// lasts WithSubscriptionDuration (5 minutes), after which Next returns
+// second (ErrLimitExceeded). A new subscription of one consumer to one
+// shard within 5 s of the last that started is an ErrResourceInUse, also
+// when that one has ended since; 5 s or later it takes over, and the old
+// one's Next fails with ErrResourceInUse. A subscription lasts
+// WithSubscriptionDuration (5 minutes), after which Next returns
 // ErrSubscriptionEnded. After the last event of a closed shard Next returns
 // ErrShardEnded; when the consumer is deregistered, ErrResourceNotFound.
 func (s *Stream) SubscribeToShard(ctx context.Context, in SubscribeToShardInput) (ShardSubscription, error) {

@@ -19,7 +19,7 @@ import (
 // the subscriber gets every record, in order.
 func TestFanOutStalledSubscriber(t *testing.T) {
 	const (
-		rounds  = 5
+		rounds  = 7
 		batches = 120 // of 500 records
 	)
 	data := make([]byte, 100)

@@ -145,7 +145,7 @@ func WithReaderMaxBackoff(d time.Duration) ReaderOption {
 func WithReaderFanOut(consumerARN string) ReaderOption {
 	return func(c *readerConfig) {
 		if _, _, err := ParseConsumerARN(consumerARN); err != nil {
-			c.optionError = asError("WithReaderFanOut", "", err)
+			c.optionError = &Error{Op: "WithReaderFanOut", Kind: ErrInvalidArgument, Err: err}
 		}
 		c.fanOut = consumerARN
 	}
@@ -200,7 +200,9 @@ func newReaderConfig(opts []ReaderOption) (readerConfig, error) {
 // wait up to 200 ms.
 // Reading another StreamReader (an adapter over Amazon Kinesis, say), it
 // polls: within WithReaderRate's pace, waiting WithReaderIdleWait once caught up,
-// and backing off when throttled.
+// and backing off when throttled. With WithReaderFanOut it polls nothing:
+// it takes the events that a subscription of a registered consumer pushes
+// (enhanced fan-out), on a *Stream or over any ShardSubscriber.
 //
 // It deaggregates KPL aggregates, giving each user record its sub-sequence
 // number, and drops the user records of an aggregate whose hash key lies
@@ -474,7 +476,9 @@ func (r *ShardReader) subscribe(ctx context.Context) error {
 		from, r.resume = StartingPosition{Type: AfterSequenceNumber, SequenceNumber: r.cont}, Checkpoint{}
 	}
 	asked := time.Now()
-	sub, err := r.fanOut.SubscribeToShard(ctx, SubscribeToShardInput{ConsumerARN: r.cfg.fanOut, ShardID: r.shard.ShardID, StartingPosition: from})
+	// The subscription is the reader's, until Close: not bound to the
+	// context of the Next call that happens to start it.
+	sub, err := r.fanOut.SubscribeToShard(context.WithoutCancel(ctx), SubscribeToShardInput{ConsumerARN: r.cfg.fanOut, ShardID: r.shard.ShardID, StartingPosition: from})
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ type Stream struct {
 
 	cmu        sync.Mutex                 // guards the registered consumers and their subscriptions
 	consumers  map[string]*streamConsumer // by name; guarded by cmu
-	arnSeconds map[string]int64           // by name: the seconds of its last consumer ARN; guarded by cmu
+	arnSeconds map[string]int64           // by name: the seconds of ARNs issued this second or later; guarded by cmu
 }
 
 const (
@@ -197,7 +197,8 @@ func WithConsumerStatusDelay(d time.Duration) StreamOption {
 
 // WithSubscriptionDuration sets how long a SubscribeToShard subscription
 // lasts before it ends and must be renewed. Default 5 minutes, as in
-// Kinesis.
+// Kinesis. Below 5 s, a renewal right after the end is refused until 5 s
+// after the last subscription started (see SubscribeToShard).
 func WithSubscriptionDuration(d time.Duration) StreamOption {
 	return func(c *streamConfig) { c.subscriptionTTL = d }
 }
