@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -270,9 +271,9 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 	// The consumers are checked and the stream marked deleted under its
 	// cmu, so that no consumer registers in between.
 	s.cmu.Lock()
-	if n := s.activeConsumersLocked(); n > 0 && !cfg.enforceConsumerDeletion {
+	if names := s.activeConsumersLocked(); len(names) > 0 && !cfg.enforceConsumerDeletion {
 		s.cmu.Unlock()
-		return errorf(op, ErrResourceInUse, "stream %s has %d registered consumers; deregister them or enforce consumer deletion", name, n)
+		return errorf(op, ErrResourceInUse, "stream %s has %d registered consumers (%s); deregister them or enforce consumer deletion", name, len(names), strings.Join(names, ", "))
 	}
 	c.mu.Lock()
 	if c.streams[name] != s { // deleted meanwhile, or the cluster closed

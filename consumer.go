@@ -429,13 +429,16 @@ func WithReaderOptions(opts ...ReaderOption) ConsumerOption {
 // budget on every shard (see Stream.SubscribeToShard). Leases,
 // checkpoints and the order of parents and children are the same as when
 // polling. A worker registers the consumer if it is not registered yet,
-// and takes no lease before it is ACTIVE. The StreamReader must also be a
-// FanOutReader; *Stream is.
+// and takes no lease before it is ACTIVE; if the consumer is deregistered
+// while the worker runs, the worker registers it again. A registration
+// that fails (a stream at its consumer limit, say) is logged and tried
+// again every second: Stats().FanOutConsumerARN is empty until it
+// succeeds. The StreamReader must also be a FanOutReader; *Stream is.
 func WithFanOut(consumerName string) ConsumerOption {
 	return func(c *consumerConfig) {
 		if consumerName != "" {
 			if err := validateName("WithFanOut", "consumer", consumerName); err != nil {
-				c.optionError = &Error{Op: "WithFanOut", Kind: ErrInvalidArgument, Err: err}
+				c.optionError = err
 			}
 		}
 		c.fanOut, c.fanOutName = true, consumerName
@@ -499,7 +502,9 @@ type Consumer struct {
 
 	seen map[string]observed // the coordinator's own: when each lease's counter last moved
 
-	fanOutARN string // set by the coordinator before it takes a lease; "" when polling
+	fanOutARN   string         // guarded by mu: the stream consumer's ARN once ACTIVE; "" before, or when polling
+	registering bool           // guarded by mu: a registration is under way
+	regWG       sync.WaitGroup // the registration's goroutine
 
 	leasesTaken, leasesStolen, leasesLost atomic.Int64
 	records, bytes, dropped               atomic.Int64
@@ -682,6 +687,7 @@ func (c *Consumer) stop(crash bool) {
 	t.Stop()
 	c.cancel()
 	<-c.coordDone
+	c.regWG.Wait()
 	close(c.closed)
 }
 
@@ -702,24 +708,28 @@ func (c *Consumer) storeCtx() (context.Context, context.CancelFunc) {
 // then, take and balance leases.
 func (c *Consumer) coordinate() {
 	defer close(c.coordDone)
-	if c.cfg.fanOut {
-		if c.fanOutARN = c.registerFanOut(); c.fanOutARN == "" {
-			return // closed first
-		}
-	}
 	var nextSync time.Time
 	for {
 		now := time.Now()
 		c.renewAll()
-		if !now.Before(nextSync) && !c.isClosing() {
+		// In fan-out mode no lease is created or taken before the stream
+		// consumer is ACTIVE.
+		registered := !c.cfg.fanOut || c.consumerARN() != ""
+		if !registered {
+			c.register()
+		}
+		if registered && !now.Before(nextSync) && !c.isClosing() {
 			if err := c.syncShards(); err != nil && c.ctx.Err() == nil {
 				c.log.Warn("runnel: syncing the leases with the stream's shards failed", "err", err)
 			}
 			nextSync = time.Now().Add(c.cfg.syncInterval)
 		}
-		wait := min(c.renewEvery, time.Until(nextSync))
-		if wake := c.takeLeases(time.Now()); !wake.IsZero() {
-			wait = min(wait, time.Until(wake))
+		wait := c.renewEvery
+		if registered {
+			wait = min(wait, time.Until(nextSync))
+			if wake := c.takeLeases(time.Now()); !wake.IsZero() {
+				wait = min(wait, time.Until(wake))
+			}
 		}
 		t := time.NewTimer(max(wait, time.Millisecond))
 		select {
@@ -731,6 +741,45 @@ func (c *Consumer) coordinate() {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// consumerARN returns the ARN of the stream consumer the worker reads as
+// in fan-out mode, or "" when it is not registered and ACTIVE yet.
+func (c *Consumer) consumerARN() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fanOutARN
+}
+
+// register starts registering the group's stream consumer in the
+// background, unless that is under way; the coordinator takes leases once
+// it is done.
+func (c *Consumer) register() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.registering {
+		return
+	}
+	c.registering = true
+	c.regWG.Go(func() {
+		arn := c.registerFanOut()
+		c.mu.Lock()
+		c.fanOutARN, c.registering = arn, false
+		c.mu.Unlock()
+		c.kickSync()
+	})
+}
+
+// forgetConsumer drops the stream consumer's ARN after a subscription
+// found it gone (deregistered), so that the coordinator registers it
+// again.
+func (c *Consumer) forgetConsumer(arn string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fanOutARN == arn {
+		c.fanOutARN = ""
+		c.log.Warn("runnel: the stream consumer is gone; registering it again", "consumer", arn)
 	}
 }
 
@@ -1170,8 +1219,13 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 	cp := &leaseCheckpointer{c: c, h: h, written: lease.Checkpoint, handed: lease.Checkpoint, writing: make(chan struct{}, 1)}
 
 	opts := append(slices.Clip(c.cfg.readerOpts), WithReaderStart(lease.Start), WithReaderCheckpoint(lease.Checkpoint))
-	if c.fanOutARN != "" {
-		opts = append(opts, WithReaderFanOut(c.fanOutARN))
+	arn := c.consumerARN()
+	if c.cfg.fanOut {
+		if arn == "" { // gone since the lease was taken: let it be taken again
+			c.release(h)
+			return
+		}
+		opts = append(opts, WithReaderFanOut(arn))
 	}
 	c.mu.Lock()
 	desc, ok := c.shards[id]
@@ -1211,6 +1265,9 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 			c.release(h)
 			return
 		case err != nil:
+			if c.cfg.fanOut && errors.Is(err, ErrResourceNotFound) {
+				c.forgetConsumer(arn) // deregistered, perhaps: look again
+			}
 			fail("reading the shard", err)
 			return
 		}
@@ -1282,6 +1339,11 @@ type ConsumerStats struct {
 	// ProcessorErrors counts the errors of processors and shard readers
 	// that ended a shard's processing.
 	ProcessorErrors int64
+	// FanOutConsumerARN is, in fan-out mode (WithFanOut), the ARN of the
+	// stream consumer the worker reads as; empty while it is not
+	// registered and ACTIVE (a registration that fails is logged and tried
+	// again every second).
+	FanOutConsumerARN string
 	// Shards are the shards the worker holds, in shard-id order.
 	Shards []ConsumerShardStats
 }
@@ -1311,6 +1373,8 @@ func (c *Consumer) Stats() ConsumerStats {
 		BytesProcessed:   c.bytes.Load(),
 		RecordsDropped:   c.dropped.Load(),
 		ProcessorErrors:  c.processorErrors.Load(),
+
+		FanOutConsumerARN: c.consumerARN(),
 	}
 	for _, h := range c.heldLeases() {
 		h.mu.Lock() // brief: never held across a store call

@@ -76,9 +76,18 @@ var consumerARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[^:/]*:[^:/
 // (DescribeStreamConsumer, SubscribeToShard). An ARN that is not in the
 // shape RegisterStreamConsumer issues is an ErrValidation naming it.
 func ParseConsumerARN(arn string) (streamName, consumerName string, err error) {
+	streamName, consumerName, e := parseConsumerARN("ParseConsumerARN", arn)
+	if e != nil {
+		return "", "", e
+	}
+	return streamName, consumerName, nil
+}
+
+// parseConsumerARN is ParseConsumerARN for operation op.
+func parseConsumerARN(op, arn string) (streamName, consumerName string, err *Error) {
 	m := consumerARNPattern.FindStringSubmatch(arn)
 	if m == nil {
-		return "", "", errorf("ParseConsumerARN", ErrValidation, "consumer ARN %s is not of the form arn:aws:kinesis:<region>:<account>:stream/<stream>/consumer/<name>:<seconds>", clip(arn, 300))
+		return "", "", errorf(op, ErrValidation, "consumer ARN %s is not of the form arn:aws:kinesis:<region>:<account>:stream/<stream>/consumer/<name>:<seconds>", clip(arn, 300))
 	}
 	return m[1], m[2], nil
 }
@@ -287,10 +296,10 @@ func (s *Stream) DeregisterStreamConsumer(ctx context.Context, in StreamConsumer
 func (s *Stream) consumerLocked(op string, ref StreamConsumerRef) (*streamConsumer, error) {
 	name := ref.ConsumerName
 	if ref.ConsumerARN != "" {
-		stream, byARN, err := ParseConsumerARN(ref.ConsumerARN)
+		stream, byARN, err := parseConsumerARN(op, ref.ConsumerARN)
 		switch {
 		case err != nil:
-			return nil, asError(op, "", err)
+			return nil, err
 		case name != "" && name != byARN:
 			return nil, errorf(op, ErrInvalidArgument, "consumer name %s and consumer ARN %s name different consumers", name, ref.ConsumerARN)
 		case stream != s.name:
@@ -307,16 +316,17 @@ func (s *Stream) consumerLocked(op string, ref StreamConsumerRef) (*streamConsum
 	return c, nil
 }
 
-// activeConsumersLocked counts the consumers not DELETING. Called with cmu
-// held.
-func (s *Stream) activeConsumersLocked() int {
-	n := 0
-	for _, c := range s.consumers {
+// activeConsumersLocked returns the names of the consumers not DELETING,
+// sorted. Called with cmu held.
+func (s *Stream) activeConsumersLocked() []string {
+	var names []string
+	for name, c := range s.consumers {
 		if c.desc.ConsumerStatus != StreamConsumerDeleting {
-			n++
+			names = append(names, name)
 		}
 	}
-	return n
+	slices.Sort(names)
+	return names
 }
 
 // signalSubscriptions wakes every live subscription of the stream, so that
@@ -403,8 +413,8 @@ func (s *Stream) SubscribeToShard(ctx context.Context, in SubscribeToShardInput)
 	if err := s.ready(ctx, op); err != nil {
 		return nil, err
 	}
-	if _, _, err := ParseConsumerARN(in.ConsumerARN); err != nil {
-		return nil, asError(op, "", err)
+	if _, _, err := parseConsumerARN(op, in.ConsumerARN); err != nil {
+		return nil, err
 	}
 	sh, err := s.shardByID(op, in.ShardID)
 	if err != nil {

@@ -542,8 +542,10 @@ func TestShardReaderFanOutShardEnd(t *testing.T) {
 
 // TestNewShardReaderFanOutInvalid shows that NewShardReader refuses a
 // fan-out reader with a consumer ARN that is not one, or over a
-// StreamReader that cannot subscribe, with an ErrInvalidArgument naming
-// the problem, as it refuses every other bad option.
+// StreamReader that cannot subscribe, with an error naming the problem:
+// ErrValidation for an ARN that breaks the pattern (a constraint, as
+// Kinesis reports it), ErrInvalidArgument for a reader that cannot
+// subscribe.
 func TestNewShardReaderFanOutInvalid(t *testing.T) {
 	_, s := newTestStream(t, WithShardCount(1))
 	sh := srShards(t, s)[0]
@@ -552,21 +554,23 @@ func TestNewShardReaderFanOutInvalid(t *testing.T) {
 		name  string
 		src   StreamReader
 		arn   string
+		kind  error
 		inMsg string
 	}{
-		{"empty ARN", s, "", "consumer ARN"},
-		{"not an ARN", s, "my-consumer", "my-consumer"},
-		{"stream ARN", s, s.ARN(), s.ARN()},
-		{"no creation time", s, s.ARN() + "/consumer/valid", s.ARN() + "/consumer/valid"},
-		{"bad consumer name", s, s.ARN() + "/consumer/bad name:946684800", "bad name"},
-		{"not a ShardSubscriber", frPollOnly{s}, con.ConsumerARN, "frPollOnly"},
+		{"empty ARN", s, "", ErrValidation, "consumer ARN"},
+		{"not an ARN", s, "my-consumer", ErrValidation, "my-consumer"},
+		{"stream ARN", s, s.ARN(), ErrValidation, s.ARN()},
+		{"no creation time", s, s.ARN() + "/consumer/valid", ErrValidation, s.ARN() + "/consumer/valid"},
+		{"bad consumer name", s, s.ARN() + "/consumer/bad name:946684800", ErrValidation, "bad name"},
+		{"not a ShardSubscriber", frPollOnly{s}, con.ConsumerARN, ErrInvalidArgument, "frPollOnly"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := NewShardReader(tc.src, sh, WithReaderFanOut(tc.arn))
 			require.Error(t, err)
 			assert.Nil(t, r)
-			assert.ErrorIs(t, err, ErrInvalidArgument)
+			assert.ErrorIs(t, err, tc.kind)
 			assert.Contains(t, err.Error(), tc.inMsg)
+			assert.Equal(t, 1, strings.Count(err.Error(), "Exception"), "one kind in the message: %v", err)
 		})
 	}
 	r, err := NewShardReader(frSubscribeOnly{frPollOnly{s}}, sh, WithReaderFanOut(con.ConsumerARN))
@@ -813,7 +817,7 @@ func TestNewConsumerFanOutInvalid(t *testing.T) {
 		src     StreamReader
 		app     string
 		fanOut  string
-		invalid bool // ErrInvalidArgument expected
+		invalid bool // ErrInvalidArgument expected; ErrValidation otherwise
 		inMsg   string
 	}{
 		{"polling only", frPollOnly{s}, "test-app", "", true, "FanOutReader"},
@@ -829,6 +833,8 @@ func TestNewConsumerFanOutInvalid(t *testing.T) {
 			assert.Nil(t, c)
 			if tc.invalid {
 				assert.ErrorIs(t, err, ErrInvalidArgument)
+			} else {
+				assert.ErrorIs(t, err, ErrValidation, "a name against the pattern is a constraint violation")
 			}
 			assert.Contains(t, err.Error(), tc.inMsg)
 		})
@@ -956,6 +962,60 @@ func TestConsumerFanOutClose(t *testing.T) {
 			assert.Zero(t, time.Since(start), "Close waited for the consumer to be ACTIVE")
 			assert.Empty(t, frOwners(t, store), "leases created before the consumer was ACTIVE")
 			assert.NoError(t, goleak.Find(before...), "goroutines of the closed Consumer")
+		})
+	})
+}
+
+// TestConsumerFanOutReregisters shows that a worker whose stream consumer
+// is deregistered while it runs registers it again and goes on, losing
+// nothing (the records after the last checkpoint come again); and that a
+// registration that cannot succeed (the stream is at its consumer limit)
+// shows in Stats, takes no lease, and succeeds once a place is free.
+func TestConsumerFanOutReregisters(t *testing.T) {
+	t.Run("deregistered while running", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			_, s := newTestStream(t, WithShardCount(2), WithLimits(Unlimited()))
+			r := &recorder{checkpoint: true}
+			w := frStartWorker(t, s, "billing", NewMemoryLeaseStore(), r, "w1", WithFanOut(""))
+			want := map[string]int{}
+			putKeys(t, s, 100, 10, want)
+			settle()
+			first := w.Stats().FanOutConsumerARN
+			require.NotEmpty(t, first)
+			require.NoError(t, s.DeregisterStreamConsumer(t.Context(), StreamConsumerRef{ConsumerName: "billing"}))
+			time.Sleep(time.Second) // a second later, so that the new ARN differs
+			putKeys(t, s, 100, 10, want)
+			time.Sleep(time.Minute)
+			synctest.Wait()
+			st := w.Stats()
+			assert.NotEmpty(t, st.FanOutConsumerARN)
+			assert.NotEqual(t, first, st.FanOutConsumerARN, "registered again, under a new ARN")
+			con, err := s.DescribeStreamConsumer(t.Context(), StreamConsumerRef{ConsumerName: "billing"})
+			require.NoError(t, err)
+			assert.Equal(t, st.FanOutConsumerARN, con.ConsumerARN)
+			assert.Equal(t, 2, st.LeasesHeld)
+			assert.Equal(t, 0, checkOrderNoLoss(t, r.deliveries(), want))
+		})
+	})
+	t.Run("at the consumer limit", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			_, s := newTestStream(t, WithShardCount(2), WithLimits(Unlimited()), WithConsumerLimit(1))
+			frRegister(t, s, "other")
+			r := &recorder{checkpoint: true}
+			w := frStartWorker(t, s, "billing", NewMemoryLeaseStore(), r, "w1", WithFanOut(""))
+			want := map[string]int{}
+			putKeys(t, s, 50, 10, want)
+			time.Sleep(10 * time.Second)
+			synctest.Wait()
+			st := w.Stats()
+			assert.Empty(t, st.FanOutConsumerARN, "no consumer while the stream is at its limit")
+			assert.Zero(t, st.LeasesHeld)
+			assert.Empty(t, r.deliveries())
+			require.NoError(t, s.DeregisterStreamConsumer(t.Context(), StreamConsumerRef{ConsumerName: "other"}))
+			time.Sleep(10 * time.Second)
+			synctest.Wait()
+			assert.NotEmpty(t, w.Stats().FanOutConsumerARN)
+			assert.Equal(t, 0, checkOrderNoLoss(t, r.deliveries(), want))
 		})
 	})
 }

@@ -144,8 +144,8 @@ func WithReaderMaxBackoff(d time.Duration) ReaderOption {
 // own read budget paces it, and it waits for pushed records.
 func WithReaderFanOut(consumerARN string) ReaderOption {
 	return func(c *readerConfig) {
-		if _, _, err := ParseConsumerARN(consumerARN); err != nil {
-			c.optionError = &Error{Op: "WithReaderFanOut", Kind: ErrInvalidArgument, Err: err}
+		if _, _, err := parseConsumerARN("WithReaderFanOut", consumerARN); err != nil {
+			c.optionError = err
 		}
 		c.fanOut = consumerARN
 	}
