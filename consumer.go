@@ -82,7 +82,7 @@ type ShardSubscription interface {
 	Close() error
 }
 
-// Both seams are implemented by *Stream.
+// The seams that *Stream implements.
 var (
 	_ StreamReader = (*Stream)(nil)
 	_ FanOutReader = (*Stream)(nil)
@@ -812,12 +812,7 @@ func (c *Consumer) registerFanOut() string {
 }
 
 // kickSync asks the coordinator to list the shards now.
-func (c *Consumer) kickSync() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
+func (c *Consumer) kickSync() { signal(c.kick) }
 
 // syncShards creates the leases of shards that have none and deletes those
 // of shards that have gone.

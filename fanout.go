@@ -343,15 +343,6 @@ func (s *Stream) signalSubscriptions() {
 	}
 }
 
-// signal sends on a wake-up channel of capacity 1 unless a signal is
-// pending already.
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
 // SubscribeToShardInput is a SubscribeToShard request.
 type SubscribeToShardInput struct {
 	// ConsumerARN is the registered consumer that subscribes (see

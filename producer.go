@@ -703,12 +703,7 @@ func (p *Producer) fullLocked() bool {
 }
 
 // signal wakes a sender.
-func (p *Producer) signal() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
+func (p *Producer) signal() { signal(p.wake) }
 
 // Flush sends everything held now without waiting for batches to fill, and
 // waits until each record put before the call has its outcome (its callback

@@ -199,13 +199,19 @@ func (s *shardState) countThrottle(write bool) {
 	}
 }
 
+// signal sends on a wake-up channel of capacity 1 unless a signal is
+// pending already.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
 // wakeLocked signals every registered reader and forgets them.
 func (s *shardState) wakeLocked() {
 	for i, ch := range s.waiters {
-		select {
-		case ch <- struct{}{}:
-		default: // a signal is pending already
-		}
+		signal(ch)
 		s.waiters[i] = nil
 	}
 	s.waiters = s.waiters[:0]
@@ -219,10 +225,7 @@ func (s *shardState) watch(ch chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+		signal(ch)
 		return
 	}
 	if !slices.Contains(s.waiters, ch) {
@@ -391,8 +394,9 @@ func (s *shardState) describeLocked(v shardView) Shard {
 	return d
 }
 
-// endingLocked is the number of the shard's last record, or its starting
-// number if it never held one.
+// endingLocked is the last number the shard issued (its last record's, or
+// an idle subscription's continuation number), or its starting number if
+// it issued none.
 func (s *shardState) endingLocked() SequenceNumber {
 	return SequenceNumber{counter: max(s.next-1, s.startCounter), shard: s.num}
 }

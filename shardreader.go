@@ -139,9 +139,9 @@ func WithReaderMaxBackoff(d time.Duration) ReaderOption {
 // Kinesis), after the last continuation sequence number, so that no record
 // is skipped or repeated, and subscribes again, backing off, after a
 // takeover (ErrResourceInUse), the subscribe rate (ErrLimitExceeded) or a
-// retryable failure. WithReaderRate, WithReaderIdleWait and
-// WithReaderBatchLimit's request size do not apply to it: the consumer's
-// own read budget paces it, and it waits for pushed records.
+// retryable failure. WithReaderRate and WithReaderIdleWait do not apply
+// to it (the consumer's own read budget paces it, and it waits for pushed
+// records); WithReaderBatchLimit still bounds its batches.
 func WithReaderFanOut(consumerARN string) ReaderOption {
 	return func(c *readerConfig) {
 		if _, _, err := parseConsumerARN("WithReaderFanOut", consumerARN); err != nil {
