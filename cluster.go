@@ -271,7 +271,7 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 	// The consumers are checked and the stream marked deleted under its
 	// cmu, so that no consumer registers in between.
 	s.cmu.Lock()
-	if names := s.activeConsumersLocked(); len(names) > 0 && !cfg.enforceConsumerDeletion {
+	if names := s.registeredConsumersLocked(); len(names) > 0 && !cfg.enforceConsumerDeletion {
 		s.cmu.Unlock()
 		return errorf(op, ErrResourceInUse, "stream %s has %d registered consumers (%s); deregister them or enforce consumer deletion", name, len(names), strings.Join(names, ", "))
 	}

@@ -774,12 +774,17 @@ func (c *Consumer) register() {
 // forgetConsumer drops the stream consumer's ARN after a subscription
 // found it gone (deregistered), so that the coordinator registers it
 // again.
+// Any ErrResourceNotFound will do: if the consumer is still there, the
+// registration finds it at once.
 func (c *Consumer) forgetConsumer(arn string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.fanOutARN == arn {
+	forgot := c.fanOutARN == arn
+	if forgot {
 		c.fanOutARN = ""
-		c.log.Warn("runnel: the stream consumer is gone; registering it again", "consumer", arn)
+	}
+	c.mu.Unlock()
+	if forgot {
+		c.log.Warn("runnel: the stream consumer may be gone; looking it up again", "consumer", arn)
 	}
 }
 

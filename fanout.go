@@ -301,7 +301,7 @@ func (s *Stream) consumerLocked(op string, ref StreamConsumerRef) (*streamConsum
 		case err != nil:
 			return nil, err
 		case name != "" && name != byARN:
-			return nil, errorf(op, ErrInvalidArgument, "consumer name %s and consumer ARN %s name different consumers", name, ref.ConsumerARN)
+			return nil, errorf(op, ErrInvalidArgument, "consumer name %.140q and consumer ARN %s name different consumers", name, ref.ConsumerARN)
 		case stream != s.name:
 			return nil, errorf(op, ErrResourceNotFound, "consumer %s is not registered with stream %s", ref.ConsumerARN, s.name)
 		}
@@ -316,9 +316,9 @@ func (s *Stream) consumerLocked(op string, ref StreamConsumerRef) (*streamConsum
 	return c, nil
 }
 
-// activeConsumersLocked returns the names of the consumers not DELETING,
-// sorted. Called with cmu held.
-func (s *Stream) activeConsumersLocked() []string {
+// registeredConsumersLocked returns the names of the consumers not
+// DELETING (CREATING or ACTIVE), sorted. Called with cmu held.
+func (s *Stream) registeredConsumersLocked() []string {
 	var names []string
 	for name, c := range s.consumers {
 		if c.desc.ConsumerStatus != StreamConsumerDeleting {
@@ -367,6 +367,9 @@ type SubscribeToShardEvent struct {
 	// gap and no duplicate. It advances even while no records arrive (an
 	// idle subscription gets an event at least every 5 s). It is zero in
 	// the last event of a closed shard, which has ChildShards instead.
+	// While a subscription AtTimestamp in the future has found no record,
+	// its idle events' numbers lie before that time: to go on, subscribe
+	// AtTimestamp again (ShardReader does).
 	ContinuationSequenceNumber SequenceNumber
 	// MillisBehindLatest is how far the event is behind the shard's newest
 	// record; 0 when caught up.
@@ -437,6 +440,10 @@ func (s *Stream) SubscribeToShard(ctx context.Context, in SubscribeToShardInput)
 	defer s.cmu.Unlock()
 	if err := sub.endErr.Load(); err != nil {
 		return nil, err // ctx ended meanwhile: take nothing over
+	}
+	if err := ctx.Err(); err != nil { // ended, and the AfterFunc waits for cmu
+		stop()
+		return nil, ctxError(op, err)
 	}
 	cs, err := s.subscribeLocked(op, in.ConsumerARN, sh, now)
 	if err != nil {

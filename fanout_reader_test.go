@@ -1019,3 +1019,28 @@ func TestConsumerFanOutReregisters(t *testing.T) {
 		})
 	})
 }
+
+// TestShardReaderFanOutFutureTimestamp shows that a fan-out reader that
+// starts AtTimestamp in the future keeps to that time across renewals: a
+// record that arrives after some idle events but before the time is not
+// returned, though resuming after those events' continuation numbers
+// would return it.
+func TestShardReaderFanOutFutureTimestamp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()), WithSubscriptionDuration(10*time.Second))
+		con := frRegister(t, s, "reader")
+		at := time.Now().Add(time.Minute)
+		r, err := NewShardReader(s, srShards(t, s)[0], WithReaderFanOut(con.ConsumerARN), WithReaderStart(StartingPosition{Type: AtTimestamp, Timestamp: at}))
+		require.NoError(t, err)
+		defer r.Close()
+		got := make(chan []srView, 1)
+		go func() { got <- frReadN(t, frCtx(t), r, 1) }()
+		time.Sleep(30 * time.Second) // idle events and renewals
+		putString(t, s, "k", "early")
+		time.Sleep(time.Minute) // past the time
+		putString(t, s, "k", "late")
+		views := <-got
+		require.Len(t, views, 1)
+		assert.Equal(t, "late", views[0].Data)
+	})
+}

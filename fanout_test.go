@@ -1648,3 +1648,29 @@ func TestFanOutIdleEventsKeepStorageCompact(t *testing.T) {
 	without, with := memory(t, false), memory(t, true)
 	assert.LessOrEqual(t, with, 2*without, "memory of 200 records of 101 bytes: %d bytes with an idle subscription, %d without", with, without)
 }
+
+// TestFanOutDescribeStreamConsumerCount shows that DescribeStreamSummary
+// counts the registered consumers, as Kinesis's ConsumerCount does.
+func TestFanOutDescribeStreamConsumerCount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithConsumerStatusDelay(time.Second))
+		for _, name := range []string{"a", "b"} {
+			_, err := s.RegisterStreamConsumer(t.Context(), RegisterStreamConsumerInput{ConsumerName: name})
+			require.NoError(t, err)
+		}
+		sum, err := s.Describe(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, 2, sum.ConsumerCount, "CREATING consumers count")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.NoError(t, s.DeregisterStreamConsumer(t.Context(), StreamConsumerRef{ConsumerName: "a"}))
+		sum, err = s.Describe(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, 2, sum.ConsumerCount, "a DELETING consumer counts")
+		time.Sleep(time.Second)
+		synctest.Wait() // the removal runs in the cluster's goroutine
+		sum, err = s.Describe(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, 1, sum.ConsumerCount)
+	})
+}

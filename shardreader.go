@@ -136,12 +136,15 @@ func WithReaderMaxBackoff(d time.Duration) ReaderOption {
 // polling with GetRecords. Its StreamReader must also be a
 // ShardSubscriber (*Stream is).
 // The reader renews the subscription when it ends (every 5 minutes on
-// Kinesis), after the last continuation sequence number, so that no record
-// is skipped or repeated, and subscribes again, backing off, after a
+// Kinesis), after the last continuation sequence number, so that no
+// record is skipped or repeated, and subscribes again, backing off, after a
 // takeover (ErrResourceInUse), the subscribe rate (ErrLimitExceeded) or a
-// retryable failure. WithReaderRate and WithReaderIdleWait do not apply
-// to it (the consumer's own read budget paces it, and it waits for pushed
-// records); WithReaderBatchLimit still bounds its batches.
+// retryable failure. Two readers of one consumer and shard therefore take
+// the shard from each other in turn: give each its own consumer.
+// WithReaderIdleWait does not apply (the reader waits for pushed records),
+// WithReaderRate only sets the floor of the backoff (default 1 s: one
+// subscribe call a second), and WithReaderBatchLimit still bounds batches;
+// the consumer's own read budget paces the reads.
 func WithReaderFanOut(consumerARN string) ReaderOption {
 	return func(c *readerConfig) {
 		if _, _, err := parseConsumerARN("WithReaderFanOut", consumerARN); err != nil {
@@ -225,23 +228,24 @@ type ShardReader struct {
 	shard  Shard
 	cfg    readerConfig
 
-	it       ShardIterator
-	sub      ShardSubscription // in fan-out mode, the live subscription
-	cont     SequenceNumber    // in fan-out mode, the last continuation number
-	srcEnded bool              // the source has nothing after pending: the shard ended
-	pending  []Record          // records of the last GetRecords call not yet served
-	behind   int64             // MillisBehindLatest of that call
-	children []ChildShard      // ChildShards of that call
-	last     Checkpoint        // the last user record returned (zero: none yet)
-	resume   Checkpoint        // after a seek: user records up to it are skipped
-	ended    bool
-	closed   bool
-	buf      []Record
-	urs      []UserRecord
-	wake     shardWaker
-	nextCall time.Time // pacing: the earliest time of the next call
-	backoff  time.Duration
-	expired  int // iterators expired since the last successful read
+	it        ShardIterator
+	sub       ShardSubscription  // in fan-out mode, the live subscription
+	cancelSub context.CancelFunc // ends the context sub was made with
+	cont      SequenceNumber     // in fan-out mode, the last continuation number, once records came
+	srcEnded  bool               // the source has nothing after pending: the shard ended
+	pending   []Record           // records of the last GetRecords call not yet served
+	behind    int64              // MillisBehindLatest of that call
+	children  []ChildShard       // ChildShards of that call
+	last      Checkpoint         // the last user record returned (zero: none yet)
+	resume    Checkpoint         // after a seek: user records up to it are skipped
+	ended     bool
+	closed    bool
+	buf       []Record
+	urs       []UserRecord
+	wake      shardWaker
+	nextCall  time.Time // pacing: the earliest time of the next call
+	backoff   time.Duration
+	expired   int // iterators expired since the last successful read
 }
 
 // NewShardReader returns a reader of a shard of src. shard is the shard as
@@ -451,74 +455,90 @@ func (r *ShardReader) fetchPushed(ctx context.Context, op string) (bool, error) 
 	}
 	r.backoff = 0
 	r.pending, r.behind = ev.Records, ev.MillisBehindLatest
-	if ev.ContinuationSequenceNumber.IsZero() { // the last event of a closed shard
+	switch {
+	case ev.ContinuationSequenceNumber.IsZero(): // the last event of a closed shard
 		r.srcEnded, r.children = true, ev.ChildShards
 		r.unsubscribe()
-	} else {
+	case len(ev.Records) > 0 || !r.cont.IsZero():
+		// From the first record on: before it, a subscription still
+		// seeking a future AtTimestamp has idle continuation numbers that
+		// lie before that time.
 		r.cont = ev.ContinuationSequenceNumber
 	}
 	return true, nil
 }
 
 // subscribe starts a subscription after the last continuation number, or
-// after the last user record returned, or at the starting position.
+// else after the last user record returned or at the starting position.
 func (r *ShardReader) subscribe(ctx context.Context) error {
-	if r.shard.HashKeyRange == (HashKeyRange{}) {
-		sh, err := findShard(ctx, r.src, r.shard.ShardID)
-		if err != nil {
-			return err
-		}
-		r.shard = sh
+	if err := r.learnShard(ctx); err != nil {
+		return err
 	}
 	from := r.position()
 	if !r.cont.IsZero() {
-		// Every record up to it is pending or returned already.
+		// Every record up to it has been returned (or dropped).
 		from, r.resume = StartingPosition{Type: AfterSequenceNumber, SequenceNumber: r.cont}, Checkpoint{}
 	}
 	asked := time.Now()
-	// The subscription is the reader's, until Close: not bound to the
-	// context of the Next call that happens to start it.
-	sub, err := r.fanOut.SubscribeToShard(context.WithoutCancel(ctx), SubscribeToShardInput{ConsumerARN: r.cfg.fanOut, ShardID: r.shard.ShardID, StartingPosition: from})
+	// The subscription is the reader's until Close, not bound to the Next
+	// call that starts it; that call's ctx bounds only the subscribe call.
+	subCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
+	sub, err := r.fanOut.SubscribeToShard(subCtx, SubscribeToShardInput{ConsumerARN: r.cfg.fanOut, ShardID: r.shard.ShardID, StartingPosition: from})
+	if !stop() { // ctx ended during the call
+		if sub != nil {
+			sub.Close()
+		}
+		return ctxError("SubscribeToShard", ctx.Err())
+	}
 	if err != nil {
+		cancel()
 		return err
 	}
 	r.pinLatest(from, asked)
-	r.sub = sub
+	r.sub, r.cancelSub = sub, cancel
 	return nil
 }
 
-// retrySubscribe waits before subscribing again after err, which fan-out
-// retries also when another subscription holds the shard or the consumer
-// is not ACTIVE yet (ErrResourceInUse); it returns err when it is not to be
-// retried or ctx ends.
+// retrySubscribe is retry for fan-out, which also retries when another
+// subscription holds the shard or the consumer is not ACTIVE yet
+// (ErrResourceInUse).
 func (r *ShardReader) retrySubscribe(ctx context.Context, op string, err error) error {
-	if ctx.Err() != nil {
-		return ctxError(op, ctx.Err())
+	if errors.Is(err, ErrResourceInUse) && ctx.Err() == nil {
+		return r.sleepBackoff(ctx, op, err)
 	}
-	if !IsRetryable(err) && !errors.Is(err, ErrResourceInUse) {
-		return err
-	}
-	return r.sleepBackoff(ctx, op, err)
+	return r.retry(ctx, op, err)
 }
 
 // unsubscribe closes the reader's subscription, if it has one.
 func (r *ShardReader) unsubscribe() {
 	if r.sub != nil {
 		r.sub.Close()
-		r.sub = nil
+		r.cancelSub()
+		r.sub, r.cancelSub = nil, nil
 	}
 }
 
 // seekOnce learns the shard's range if it is not known, then seeks.
 func (r *ShardReader) seekOnce(ctx context.Context) error {
-	if r.shard.HashKeyRange == (HashKeyRange{}) {
-		sh, err := findShard(ctx, r.src, r.shard.ShardID)
-		if err != nil {
-			return err
-		}
-		r.shard = sh
+	if err := r.learnShard(ctx); err != nil {
+		return err
 	}
 	return r.seek(ctx)
+}
+
+// learnShard lists the shards to learn the shard's range if it is not
+// known.
+func (r *ShardReader) learnShard(ctx context.Context) error {
+	if r.shard.HashKeyRange != (HashKeyRange{}) {
+		return nil
+	}
+	sh, err := findShard(ctx, r.src, r.shard.ShardID)
+	if err != nil {
+		return err
+	}
+	r.shard = sh
+	return nil
 }
 
 // findShard lists the shards of src to find shardID.

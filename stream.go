@@ -39,15 +39,16 @@ const (
 //
 // Locks, and the order they are taken in: Stream.mu (control operations:
 // resharding, retention, the status), then Stream.cmu (registered consumers
-// and their subscriptions), then Cluster.mu (the stream table and
-// the shard quota, which a reshard reserves), then shardState.mu. A
-// consumer's per-shard budget lock (consumerShard.mu) is a leaf, taken
-// alone (a shard's
+// and their subscriptions), then Cluster.mu (the stream table and the
+// shard quota, which a reshard reserves), then shardState.mu (a shard's
 // records, counters and waiters; a reshard commit takes its parents' in
-// shard-number order). Writers and readers take only shard locks, after
-// loading the shard map without locking. No lock is held across a user
-// callback, a blocking channel operation, logging or I/O; the Producer's
-// own lock is never held while it calls into a stream.
+// shard-number order). A consumer's per-shard budget lock
+// (consumerShard.mu) is a leaf, taken alone. Writers and polling readers
+// take only shard locks, after loading the shard map without locking; a
+// subscription's reads take its shard's lock and its budget's, and its
+// start and end take cmu. No lock is held across a user callback, a
+// blocking channel operation, logging or I/O; the Producer's own lock is
+// never held while it calls into a stream.
 type Stream struct {
 	cluster *Cluster
 	id      uint64 // unique in the cluster; iterators of a deleted stream fail
@@ -677,6 +678,9 @@ type StreamSummary struct {
 	// MaxPutRecordsSize is the largest PutRecords request in bytes (a
 	// runnel extension).
 	MaxPutRecordsSize int
+	// ConsumerCount is the number of registered stream consumers (in every
+	// status).
+	ConsumerCount int
 }
 
 // Describe returns the stream's summary (DescribeStreamSummary).
@@ -687,6 +691,9 @@ func (s *Stream) Describe(ctx context.Context) (StreamSummary, error) {
 	s.mu.Lock()
 	status := s.status
 	s.mu.Unlock()
+	s.cmu.Lock()
+	consumers := len(s.consumers)
+	s.cmu.Unlock()
 	return StreamSummary{
 		StreamName:              s.name,
 		StreamARN:               s.arn,
@@ -697,6 +704,7 @@ func (s *Stream) Describe(ctx context.Context) (StreamSummary, error) {
 		Limits:                  s.cfg.limits,
 		MaxRecordSize:           s.cfg.maxRecordSize,
 		MaxPutRecordsSize:       s.cfg.maxRequestSize,
+		ConsumerCount:           consumers,
 	}, nil
 }
 

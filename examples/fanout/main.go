@@ -2,8 +2,8 @@
 // stream each get every record pushed to them as it is written, without
 // polling and without slowing the writer or each other. One of them
 // stalls for a while and then catches up from the stored records. A
-// second subscription of one consumer to the shard is refused, as
-// Kinesis's 5-second rule says. Then a consumer group reads the same
+// second subscription of one consumer to the shard at once is refused, as
+// Kinesis allows one subscribe call a second. Then a consumer group reads the same
 // stream in fan-out mode. The program checks that every subscriber got
 // every record in order.
 package main
