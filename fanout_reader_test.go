@@ -24,18 +24,10 @@ import (
 // time-dependent runs in a synctest bubble.
 //
 // The helpers of this file start with "fr" (fan-out reader); it also uses
-// the "sr" helpers of shardreader_test.go and the consumer helpers of
-// consumer_test.go.
+// the "fo" helpers of fanout_test.go, the "sr" helpers of
+// shardreader_test.go and the consumer helpers of consumer_test.go.
 
 // ---- Helpers ----
-
-// frRegister registers a stream consumer and fails the test on error.
-func frRegister(t testing.TB, s *Stream, name string) StreamConsumer {
-	t.Helper()
-	c, err := s.RegisterStreamConsumer(context.Background(), RegisterStreamConsumerInput{ConsumerName: name})
-	require.NoError(t, err)
-	return c
-}
 
 // frSubscriber is a *Stream whose SubscribeToShard calls are logged, so
 // that a test sees when a fan-out reader subscribed and what it was told.
@@ -244,7 +236,7 @@ func TestShardReaderFanOutRenewals(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				const n = 400
 				_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()), WithSubscriptionDuration(10*time.Second))
-				con := frRegister(t, s, "renewals")
+				con := foRegister(t, s, "renewals")
 				src := &frSubscriber{Stream: s}
 				r := srNewReader(t, src, srShards(t, s)[0], WithReaderFanOut(con.ConsumerARN))
 				col := frCollect(t, r)
@@ -314,7 +306,7 @@ func TestShardReaderFanOutTakeover(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
-				con := frRegister(t, s, "takeover")
+				con := foRegister(t, s, "takeover")
 				shard := srShards(t, s)[0]
 				src := &frSubscriber{Stream: s}
 				r := srNewReader(t, src, shard, WithReaderFanOut(con.ConsumerARN))
@@ -416,7 +408,7 @@ func TestShardReaderFanOutCheckpointMidAggregate(t *testing.T) {
 					want := srWriteMix(t, s)
 					require.Len(t, want, 13)
 					at := want[i]
-					con := frRegister(t, s, "resume")
+					con := foRegister(t, s, "resume")
 					opts := []ReaderOption{
 						WithReaderFanOut(con.ConsumerARN),
 						WithReaderCheckpoint(Checkpoint{SequenceNumber: at.Seq, SubSequenceNumber: int64(at.Sub)}),
@@ -472,7 +464,7 @@ func TestShardReaderFanOutShardEnd(t *testing.T) {
 					out := putString(t, s, "k", fmt.Sprint("r", i))
 					want = append(want, srView{Data: fmt.Sprint("r", i), Seq: out.SequenceNumber})
 				}
-				con := frRegister(t, s, "ends")
+				con := foRegister(t, s, "ends")
 				src := &frSubscriber{Stream: s}
 				opts := []ReaderOption{WithReaderFanOut(con.ConsumerARN)}
 				if tc.limit > 0 {
@@ -512,14 +504,7 @@ func TestShardReaderFanOutShardEnd(t *testing.T) {
 				assert.Equal(t, want, got)
 				require.True(t, last.End)
 				assert.Equal(t, parent.ShardID, last.ShardID)
-				var children []ChildShard
-				for _, sh := range srShards(t, s) {
-					if sh.ParentShardID == parent.ShardID {
-						children = append(children, ChildShard{ShardID: sh.ShardID, ParentShards: []string{parent.ShardID}, HashKeyRange: sh.HashKeyRange})
-					}
-				}
-				require.Len(t, children, 2)
-				assert.ElementsMatch(t, children, last.ChildShards)
+				assert.ElementsMatch(t, srSplitChildren(t, s, parent.ShardID), last.ChildShards)
 				assert.Equal(t, Checkpoint{ShardEnd: true}, r.Position())
 				assert.Zero(t, frActiveSubs(s, "ends"), "no subscription left after the end")
 
@@ -549,7 +534,7 @@ func TestShardReaderFanOutShardEnd(t *testing.T) {
 func TestNewShardReaderFanOutInvalid(t *testing.T) {
 	_, s := newTestStream(t, WithShardCount(1))
 	sh := srShards(t, s)[0]
-	con := frRegister(t, s, "valid")
+	con := foRegister(t, s, "valid")
 	for _, tc := range []struct {
 		name  string
 		src   StreamReader
@@ -602,7 +587,7 @@ func TestShardReaderFanOutDeregistered(t *testing.T) {
 					opts = append(opts, WithConsumerStatusDelay(tc.delay))
 				}
 				_, s := newTestStream(t, opts...)
-				con := frRegister(t, s, "gone")
+				con := foRegister(t, s, "gone")
 				time.Sleep(tc.delay) // ACTIVE
 				r := srNewReader(t, s, srShards(t, s)[0], WithReaderFanOut(con.ConsumerARN))
 				ctx := frCtx(t)
@@ -610,7 +595,7 @@ func TestShardReaderFanOutDeregistered(t *testing.T) {
 					require.NoError(t, s.DeregisterStreamConsumer(t.Context(), StreamConsumerRef{ConsumerName: "gone"}))
 					if tc.again {
 						time.Sleep(time.Second) // a later ARN
-						frRegister(t, s, "gone")
+						foRegister(t, s, "gone")
 					}
 				}
 				if tc.beforeRead {
@@ -662,7 +647,7 @@ func TestShardReaderFanOutNextContextPerCall(t *testing.T) {
 					_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()))
 					var opts []ReaderOption
 					if mode == "fan-out" {
-						opts = append(opts, WithReaderFanOut(frRegister(t, s, "per-call").ConsumerARN))
+						opts = append(opts, WithReaderFanOut(foRegister(t, s, "per-call").ConsumerARN))
 					}
 					r := srNewReader(t, s, srShards(t, s)[0], opts...)
 					first := putString(t, s, "k", "first")
@@ -1000,7 +985,7 @@ func TestConsumerFanOutReregisters(t *testing.T) {
 	t.Run("at the consumer limit", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			_, s := newTestStream(t, WithShardCount(2), WithLimits(Unlimited()), WithConsumerLimit(1))
-			frRegister(t, s, "other")
+			foRegister(t, s, "other")
 			r := &recorder{checkpoint: true}
 			w := frStartWorker(t, s, "billing", NewMemoryLeaseStore(), r, "w1", WithFanOut(""))
 			want := map[string]int{}
@@ -1028,7 +1013,7 @@ func TestConsumerFanOutReregisters(t *testing.T) {
 func TestShardReaderFanOutFutureTimestamp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, s := newTestStream(t, WithShardCount(1), WithLimits(Unlimited()), WithSubscriptionDuration(10*time.Second))
-		con := frRegister(t, s, "reader")
+		con := foRegister(t, s, "reader")
 		at := time.Now().Add(time.Minute)
 		r, err := NewShardReader(s, srShards(t, s)[0], WithReaderFanOut(con.ConsumerARN), WithReaderStart(StartingPosition{Type: AtTimestamp, Timestamp: at}))
 		require.NoError(t, err)

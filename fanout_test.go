@@ -34,6 +34,18 @@ func foRegister(t testing.TB, s *Stream, name string) StreamConsumer {
 	return c
 }
 
+// foWaitingNext calls sub.Next in a goroutine and returns once it waits
+// (inside a synctest bubble); its error comes on the channel.
+func foWaitingNext(ctx context.Context, sub ShardSubscription) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := sub.Next(ctx)
+		done <- err
+	}()
+	synctest.Wait()
+	return done
+}
+
 // foSubscribe subscribes a consumer to a shard, fails the test on error,
 // and closes the subscription when the test ends.
 func foSubscribe(t testing.TB, s *Stream, arn, shard string, from StartingPosition) ShardSubscription {
@@ -491,12 +503,7 @@ func TestFanOutDeleteStreamWithConsumers(t *testing.T) {
 			putString(t, s, "k", "still here")
 			assert.Equal(t, []string{"still here"}, datas(foNext(t, sub).Records), "a refused delete leaves the stream and its subscriptions")
 
-			done := make(chan error, 1)
-			go func() {
-				_, err := sub.Next(ctx)
-				done <- err
-			}()
-			synctest.Wait()
+			done := foWaitingNext(ctx, sub)
 			start := time.Now()
 			require.NoError(t, cl.DeleteStream(ctx, "test", WithEnforceConsumerDeletion()))
 			err = <-done
@@ -1436,12 +1443,7 @@ func TestFanOutSubscribeContextEnds(t *testing.T) {
 		require.NoError(t, err)
 		defer sub.Close()
 		foNext(t, sub)
-		done := make(chan error, 1)
-		go func() {
-			_, err := sub.Next(t.Context())
-			done <- err
-		}()
-		synctest.Wait()
+		done := foWaitingNext(t.Context(), sub)
 		start := time.Now()
 		cancel()
 		err = <-done
@@ -1494,12 +1496,7 @@ func TestFanOutCloseUnblocksNext(t *testing.T) {
 		c := foRegister(t, s, "reader")
 		sub := foSubscribe(t, s, c.ConsumerARN, shard0, foPos(Latest))
 		foNext(t, sub)
-		done := make(chan error, 1)
-		go func() {
-			_, err := sub.Next(t.Context())
-			done <- err
-		}()
-		synctest.Wait()
+		done := foWaitingNext(t.Context(), sub)
 		start := time.Now()
 		require.NoError(t, sub.Close())
 		err := <-done

@@ -150,6 +150,20 @@ func srViewOf(u UserRecord) srView {
 	return srView{Data: string(u.Data), Seq: u.SequenceNumber, Sub: u.SubSequenceNumber, Agg: u.Aggregated}
 }
 
+// srSplitChildren returns the two children of a split parent, as the
+// ChildShards of its last read name them.
+func srSplitChildren(t *testing.T, s *Stream, parent string) []ChildShard {
+	t.Helper()
+	var children []ChildShard
+	for _, sh := range srShards(t, s) {
+		if sh.ParentShardID == parent {
+			children = append(children, ChildShard{ShardID: sh.ShardID, ParentShards: []string{parent}, HashKeyRange: sh.HashKeyRange})
+		}
+	}
+	require.Len(t, children, 2)
+	return children
+}
+
 func srViews(urs []UserRecord) []srView {
 	out := make([]srView, len(urs))
 	for i, u := range urs {
@@ -1274,14 +1288,7 @@ func TestShardReaderShardEnd(t *testing.T) {
 					assert.Equal(t, want, got)
 					require.True(t, last.End)
 					assert.Equal(t, parent.ShardID, last.ShardID)
-					var children []ChildShard
-					for _, sh := range srShards(t, s) {
-						if sh.ParentShardID == parent.ShardID {
-							children = append(children, ChildShard{ShardID: sh.ShardID, ParentShards: []string{parent.ShardID}, HashKeyRange: sh.HashKeyRange})
-						}
-					}
-					require.Len(t, children, 2)
-					assert.ElementsMatch(t, children, last.ChildShards)
+					assert.ElementsMatch(t, srSplitChildren(t, s, parent.ShardID), last.ChildShards)
 					assert.Equal(t, Checkpoint{ShardEnd: true}, r.Position())
 
 					calls := s.Stats().Total.GetCalls
