@@ -90,6 +90,12 @@ var (
 	ErrKMSOptInRequired error = &kinesisError{"KMSOptInRequired", http.StatusBadRequest, false}
 	// ErrKMSThrottling means KMS throttled the request. Retryable.
 	ErrKMSThrottling error = &kinesisError{"KMSThrottlingException", http.StatusBadRequest, true}
+	// ErrSerialization means a request body could not be decoded (the
+	// protocol's error, which an API server answers). Not retryable.
+	ErrSerialization error = &kinesisError{"SerializationException", http.StatusBadRequest, false}
+	// ErrUnknownOperation means a request named no operation of the API (the
+	// protocol's error, which an API server answers). Not retryable.
+	ErrUnknownOperation error = &kinesisError{"UnknownOperationException", http.StatusBadRequest, false}
 )
 
 // kinesisErrors is the error table, for look-ups by name.
@@ -98,7 +104,7 @@ var kinesisErrors = [...]error{
 	ErrProvisionedThroughputExceeded, ErrExpiredIterator, ErrExpiredNextToken,
 	ErrInternalFailure, ErrValidation, ErrAccessDenied,
 	ErrKMSAccessDenied, ErrKMSDisabled, ErrKMSInvalidState, ErrKMSNotFound,
-	ErrKMSOptInRequired, ErrKMSThrottling,
+	ErrKMSOptInRequired, ErrKMSThrottling, ErrSerialization, ErrUnknownOperation,
 }
 
 // recordInternalFailure is the ErrorCode of a PutRecords entry that failed

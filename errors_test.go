@@ -43,6 +43,8 @@ var etKinesisNames = map[error]string{
 	ErrKMSNotFound:                   "KMSNotFoundException",
 	ErrKMSOptInRequired:              "KMSOptInRequired",
 	ErrKMSThrottling:                 "KMSThrottlingException",
+	ErrSerialization:                 "SerializationException",
+	ErrUnknownOperation:              "UnknownOperationException",
 }
 
 // etRunnelSentinels are runnel's own sentinels.

@@ -232,6 +232,29 @@ func (s *Stream) parseNextToken(op, token string, now time.Time) (listToken, err
 	return t, nil
 }
 
+// StreamOfNextToken returns the stream a ListShards NextToken was issued
+// for, as Kinesis's ListShards finds it when a request carries a NextToken
+// and no stream name. A token that is not one of runnel's, or whose stream
+// has been deleted, is an ErrInvalidArgument.
+func (c *Cluster) StreamOfNextToken(token string) (*Stream, error) {
+	const op = "ListShards"
+	bad := errorf(op, ErrInvalidArgument, "NextToken %s is not valid", clip(token, 40))
+	r, ok := openToken(token)
+	if !ok {
+		return nil, bad
+	}
+	id, n := binary.Uvarint(r)
+	if n <= 0 {
+		return nil, bad
+	}
+	for _, s := range c.snapshot() {
+		if s.id == id {
+			return s, nil
+		}
+	}
+	return nil, errorf(op, ErrInvalidArgument, "NextToken %s belongs to a stream that no longer exists", clip(token, 40))
+}
+
 // shardLister is what listAllShards needs: the producer's Putter and the
 // consumer's StreamReader both have it.
 type shardLister interface {

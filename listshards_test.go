@@ -451,3 +451,24 @@ func TestListShardsSnapshotSurvivesExpiry(t *testing.T) {
 		assert.ErrorIs(t, err, ErrResourceNotFound)
 	})
 }
+
+// TestStreamOfNextToken shows that a NextToken names its stream, for a
+// ListShards request that carries no stream name, and that other tokens are
+// refused.
+func TestStreamOfNextToken(t *testing.T) {
+	c, s := newTestStream(t, WithShardCount(3))
+	out, err := s.ListShards(t.Context(), ListShardsInput{MaxResults: 1})
+	require.NoError(t, err)
+	require.NotEmpty(t, out.NextToken)
+	got, err := c.StreamOfNextToken(out.NextToken)
+	require.NoError(t, err)
+	assert.Same(t, s, got)
+	for _, tok := range []string{"", "not-a-token", out.NextToken[:len(out.NextToken)-2]} {
+		_, err := c.StreamOfNextToken(tok)
+		assert.ErrorIs(t, err, ErrInvalidArgument, "token %q", tok)
+	}
+	require.NoError(t, c.DeleteStream(t.Context(), s.Name()))
+	_, err = c.StreamOfNextToken(out.NextToken)
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.ErrorContains(t, err, "no longer exists")
+}

@@ -1,0 +1,516 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/runnel-go/runnel"
+)
+
+// operation serves one Kinesis operation: it decodes its request body and
+// returns the response to encode as JSON.
+type operation func(ctx context.Context, s *Server, body []byte) (any, error)
+
+// operations are the operations served, by name.
+var operations = map[string]operation{
+	"CreateStream":          createStream,
+	"DeleteStream":          deleteStream,
+	"ListStreams":           listStreams,
+	"DescribeStreamSummary": describeStreamSummary,
+	"ListShards":            listShards,
+	"PutRecord":             putRecord,
+	"PutRecords":            putRecords,
+	"GetShardIterator":      getShardIterator,
+	"GetRecords":            getRecords,
+}
+
+// streamRef names a stream by name or ARN, as most requests do.
+type streamRef struct {
+	StreamName string `json:",omitempty"`
+	StreamARN  string `json:",omitempty"`
+}
+
+// stream finds the stream a request names.
+func (s *Server) stream(op string, ref streamRef) (*runnel.Stream, error) {
+	name := ref.StreamName
+	if ref.StreamARN != "" {
+		_, byARN, ok := strings.Cut(ref.StreamARN, ":stream/")
+		switch {
+		case !ok || !strings.HasPrefix(ref.StreamARN, "arn:aws"):
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("StreamARN %.300q is not a stream ARN", ref.StreamARN)}
+		case name != "" && name != byARN:
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("StreamName %.140q and StreamARN %.300q name different streams", name, ref.StreamARN)}
+		}
+		name = byARN
+	}
+	if name == "" {
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "the request names no stream: give StreamName or StreamARN"}
+	}
+	if err := runnel.ValidateStreamName(name); err != nil {
+		return nil, err
+	}
+	st, err := s.cluster.Stream(name)
+	if err != nil {
+		return nil, err
+	}
+	if ref.StreamARN != "" && ref.StreamARN != st.ARN() {
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrResourceNotFound, Msg: fmt.Sprintf("stream %.300q does not exist", ref.StreamARN)}
+	}
+	return st, nil
+}
+
+type streamModeDetails struct {
+	StreamMode string
+}
+
+type createStreamInput struct {
+	StreamName          string
+	ShardCount          *int
+	StreamModeDetails   *streamModeDetails `json:",omitempty"`
+	Tags                map[string]string  `json:",omitempty"`
+	WarmThroughputMiBps *int               `json:",omitempty"`
+	MaxRecordSizeInKiB  *int               `json:",omitempty"`
+}
+
+func createStream(ctx context.Context, s *Server, body []byte) (any, error) {
+	var in createStreamInput
+	if err := decode("CreateStream", body, &in); err != nil {
+		return nil, err
+	}
+	var opts []runnel.StreamOption
+	if in.ShardCount != nil {
+		opts = append(opts, runnel.WithShardCount(*in.ShardCount))
+	}
+	if in.MaxRecordSizeInKiB != nil {
+		opts = append(opts, runnel.WithMaxRecordSize(*in.MaxRecordSizeInKiB<<10))
+	}
+	_, err := s.cluster.CreateStream(ctx, in.StreamName, opts...)
+	return struct{}{}, err
+}
+
+type deleteStreamInput struct {
+	streamRef
+	EnforceConsumerDeletion bool
+}
+
+func deleteStream(ctx context.Context, s *Server, body []byte) (any, error) {
+	var in deleteStreamInput
+	if err := decode("DeleteStream", body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream("DeleteStream", in.streamRef)
+	if err != nil {
+		return nil, err
+	}
+	var opts []runnel.DeleteStreamOption
+	if in.EnforceConsumerDeletion {
+		opts = append(opts, runnel.WithEnforceConsumerDeletion())
+	}
+	return struct{}{}, s.cluster.DeleteStream(ctx, st.Name(), opts...)
+}
+
+type listStreamsInput struct {
+	Limit                    *int
+	ExclusiveStartStreamName string
+	NextToken                string
+}
+
+type streamSummary struct {
+	StreamName              string
+	StreamARN               string
+	StreamStatus            string
+	StreamModeDetails       streamModeDetails
+	StreamCreationTimestamp epochSeconds
+}
+
+type listStreamsOutput struct {
+	StreamNames     []string
+	HasMoreStreams  bool
+	NextToken       string `json:",omitempty"`
+	StreamSummaries []streamSummary
+}
+
+// listStreams lists the streams in name order. A page ends after Limit
+// streams (default 100); NextToken is the last name of the page, which
+// ExclusiveStartStreamName takes as well.
+func listStreams(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "ListStreams"
+	var in listStreamsInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	limit := 100
+	if in.Limit != nil {
+		if *in.Limit < 1 || *in.Limit > 10_000 {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Limit %d must be between 1 and 10000", *in.Limit)}
+		}
+		limit = *in.Limit
+	}
+	names, err := s.cluster.ListStreams(ctx)
+	if err != nil {
+		return nil, err
+	}
+	after := in.ExclusiveStartStreamName
+	if in.NextToken != "" {
+		after = in.NextToken
+	}
+	if after != "" {
+		i, _ := slices.BinarySearch(names, after)
+		if i < len(names) && names[i] == after {
+			i++
+		}
+		names = names[i:]
+	}
+	out := listStreamsOutput{StreamNames: []string{}, StreamSummaries: []streamSummary{}}
+	if len(names) > limit {
+		names, out.HasMoreStreams = names[:limit], true
+		out.NextToken = names[limit-1]
+	}
+	for _, name := range names {
+		st, err := s.cluster.Stream(name)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		sum, err := st.Describe(ctx)
+		if err != nil {
+			continue
+		}
+		out.StreamNames = append(out.StreamNames, name)
+		out.StreamSummaries = append(out.StreamSummaries, streamSummary{
+			StreamName: name, StreamARN: sum.StreamARN, StreamStatus: string(sum.StreamStatus),
+			StreamModeDetails:       streamModeDetails{StreamMode: "PROVISIONED"},
+			StreamCreationTimestamp: epochSeconds(sum.StreamCreationTimestamp),
+		})
+	}
+	return out, nil
+}
+
+type enhancedMetrics struct {
+	ShardLevelMetrics []string
+}
+
+type streamDescriptionSummary struct {
+	StreamName              string
+	StreamARN               string
+	StreamStatus            string
+	StreamModeDetails       streamModeDetails
+	RetentionPeriodHours    int
+	StreamCreationTimestamp epochSeconds
+	EnhancedMonitoring      []enhancedMetrics
+	EncryptionType          string
+	OpenShardCount          int
+	ConsumerCount           int
+	MaxRecordSizeInKiB      int
+}
+
+func describeStreamSummary(ctx context.Context, s *Server, body []byte) (any, error) {
+	var in streamRef
+	if err := decode("DescribeStreamSummary", body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream("DescribeStreamSummary", in)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := st.Describe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return struct{ StreamDescriptionSummary streamDescriptionSummary }{streamDescriptionSummary{
+		StreamName:              sum.StreamName,
+		StreamARN:               sum.StreamARN,
+		StreamStatus:            string(sum.StreamStatus),
+		StreamModeDetails:       streamModeDetails{StreamMode: "PROVISIONED"},
+		RetentionPeriodHours:    int(sum.RetentionPeriod / time.Hour),
+		StreamCreationTimestamp: epochSeconds(sum.StreamCreationTimestamp),
+		EnhancedMonitoring:      []enhancedMetrics{{ShardLevelMetrics: []string{}}},
+		EncryptionType:          "NONE",
+		OpenShardCount:          sum.OpenShardCount,
+		ConsumerCount:           sum.ConsumerCount,
+		MaxRecordSizeInKiB:      sum.MaxRecordSize >> 10,
+	}}, nil
+}
+
+type shardFilter struct {
+	Type      string
+	ShardId   string        `json:",omitempty"`
+	Timestamp *epochSeconds `json:",omitempty"`
+}
+
+type listShardsInput struct {
+	streamRef
+	NextToken               string
+	ExclusiveStartShardId   string
+	MaxResults              *int
+	ShardFilter             *shardFilter
+	StreamCreationTimestamp *epochSeconds
+}
+
+type hashKeyRange struct {
+	StartingHashKey string
+	EndingHashKey   string
+}
+
+type sequenceNumberRange struct {
+	StartingSequenceNumber string
+	EndingSequenceNumber   string `json:",omitempty"`
+}
+
+type shard struct {
+	ShardId               string
+	ParentShardId         string `json:",omitempty"`
+	AdjacentParentShardId string `json:",omitempty"`
+	HashKeyRange          hashKeyRange
+	SequenceNumberRange   sequenceNumberRange
+}
+
+func wireRange(r runnel.HashKeyRange) hashKeyRange {
+	return hashKeyRange{StartingHashKey: r.StartingHashKey.String(), EndingHashKey: r.EndingHashKey.String()}
+}
+
+func listShards(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "ListShards"
+	var in listShardsInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	var st *runnel.Stream
+	var err error
+	if in.NextToken != "" && in.streamRef == (streamRef{}) {
+		st, err = s.cluster.StreamOfNextToken(in.NextToken) // as Kinesis does: the token names the stream
+	} else {
+		st, err = s.stream(op, in.streamRef)
+	}
+	if err != nil {
+		return nil, err
+	}
+	req := runnel.ListShardsInput{NextToken: in.NextToken, ExclusiveStartShardID: in.ExclusiveStartShardId}
+	if in.MaxResults != nil {
+		if *in.MaxResults < 1 {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("MaxResults %d must be at least 1", *in.MaxResults)}
+		}
+		req.MaxResults = *in.MaxResults
+	}
+	if f := in.ShardFilter; f != nil {
+		req.Filter = runnel.ShardFilter{Type: runnel.ShardFilterType(f.Type), ShardID: f.ShardId}
+		if f.Timestamp != nil {
+			req.Filter.Timestamp = time.Time(*f.Timestamp)
+		}
+	}
+	out, err := st.ListShards(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	shards := make([]shard, 0, len(out.Shards))
+	for _, sh := range out.Shards {
+		w := shard{
+			ShardId: sh.ShardID, ParentShardId: sh.ParentShardID, AdjacentParentShardId: sh.AdjacentParentShardID,
+			HashKeyRange:        wireRange(sh.HashKeyRange),
+			SequenceNumberRange: sequenceNumberRange{StartingSequenceNumber: sh.SequenceNumberRange.StartingSequenceNumber.String()},
+		}
+		if end := sh.SequenceNumberRange.EndingSequenceNumber; !end.IsZero() {
+			w.SequenceNumberRange.EndingSequenceNumber = end.String()
+		}
+		shards = append(shards, w)
+	}
+	return struct {
+		Shards    []shard
+		NextToken string `json:",omitempty"`
+	}{shards, out.NextToken}, nil
+}
+
+type putRecordInput struct {
+	streamRef
+	PartitionKey              string
+	Data                      []byte
+	ExplicitHashKey           string
+	SequenceNumberForOrdering string
+}
+
+type putRecordOutput struct {
+	ShardId        string
+	SequenceNumber string
+	EncryptionType string
+}
+
+func putRecord(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "PutRecord"
+	var in putRecordInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, in.streamRef)
+	if err != nil {
+		return nil, err
+	}
+	req := runnel.PutRecordInput{PartitionKey: in.PartitionKey, Data: in.Data, ExplicitHashKey: in.ExplicitHashKey}
+	if in.SequenceNumberForOrdering != "" {
+		if req.SequenceNumberForOrdering, err = runnel.ParseSequenceNumber(in.SequenceNumberForOrdering); err != nil {
+			return nil, err
+		}
+	}
+	out, err := st.PutRecord(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return putRecordOutput{ShardId: out.ShardID, SequenceNumber: out.SequenceNumber.String(), EncryptionType: "NONE"}, nil
+}
+
+type putRecordsEntry struct {
+	PartitionKey    string
+	Data            []byte
+	ExplicitHashKey string
+}
+
+type putRecordsInput struct {
+	streamRef
+	Records []putRecordsEntry
+}
+
+type putRecordsResult struct {
+	SequenceNumber string `json:",omitempty"`
+	ShardId        string `json:",omitempty"`
+	ErrorCode      string `json:",omitempty"`
+	ErrorMessage   string `json:",omitempty"`
+}
+
+func putRecords(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "PutRecords"
+	var in putRecordsInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, in.streamRef)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]runnel.PutRecordsEntry, len(in.Records))
+	for i, r := range in.Records {
+		entries[i] = runnel.PutRecordsEntry{PartitionKey: r.PartitionKey, Data: r.Data, ExplicitHashKey: r.ExplicitHashKey}
+	}
+	out, err := st.PutRecords(ctx, runnel.PutRecordsInput{Records: entries})
+	if err != nil {
+		return nil, err
+	}
+	results := make([]putRecordsResult, len(out.Records))
+	for i, r := range out.Records {
+		if r.Err != nil {
+			results[i] = putRecordsResult{ErrorCode: runnel.RecordErrorCode(r.Err), ErrorMessage: message(r.Err)}
+			continue
+		}
+		results[i] = putRecordsResult{SequenceNumber: r.SequenceNumber.String(), ShardId: r.ShardID}
+	}
+	return struct {
+		FailedRecordCount int
+		Records           []putRecordsResult
+		EncryptionType    string
+	}{out.FailedRecordCount, results, "NONE"}, nil
+}
+
+type getShardIteratorInput struct {
+	streamRef
+	ShardId                string
+	ShardIteratorType      string
+	StartingSequenceNumber string
+	Timestamp              *epochSeconds
+}
+
+func getShardIterator(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "GetShardIterator"
+	var in getShardIteratorInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, in.streamRef)
+	if err != nil {
+		return nil, err
+	}
+	from := runnel.StartingPosition{Type: runnel.IteratorType(in.ShardIteratorType)}
+	if in.StartingSequenceNumber != "" {
+		if from.SequenceNumber, err = runnel.ParseSequenceNumber(in.StartingSequenceNumber); err != nil {
+			return nil, err
+		}
+	}
+	if in.Timestamp != nil {
+		from.Timestamp = time.Time(*in.Timestamp)
+	}
+	it, err := st.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: in.ShardId, StartingPosition: from})
+	if err != nil {
+		return nil, err
+	}
+	return struct{ ShardIterator string }{it.String()}, nil
+}
+
+type getRecordsInput struct {
+	ShardIterator string
+	Limit         *int
+	StreamARN     string
+}
+
+type record struct {
+	SequenceNumber              string
+	ApproximateArrivalTimestamp epochSeconds
+	Data                        []byte
+	PartitionKey                string
+	EncryptionType              string
+}
+
+type childShard struct {
+	ShardId      string
+	ParentShards []string
+	HashKeyRange hashKeyRange
+}
+
+type getRecordsOutput struct {
+	Records            []record
+	NextShardIterator  string `json:",omitempty"`
+	MillisBehindLatest int64
+	ChildShards        []childShard `json:",omitempty"`
+}
+
+func getRecords(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "GetRecords"
+	var in getRecordsInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	if in.ShardIterator == "" {
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "ShardIterator is required"}
+	}
+	it, err := runnel.ParseShardIterator(in.ShardIterator)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, streamRef{StreamName: it.StreamName(), StreamARN: in.StreamARN})
+	if err != nil {
+		return nil, err
+	}
+	req := runnel.GetRecordsInput{ShardIterator: it}
+	if in.Limit != nil {
+		if *in.Limit < 1 {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Limit %d must be at least 1", *in.Limit)}
+		}
+		req.Limit = *in.Limit
+	}
+	out, err := st.GetRecords(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	w := getRecordsOutput{Records: make([]record, len(out.Records)), MillisBehindLatest: out.MillisBehindLatest}
+	for i, r := range out.Records {
+		w.Records[i] = record{
+			SequenceNumber: r.SequenceNumber.String(), ApproximateArrivalTimestamp: epochSeconds(r.ApproximateArrivalTimestamp),
+			Data: r.Data, PartitionKey: r.PartitionKey, EncryptionType: "NONE",
+		}
+	}
+	if !out.NextShardIterator.IsZero() {
+		w.NextShardIterator = out.NextShardIterator.String()
+	}
+	for _, c := range out.ChildShards {
+		w.ChildShards = append(w.ChildShards, childShard{ShardId: c.ShardID, ParentShards: c.ParentShards, HashKeyRange: wireRange(c.HashKeyRange)})
+	}
+	return w, nil
+}

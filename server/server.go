@@ -1,0 +1,84 @@
+// Package server serves the Amazon Kinesis Data Streams API over HTTP from
+// a runnel Cluster, so that code written against the AWS SDKs can run
+// against an in-process engine. It speaks the API as the SDKs send it:
+// POST / with X-Amz-Target: Kinesis_20131202.<Operation> and a JSON 1.1
+// body, over HTTP/1.1 and plain-text HTTP/2 (h2c with prior knowledge).
+//
+// The package is a nested module, so that users of the core runnel
+// package never pull its dependencies. Package servertest starts a server
+// for a Go test in one line and returns an aws.Config for it.
+//
+// This is the first part of the server: the stream, record, shard and
+// iterator operations. Operations not served yet answer
+// UnknownOperationException.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/runnel-go/runnel"
+)
+
+// Server serves the Kinesis API for one Cluster. It is an http.Handler;
+// Serve runs it on a listener. All methods are safe for concurrent use.
+type Server struct {
+	cluster *runnel.Cluster
+	log     *slog.Logger
+	http    *http.Server
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets where the server logs failed requests (at debug level)
+// and internal failures (at error level). Default: nowhere.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Server) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
+
+// New returns a server of the cluster's streams. The caller keeps
+// ownership of the cluster and closes it after the server.
+func New(c *runnel.Cluster, opts ...Option) *Server {
+	s := &Server{cluster: c, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		if o != nil {
+			o(s)
+		}
+	}
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true) // the JavaScript SDK v3 speaks HTTP/2 to every operation
+	s.http = &http.Server{
+		Handler:           s,
+		Protocols:         p,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	return s
+}
+
+// Serve accepts connections on l until Close; it returns
+// http.ErrServerClosed after Close.
+func (s *Server) Serve(l net.Listener) error { return s.http.Serve(l) }
+
+// Close stops the server: it closes its listeners and connections. It does
+// not close the cluster.
+func (s *Server) Close() error {
+	if err := s.http.Close(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops the server gracefully: no new connections, and in-flight
+// requests finish, until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
