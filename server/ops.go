@@ -27,6 +27,12 @@ var operations = map[string]operation{
 	"GetRecords":            getRecords,
 }
 
+// errNotYet refuses a request field the server does not serve yet, rather
+// than ignoring it.
+func errNotYet(op, field string) error {
+	return &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("%.60s is not served by this server yet", field)}
+}
+
 // streamRef names a stream by name or ARN, as most requests do.
 type streamRef struct {
 	StreamName string `json:",omitempty"`
@@ -79,6 +85,14 @@ func createStream(ctx context.Context, s *Server, body []byte) (any, error) {
 	var in createStreamInput
 	if err := decode("CreateStream", body, &in); err != nil {
 		return nil, err
+	}
+	switch {
+	case len(in.Tags) > 0:
+		return nil, errNotYet("CreateStream", "Tags")
+	case in.WarmThroughputMiBps != nil:
+		return nil, errNotYet("CreateStream", "WarmThroughputMiBps")
+	case in.StreamModeDetails != nil && in.StreamModeDetails.StreamMode != "PROVISIONED":
+		return nil, errNotYet("CreateStream", "StreamMode "+in.StreamModeDetails.StreamMode)
 	}
 	var opts []runnel.StreamOption
 	if in.ShardCount != nil {
@@ -304,8 +318,16 @@ func listShards(ctx context.Context, s *Server, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	shards := make([]shard, 0, len(out.Shards))
-	for _, sh := range out.Shards {
+	return struct {
+		Shards    []shard
+		NextToken string `json:",omitempty"`
+	}{wireShards(out.Shards), out.NextToken}, nil
+}
+
+// wireShards returns shards as the API describes them.
+func wireShards(shards []runnel.Shard) []shard {
+	out := make([]shard, 0, len(shards))
+	for _, sh := range shards {
 		w := shard{
 			ShardId: sh.ShardID, ParentShardId: sh.ParentShardID, AdjacentParentShardId: sh.AdjacentParentShardID,
 			HashKeyRange:        wireRange(sh.HashKeyRange),
@@ -314,12 +336,9 @@ func listShards(ctx context.Context, s *Server, body []byte) (any, error) {
 		if end := sh.SequenceNumberRange.EndingSequenceNumber; !end.IsZero() {
 			w.SequenceNumberRange.EndingSequenceNumber = end.String()
 		}
-		shards = append(shards, w)
+		out = append(out, w)
 	}
-	return struct {
-		Shards    []shard
-		NextToken string `json:",omitempty"`
-	}{shards, out.NextToken}, nil
+	return out
 }
 
 type putRecordInput struct {

@@ -28,6 +28,7 @@ const maxBody = 10<<20*4/3 + 1<<20
 
 // ServeHTTP answers one Kinesis API request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Amzn-RequestId", fmt.Sprintf("runnel-%016x", s.requests.Add(1)))
 	op, err := s.decodeTarget(r)
 	if err != nil {
 		s.writeError(w, r, err, 0)

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/runnel-go/runnel"
@@ -27,9 +28,10 @@ import (
 // Server serves the Kinesis API for one Cluster. It is an http.Handler;
 // Serve runs it on a listener. All methods are safe for concurrent use.
 type Server struct {
-	cluster *runnel.Cluster
-	log     *slog.Logger
-	http    *http.Server
+	cluster  *runnel.Cluster
+	log      *slog.Logger
+	http     *http.Server
+	requests atomic.Uint64 // numbers the request ids
 }
 
 // Option configures a Server.

@@ -1,0 +1,357 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/runnel-go/runnel"
+)
+
+// The control-plane operations: resharding, retention, limits, the legacy
+// DescribeStream, and the registration of enhanced fan-out consumers.
+func init() {
+	for name, op := range map[string]operation{
+		"SplitShard":                    splitShard,
+		"MergeShards":                   mergeShards,
+		"UpdateShardCount":              updateShardCount,
+		"IncreaseStreamRetentionPeriod": changeRetention(+1),
+		"DecreaseStreamRetentionPeriod": changeRetention(-1),
+		"DescribeStream":                describeStream,
+		"DescribeLimits":                describeLimits,
+		"RegisterStreamConsumer":        registerStreamConsumer,
+		"DescribeStreamConsumer":        describeStreamConsumer,
+		"ListStreamConsumers":           listStreamConsumers,
+		"DeregisterStreamConsumer":      deregisterStreamConsumer,
+	} {
+		operations[name] = op
+	}
+}
+
+type splitShardInput struct {
+	streamRef
+	ShardToSplit       string
+	NewStartingHashKey string
+}
+
+func splitShard(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "SplitShard"
+	var in splitShardInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, in.streamRef)
+	if err != nil {
+		return nil, err
+	}
+	at, err := runnel.ParseHashKey(in.NewStartingHashKey)
+	if err != nil {
+		return nil, err
+	}
+	return struct{}{}, st.SplitShard(ctx, in.ShardToSplit, at)
+}
+
+type mergeShardsInput struct {
+	streamRef
+	ShardToMerge         string
+	AdjacentShardToMerge string
+}
+
+func mergeShards(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "MergeShards"
+	var in mergeShardsInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, in.streamRef)
+	if err != nil {
+		return nil, err
+	}
+	return struct{}{}, st.MergeShards(ctx, in.ShardToMerge, in.AdjacentShardToMerge)
+}
+
+type updateShardCountInput struct {
+	streamRef
+	TargetShardCount int
+	ScalingType      string
+}
+
+func updateShardCount(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "UpdateShardCount"
+	var in updateShardCountInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, in.streamRef)
+	if err != nil {
+		return nil, err
+	}
+	if in.ScalingType != "UNIFORM_SCALING" {
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("ScalingType %.40q must be UNIFORM_SCALING", in.ScalingType)}
+	}
+	out, err := st.UpdateShardCount(ctx, in.TargetShardCount)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		StreamName        string
+		StreamARN         string
+		CurrentShardCount int
+		TargetShardCount  int
+	}{st.Name(), st.ARN(), out.CurrentShardCount, out.TargetShardCount}, nil
+}
+
+// Kinesis's bounds of a stream's retention period, in hours.
+const (
+	minRetentionHours = 24
+	maxRetentionHours = 8760
+)
+
+type retentionInput struct {
+	streamRef
+	RetentionPeriodHours int
+}
+
+// changeRetention serves IncreaseStreamRetentionPeriod (sign +1) and
+// DecreaseStreamRetentionPeriod (-1), within Kinesis's bounds.
+func changeRetention(sign int) operation {
+	return func(ctx context.Context, s *Server, body []byte) (any, error) {
+		op := "IncreaseStreamRetentionPeriod"
+		if sign < 0 {
+			op = "DecreaseStreamRetentionPeriod"
+		}
+		var in retentionInput
+		if err := decode(op, body, &in); err != nil {
+			return nil, err
+		}
+		st, err := s.stream(op, in.streamRef)
+		if err != nil {
+			return nil, err
+		}
+		h := in.RetentionPeriodHours
+		if h < minRetentionHours || h > maxRetentionHours {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("retention period %d hours is not between %d and %d", h, minRetentionHours, maxRetentionHours)}
+		}
+		d := time.Duration(h) * time.Hour
+		if sign > 0 {
+			return struct{}{}, st.IncreaseRetentionPeriod(ctx, d)
+		}
+		return struct{}{}, st.DecreaseRetentionPeriod(ctx, d)
+	}
+}
+
+type describeStreamInput struct {
+	streamRef
+	Limit                 *int
+	ExclusiveStartShardId string
+}
+
+type streamDescription struct {
+	StreamName              string
+	StreamARN               string
+	StreamStatus            string
+	StreamModeDetails       streamModeDetails
+	Shards                  []shard
+	HasMoreShards           bool
+	RetentionPeriodHours    int
+	StreamCreationTimestamp epochSeconds
+	EnhancedMonitoring      []enhancedMetrics
+	EncryptionType          string
+}
+
+// describeStream serves the legacy DescribeStream: the summary with one
+// page of shards (at most Limit, default 100).
+func describeStream(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "DescribeStream"
+	var in describeStreamInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, in.streamRef)
+	if err != nil {
+		return nil, err
+	}
+	limit := 100
+	if in.Limit != nil {
+		if *in.Limit < 1 || *in.Limit > 10_000 {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Limit %d must be between 1 and 10000", *in.Limit)}
+		}
+		limit = *in.Limit
+	}
+	sum, err := st.Describe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	page, err := st.ListShards(ctx, runnel.ListShardsInput{MaxResults: limit, ExclusiveStartShardID: in.ExclusiveStartShardId})
+	if err != nil {
+		return nil, err
+	}
+	return struct{ StreamDescription streamDescription }{streamDescription{
+		StreamName:              sum.StreamName,
+		StreamARN:               sum.StreamARN,
+		StreamStatus:            string(sum.StreamStatus),
+		StreamModeDetails:       streamModeDetails{StreamMode: "PROVISIONED"},
+		Shards:                  wireShards(page.Shards),
+		HasMoreShards:           page.NextToken != "",
+		RetentionPeriodHours:    int(sum.RetentionPeriod / time.Hour),
+		StreamCreationTimestamp: epochSeconds(sum.StreamCreationTimestamp),
+		EnhancedMonitoring:      []enhancedMetrics{{ShardLevelMetrics: []string{}}},
+		EncryptionType:          "NONE",
+	}}, nil
+}
+
+func describeLimits(ctx context.Context, s *Server, body []byte) (any, error) {
+	if err := decode("DescribeLimits", body, &struct{}{}); err != nil {
+		return nil, err
+	}
+	quota, used := s.cluster.ShardQuota()
+	// Every stream is described as PROVISIONED: none counts as on-demand.
+	return struct {
+		ShardLimit               int
+		OpenShardCount           int
+		OnDemandStreamCount      int
+		OnDemandStreamCountLimit int
+	}{quota, used, 0, 50}, nil
+}
+
+// consumerRef names a consumer by stream ARN and name, or by its ARN.
+type consumerRef struct {
+	StreamARN    string `json:",omitempty"`
+	ConsumerName string `json:",omitempty"`
+	ConsumerARN  string `json:",omitempty"`
+}
+
+// consumerStream finds the stream of the consumer a request names.
+func (s *Server) consumerStream(op string, in consumerRef) (*runnel.Stream, error) {
+	if in.StreamARN == "" && in.ConsumerARN != "" {
+		stream, _, err := runnel.ParseConsumerARN(in.ConsumerARN)
+		if err != nil {
+			return nil, err
+		}
+		return s.stream(op, streamRef{StreamName: stream})
+	}
+	return s.stream(op, streamRef{StreamARN: in.StreamARN})
+}
+
+type consumer struct {
+	ConsumerName              string
+	ConsumerARN               string
+	ConsumerStatus            string
+	ConsumerCreationTimestamp epochSeconds
+	StreamARN                 string `json:",omitempty"`
+}
+
+func wireConsumer(c runnel.StreamConsumer, withStream bool) consumer {
+	w := consumer{ConsumerName: c.ConsumerName, ConsumerARN: c.ConsumerARN, ConsumerStatus: string(c.ConsumerStatus),
+		ConsumerCreationTimestamp: epochSeconds(c.ConsumerCreationTimestamp)}
+	if withStream {
+		w.StreamARN = c.StreamARN
+	}
+	return w
+}
+
+type registerStreamConsumerInput struct {
+	StreamARN    string
+	ConsumerName string
+	Tags         map[string]string `json:",omitempty"`
+}
+
+func registerStreamConsumer(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "RegisterStreamConsumer"
+	var in registerStreamConsumerInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, streamRef{StreamARN: in.StreamARN})
+	if err != nil {
+		return nil, err
+	}
+	if len(in.Tags) > 0 {
+		return nil, errNotYet(op, "Tags")
+	}
+	c, err := st.RegisterStreamConsumer(ctx, runnel.RegisterStreamConsumerInput{ConsumerName: in.ConsumerName})
+	if err != nil {
+		return nil, err
+	}
+	return struct{ Consumer consumer }{wireConsumer(c, false)}, nil
+}
+
+func describeStreamConsumer(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "DescribeStreamConsumer"
+	var in consumerRef
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.consumerStream(op, in)
+	if err != nil {
+		return nil, err
+	}
+	c, err := st.DescribeStreamConsumer(ctx, runnel.StreamConsumerRef{ConsumerName: in.ConsumerName, ConsumerARN: in.ConsumerARN})
+	if err != nil {
+		return nil, err
+	}
+	return struct{ ConsumerDescription consumer }{wireConsumer(c, true)}, nil
+}
+
+type listStreamConsumersInput struct {
+	StreamARN               string
+	MaxResults              *int
+	NextToken               string
+	StreamCreationTimestamp *epochSeconds
+}
+
+// listStreamConsumers lists the consumers, oldest first, MaxResults
+// (default 100) a page; NextToken is the position of the next page.
+func listStreamConsumers(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "ListStreamConsumers"
+	var in listStreamConsumersInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.stream(op, streamRef{StreamARN: in.StreamARN})
+	if err != nil {
+		return nil, err
+	}
+	limit := 100
+	if in.MaxResults != nil {
+		if *in.MaxResults < 1 || *in.MaxResults > 10_000 {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("MaxResults %d must be between 1 and 10000", *in.MaxResults)}
+		}
+		limit = *in.MaxResults
+	}
+	all, err := st.ListStreamConsumers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	from := 0
+	if in.NextToken != "" {
+		if _, err := fmt.Sscanf(in.NextToken, "%d", &from); err != nil || from < 0 || from > len(all) || fmt.Sprint(from) != in.NextToken {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("NextToken %.40q is not valid", in.NextToken)}
+		}
+	}
+	page := all[from:]
+	out := struct {
+		Consumers []consumer
+		NextToken string `json:",omitempty"`
+	}{Consumers: []consumer{}}
+	if len(page) > limit {
+		page, out.NextToken = page[:limit], fmt.Sprint(from+limit)
+	}
+	for _, c := range page {
+		out.Consumers = append(out.Consumers, wireConsumer(c, false))
+	}
+	return out, nil
+}
+
+func deregisterStreamConsumer(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "DeregisterStreamConsumer"
+	var in consumerRef
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.consumerStream(op, in)
+	if err != nil {
+		return nil, err
+	}
+	return struct{}{}, st.DeregisterStreamConsumer(ctx, runnel.StreamConsumerRef{ConsumerName: in.ConsumerName, ConsumerARN: in.ConsumerARN})
+}

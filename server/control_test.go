@@ -1,0 +1,138 @@
+package server_test
+
+import (
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSDKResharding splits, merges and rescales a stream through the SDK,
+// and checks the lineage DescribeStream and ListShards show.
+func TestSDKResharding(t *testing.T) {
+	k, _ := client(t)
+	ctx := t.Context()
+	name := aws.String("s")
+	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: name, ShardCount: aws.Int32(2)})
+	require.NoError(t, err)
+	d, err := k.DescribeStream(ctx, &kinesis.DescribeStreamInput{StreamName: name})
+	require.NoError(t, err)
+	shards := d.StreamDescription.Shards
+	require.Len(t, shards, 2)
+	assert.False(t, aws.ToBool(d.StreamDescription.HasMoreShards))
+
+	_, err = k.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: name, ShardToSplit: shards[0].ShardId, NewStartingHashKey: aws.String("1000")})
+	require.NoError(t, err)
+	_, err = k.MergeShards(ctx, &kinesis.MergeShardsInput{StreamName: name, ShardToMerge: aws.String("shardId-000000000003"), AdjacentShardToMerge: shards[1].ShardId})
+	require.NoError(t, err)
+	ls, err := k.ListShards(ctx, &kinesis.ListShardsInput{StreamName: name, ShardFilter: &types.ShardFilter{Type: types.ShardFilterTypeAtLatest}})
+	require.NoError(t, err)
+	require.Len(t, ls.Shards, 2)
+	merged := ls.Shards[1]
+	assert.Equal(t, "shardId-000000000003", aws.ToString(merged.ParentShardId))
+	assert.Equal(t, "shardId-000000000001", aws.ToString(merged.AdjacentParentShardId))
+
+	up, err := k.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: name, TargetShardCount: aws.Int32(4), ScalingType: types.ScalingTypeUniformScaling})
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, aws.ToInt32(up.CurrentShardCount))
+	assert.EqualValues(t, 4, aws.ToInt32(up.TargetShardCount))
+	_, err = k.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: name, TargetShardCount: aws.Int32(100), ScalingType: types.ScalingTypeUniformScaling})
+	var limit *types.LimitExceededException
+	require.ErrorAs(t, err, &limit, "more than double")
+
+	lim, err := k.DescribeLimits(ctx, &kinesis.DescribeLimitsInput{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 4, aws.ToInt32(lim.OpenShardCount))
+	assert.EqualValues(t, 20_000, aws.ToInt32(lim.ShardLimit))
+}
+
+// TestSDKRetention changes a stream's retention within Kinesis's bounds.
+func TestSDKRetention(t *testing.T) {
+	k, _ := client(t)
+	ctx := t.Context()
+	name := aws.String("s")
+	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: name, ShardCount: aws.Int32(1)})
+	require.NoError(t, err)
+	_, err = k.IncreaseStreamRetentionPeriod(ctx, &kinesis.IncreaseStreamRetentionPeriodInput{StreamName: name, RetentionPeriodHours: aws.Int32(48)})
+	require.NoError(t, err)
+	d, err := k.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: name})
+	require.NoError(t, err)
+	assert.EqualValues(t, 48, aws.ToInt32(d.StreamDescriptionSummary.RetentionPeriodHours))
+	_, err = k.DecreaseStreamRetentionPeriod(ctx, &kinesis.DecreaseStreamRetentionPeriodInput{StreamName: name, RetentionPeriodHours: aws.Int32(12)})
+	var invalid *types.InvalidArgumentException
+	require.ErrorAs(t, err, &invalid)
+	assert.Contains(t, invalid.ErrorMessage(), "12 hours")
+	_, err = k.DecreaseStreamRetentionPeriod(ctx, &kinesis.DecreaseStreamRetentionPeriodInput{StreamName: name, RetentionPeriodHours: aws.Int32(72)})
+	require.ErrorAs(t, err, &invalid, "above the current period")
+}
+
+// TestSDKStreamConsumers registers, describes (by name and by ARN), lists
+// with pages and deregisters consumers through the SDK, and DeleteStream
+// then needs EnforceConsumerDeletion.
+func TestSDKStreamConsumers(t *testing.T) {
+	k, _ := client(t)
+	ctx := t.Context()
+	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1)})
+	require.NoError(t, err)
+	d, err := k.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String("s")})
+	require.NoError(t, err)
+	arn := d.StreamDescriptionSummary.StreamARN
+	var regs []*types.Consumer
+	for _, name := range []string{"a", "b", "c"} {
+		r, err := k.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(name)})
+		require.NoError(t, err)
+		assert.Equal(t, types.ConsumerStatusActive, r.Consumer.ConsumerStatus)
+		assert.Contains(t, aws.ToString(r.Consumer.ConsumerARN), aws.ToString(arn)+"/consumer/"+name+":")
+		regs = append(regs, r.Consumer)
+	}
+	byARN, err := k.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{ConsumerARN: regs[1].ConsumerARN})
+	require.NoError(t, err)
+	assert.Equal(t, "b", aws.ToString(byARN.ConsumerDescription.ConsumerName))
+	assert.Equal(t, aws.ToString(arn), aws.ToString(byARN.ConsumerDescription.StreamARN))
+	byName, err := k.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String("c")})
+	require.NoError(t, err)
+	assert.Equal(t, aws.ToString(regs[2].ConsumerARN), aws.ToString(byName.ConsumerDescription.ConsumerARN))
+
+	var names []string
+	in := &kinesis.ListStreamConsumersInput{StreamARN: arn, MaxResults: aws.Int32(2)}
+	for {
+		page, err := k.ListStreamConsumers(ctx, in)
+		require.NoError(t, err)
+		for _, c := range page.Consumers {
+			names = append(names, aws.ToString(c.ConsumerName))
+		}
+		if page.NextToken == nil {
+			break
+		}
+		in = &kinesis.ListStreamConsumersInput{StreamARN: arn, NextToken: page.NextToken}
+	}
+	assert.ElementsMatch(t, []string{"a", "b", "c"}, names)
+
+	_, err = k.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String("a")})
+	var inUse *types.ResourceInUseException
+	require.ErrorAs(t, err, &inUse)
+	_, err = k.DeregisterStreamConsumer(ctx, &kinesis.DeregisterStreamConsumerInput{ConsumerARN: regs[0].ConsumerARN})
+	require.NoError(t, err)
+	_, err = k.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{ConsumerARN: regs[0].ConsumerARN})
+	var notFound *types.ResourceNotFoundException
+	require.ErrorAs(t, err, &notFound)
+
+	_, err = k.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String("s")})
+	require.ErrorAs(t, err, &inUse)
+	assert.Contains(t, inUse.ErrorMessage(), "b, c")
+	_, err = k.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String("s"), EnforceConsumerDeletion: aws.Bool(true)})
+	require.NoError(t, err)
+}
+
+// TestSDKUnservedFields shows that a request field the server does not
+// serve yet is refused, not ignored.
+func TestSDKUnservedFields(t *testing.T) {
+	k, _ := client(t)
+	_, err := k.CreateStream(t.Context(), &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1), Tags: map[string]string{"team": "a"}})
+	var invalid *types.InvalidArgumentException
+	require.ErrorAs(t, err, &invalid)
+	assert.Contains(t, invalid.ErrorMessage(), "Tags")
+}
