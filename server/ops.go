@@ -518,18 +518,30 @@ func getRecords(ctx context.Context, s *Server, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := getRecordsOutput{Records: make([]record, len(out.Records)), MillisBehindLatest: out.MillisBehindLatest}
-	for i, r := range out.Records {
-		w.Records[i] = record{
+	w := getRecordsOutput{Records: wireRecords(out.Records), MillisBehindLatest: out.MillisBehindLatest, ChildShards: wireChildShards(out.ChildShards)}
+	if !out.NextShardIterator.IsZero() {
+		w.NextShardIterator = out.NextShardIterator.String()
+	}
+	return w, nil
+}
+
+// wireRecords returns records as the API carries them.
+func wireRecords(recs []runnel.Record) []record {
+	out := make([]record, len(recs))
+	for i, r := range recs {
+		out[i] = record{
 			SequenceNumber: r.SequenceNumber.String(), ApproximateArrivalTimestamp: epochSeconds(r.ApproximateArrivalTimestamp),
 			Data: r.Data, PartitionKey: r.PartitionKey, EncryptionType: "NONE",
 		}
 	}
-	if !out.NextShardIterator.IsZero() {
-		w.NextShardIterator = out.NextShardIterator.String()
+	return out
+}
+
+// wireChildShards returns child shards as the API carries them.
+func wireChildShards(children []runnel.ChildShard) []childShard {
+	var out []childShard
+	for _, c := range children {
+		out = append(out, childShard{ShardId: c.ShardID, ParentShards: c.ParentShards, HashKeyRange: wireRange(c.HashKeyRange)})
 	}
-	for _, c := range out.ChildShards {
-		w.ChildShards = append(w.ChildShards, childShard{ShardId: c.ShardID, ParentShards: c.ParentShards, HashKeyRange: wireRange(c.HashKeyRange)})
-	}
-	return w, nil
+	return out
 }

@@ -48,6 +48,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, 0)
 		return
 	}
+	if st, ok := out.(streamer); ok {
+		st.stream(r.Context(), s, w)
+		return
+	}
 	b, err := json.Marshal(out)
 	if err != nil {
 		s.writeError(w, r, &runnel.Error{Op: "Encode", Kind: runnel.ErrInternalFailure, Err: err}, 0)

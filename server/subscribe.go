@@ -1,0 +1,139 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/aws/smithy-go/eventstream"
+
+	"github.com/runnel-go/runnel"
+)
+
+func init() { operations["SubscribeToShard"] = subscribeToShard }
+
+// eventStreamContentType is the content type of an event-stream response.
+const eventStreamContentType = "application/vnd.amazon.eventstream"
+
+// eventWriteTimeout bounds the write of one event: a client that stops
+// reading is cut off instead of holding its subscription forever.
+const eventWriteTimeout = 30 * time.Second
+
+// streamer is the result of an operation whose response is a stream of
+// events rather than one JSON body.
+type streamer interface {
+	stream(ctx context.Context, s *Server, w http.ResponseWriter)
+}
+
+type startingPosition struct {
+	Type           string
+	SequenceNumber string
+	Timestamp      *epochSeconds
+}
+
+type subscribeToShardInput struct {
+	ConsumerARN      string
+	ShardId          string
+	StartingPosition startingPosition
+}
+
+// subscribeToShard subscribes, and answers any refusal as a plain error
+// response; the events follow as a stream (subscription.stream).
+func subscribeToShard(ctx context.Context, s *Server, body []byte) (any, error) {
+	const op = "SubscribeToShard"
+	var in subscribeToShardInput
+	if err := decode(op, body, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.consumerStream(op, consumerRef{ConsumerARN: in.ConsumerARN})
+	if err != nil {
+		return nil, err
+	}
+	from := runnel.StartingPosition{Type: runnel.IteratorType(in.StartingPosition.Type)}
+	if in.StartingPosition.SequenceNumber != "" {
+		if from.SequenceNumber, err = runnel.ParseSequenceNumber(in.StartingPosition.SequenceNumber); err != nil {
+			return nil, err
+		}
+	}
+	if in.StartingPosition.Timestamp != nil {
+		from.Timestamp = time.Time(*in.StartingPosition.Timestamp)
+	}
+	sub, err := st.SubscribeToShard(ctx, runnel.SubscribeToShardInput{ConsumerARN: in.ConsumerARN, ShardID: in.ShardId, StartingPosition: from})
+	if err != nil {
+		return nil, err
+	}
+	return subscription{sub}, nil
+}
+
+// subscription streams a subscription's events as AWS event-stream
+// messages: first the initial-response that the SDKs wait for, then a
+// SubscribeToShardEvent per event (at least every 5 s), until the
+// subscription ends. An end after its time or at the end of the shard
+// closes the stream cleanly; any other end is sent as an exception event.
+type subscription struct{ sub runnel.ShardSubscription }
+
+type subscribeToShardEvent struct {
+	Records                    []record
+	ContinuationSequenceNumber string `json:",omitempty"`
+	MillisBehindLatest         int64
+	ChildShards                []childShard `json:",omitempty"`
+}
+
+func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWriter) {
+	defer sc.sub.Close()
+	rc := http.NewResponseController(w)
+	enc := eventstream.NewEncoder()
+	send := func(msg eventstream.Message) bool {
+		rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+		if err := enc.Encode(w, msg); err != nil {
+			s.log.Debug("runnel server: event stream closed by the client", "err", err)
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	event := func(eventType string, payload []byte) eventstream.Message {
+		var msg eventstream.Message
+		msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(eventstream.EventMessageType))
+		msg.Headers.Set(eventstream.EventTypeHeader, eventstream.StringValue(eventType))
+		msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue(jsonContentType))
+		msg.Payload = payload
+		return msg
+	}
+	w.Header().Set("Content-Type", eventStreamContentType)
+	w.WriteHeader(http.StatusOK)
+	if !send(event("initial-response", []byte("{}"))) {
+		return
+	}
+	for {
+		ev, err := sc.sub.Next(ctx)
+		switch {
+		case errors.Is(err, runnel.ErrSubscriptionEnded), errors.Is(err, runnel.ErrShardEnded), ctx.Err() != nil:
+			return
+		case err != nil:
+			name := runnel.ErrorName(err)
+			if name == "" {
+				name = runnel.ErrorName(runnel.ErrInternalFailure)
+			}
+			var msg eventstream.Message
+			msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(eventstream.ExceptionMessageType))
+			msg.Headers.Set(eventstream.ExceptionTypeHeader, eventstream.StringValue(name))
+			msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue(jsonContentType))
+			msg.Payload, _ = json.Marshal(struct {
+				Message string `json:"message"`
+			}{message(err)})
+			send(msg)
+			return
+		}
+		out := subscribeToShardEvent{Records: wireRecords(ev.Records), MillisBehindLatest: ev.MillisBehindLatest}
+		if !ev.ContinuationSequenceNumber.IsZero() {
+			out.ContinuationSequenceNumber = ev.ContinuationSequenceNumber.String()
+		}
+		out.ChildShards = wireChildShards(ev.ChildShards)
+		payload, err := json.Marshal(out)
+		if err != nil || !send(event("SubscribeToShardEvent", payload)) {
+			return
+		}
+	}
+}
