@@ -34,10 +34,10 @@ type splitShardInput struct {
 	NewStartingHashKey string
 }
 
-func splitShard(ctx context.Context, s *Server, body []byte) (any, error) {
+func splitShard(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "SplitShard"
 	var in splitShardInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream(op, in.streamRef)
@@ -57,10 +57,10 @@ type mergeShardsInput struct {
 	AdjacentShardToMerge string
 }
 
-func mergeShards(ctx context.Context, s *Server, body []byte) (any, error) {
+func mergeShards(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "MergeShards"
 	var in mergeShardsInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream(op, in.streamRef)
@@ -76,10 +76,10 @@ type updateShardCountInput struct {
 	ScalingType      string
 }
 
-func updateShardCount(ctx context.Context, s *Server, body []byte) (any, error) {
+func updateShardCount(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "UpdateShardCount"
 	var in updateShardCountInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream(op, in.streamRef)
@@ -115,13 +115,13 @@ type retentionInput struct {
 // changeRetention serves IncreaseStreamRetentionPeriod (sign +1) and
 // DecreaseStreamRetentionPeriod (-1), within Kinesis's bounds.
 func changeRetention(sign int) operation {
-	return func(ctx context.Context, s *Server, body []byte) (any, error) {
+	return func(ctx context.Context, s *Server, req request) (any, error) {
 		op := "IncreaseStreamRetentionPeriod"
 		if sign < 0 {
 			op = "DecreaseStreamRetentionPeriod"
 		}
 		var in retentionInput
-		if err := decode(op, body, &in); err != nil {
+		if err := req.decode(op, &in); err != nil {
 			return nil, err
 		}
 		st, err := s.stream(op, in.streamRef)
@@ -161,10 +161,10 @@ type streamDescription struct {
 
 // describeStream serves the legacy DescribeStream: the summary with one
 // page of shards (at most Limit, default 100).
-func describeStream(ctx context.Context, s *Server, body []byte) (any, error) {
+func describeStream(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "DescribeStream"
 	var in describeStreamInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream(op, in.streamRef)
@@ -200,8 +200,8 @@ func describeStream(ctx context.Context, s *Server, body []byte) (any, error) {
 	}}, nil
 }
 
-func describeLimits(ctx context.Context, s *Server, body []byte) (any, error) {
-	if err := decode("DescribeLimits", body, &struct{}{}); err != nil {
+func describeLimits(ctx context.Context, s *Server, req request) (any, error) {
+	if err := req.decode("DescribeLimits", &struct{}{}); err != nil {
 		return nil, err
 	}
 	quota, used := s.cluster.ShardQuota()
@@ -256,10 +256,10 @@ type registerStreamConsumerInput struct {
 	Tags         map[string]string `json:",omitempty"`
 }
 
-func registerStreamConsumer(ctx context.Context, s *Server, body []byte) (any, error) {
+func registerStreamConsumer(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "RegisterStreamConsumer"
 	var in registerStreamConsumerInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream(op, streamRef{StreamARN: in.StreamARN})
@@ -276,10 +276,10 @@ func registerStreamConsumer(ctx context.Context, s *Server, body []byte) (any, e
 	return struct{ Consumer consumer }{wireConsumer(c, false)}, nil
 }
 
-func describeStreamConsumer(ctx context.Context, s *Server, body []byte) (any, error) {
+func describeStreamConsumer(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "DescribeStreamConsumer"
 	var in consumerRef
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.consumerStream(op, in)
@@ -302,10 +302,10 @@ type listStreamConsumersInput struct {
 
 // listStreamConsumers lists the consumers, oldest first, MaxResults
 // (default 100) a page; NextToken is the position of the next page.
-func listStreamConsumers(ctx context.Context, s *Server, body []byte) (any, error) {
+func listStreamConsumers(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "ListStreamConsumers"
 	var in listStreamConsumersInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream(op, streamRef{StreamARN: in.StreamARN})
@@ -343,10 +343,10 @@ func listStreamConsumers(ctx context.Context, s *Server, body []byte) (any, erro
 	return out, nil
 }
 
-func deregisterStreamConsumer(ctx context.Context, s *Server, body []byte) (any, error) {
+func deregisterStreamConsumer(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "DeregisterStreamConsumer"
 	var in consumerRef
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.consumerStream(op, in)

@@ -12,7 +12,7 @@ import (
 
 // operation serves one Kinesis operation: it decodes its request body and
 // returns the response to encode as JSON.
-type operation func(ctx context.Context, s *Server, body []byte) (any, error)
+type operation func(ctx context.Context, s *Server, req request) (any, error)
 
 // operations are the operations served, by name.
 var operations = map[string]operation{
@@ -81,9 +81,9 @@ type createStreamInput struct {
 	MaxRecordSizeInKiB  *int               `json:",omitempty"`
 }
 
-func createStream(ctx context.Context, s *Server, body []byte) (any, error) {
+func createStream(ctx context.Context, s *Server, req request) (any, error) {
 	var in createStreamInput
-	if err := decode("CreateStream", body, &in); err != nil {
+	if err := req.decode("CreateStream", &in); err != nil {
 		return nil, err
 	}
 	switch {
@@ -110,9 +110,9 @@ type deleteStreamInput struct {
 	EnforceConsumerDeletion bool
 }
 
-func deleteStream(ctx context.Context, s *Server, body []byte) (any, error) {
+func deleteStream(ctx context.Context, s *Server, req request) (any, error) {
 	var in deleteStreamInput
-	if err := decode("DeleteStream", body, &in); err != nil {
+	if err := req.decode("DeleteStream", &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream("DeleteStream", in.streamRef)
@@ -150,10 +150,10 @@ type listStreamsOutput struct {
 // listStreams lists the streams in name order. A page ends after Limit
 // streams (default 100); NextToken is the last name of the page, which
 // ExclusiveStartStreamName takes as well.
-func listStreams(ctx context.Context, s *Server, body []byte) (any, error) {
+func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "ListStreams"
 	var in listStreamsInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	limit := 100
@@ -220,9 +220,9 @@ type streamDescriptionSummary struct {
 	MaxRecordSizeInKiB      int
 }
 
-func describeStreamSummary(ctx context.Context, s *Server, body []byte) (any, error) {
+func describeStreamSummary(ctx context.Context, s *Server, req request) (any, error) {
 	var in streamRef
-	if err := decode("DescribeStreamSummary", body, &in); err != nil {
+	if err := req.decode("DescribeStreamSummary", &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream("DescribeStreamSummary", in)
@@ -285,10 +285,10 @@ func wireRange(r runnel.HashKeyRange) hashKeyRange {
 	return hashKeyRange{StartingHashKey: r.StartingHashKey.String(), EndingHashKey: r.EndingHashKey.String()}
 }
 
-func listShards(ctx context.Context, s *Server, body []byte) (any, error) {
+func listShards(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "ListShards"
 	var in listShardsInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	var st *runnel.Stream
@@ -301,20 +301,20 @@ func listShards(ctx context.Context, s *Server, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := runnel.ListShardsInput{NextToken: in.NextToken, ExclusiveStartShardID: in.ExclusiveStartShardId}
+	call := runnel.ListShardsInput{NextToken: in.NextToken, ExclusiveStartShardID: in.ExclusiveStartShardId}
 	if in.MaxResults != nil {
 		if *in.MaxResults < 1 {
 			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("MaxResults %d must be at least 1", *in.MaxResults)}
 		}
-		req.MaxResults = *in.MaxResults
+		call.MaxResults = *in.MaxResults
 	}
 	if f := in.ShardFilter; f != nil {
-		req.Filter = runnel.ShardFilter{Type: runnel.ShardFilterType(f.Type), ShardID: f.ShardId}
+		call.Filter = runnel.ShardFilter{Type: runnel.ShardFilterType(f.Type), ShardID: f.ShardId}
 		if f.Timestamp != nil {
-			req.Filter.Timestamp = time.Time(*f.Timestamp)
+			call.Filter.Timestamp = time.Time(*f.Timestamp)
 		}
 	}
-	out, err := st.ListShards(ctx, req)
+	out, err := st.ListShards(ctx, call)
 	if err != nil {
 		return nil, err
 	}
@@ -355,23 +355,23 @@ type putRecordOutput struct {
 	EncryptionType string
 }
 
-func putRecord(ctx context.Context, s *Server, body []byte) (any, error) {
+func putRecord(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "PutRecord"
 	var in putRecordInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream(op, in.streamRef)
 	if err != nil {
 		return nil, err
 	}
-	req := runnel.PutRecordInput{PartitionKey: in.PartitionKey, Data: in.Data, ExplicitHashKey: in.ExplicitHashKey}
+	call := runnel.PutRecordInput{PartitionKey: in.PartitionKey, Data: in.Data, ExplicitHashKey: in.ExplicitHashKey}
 	if in.SequenceNumberForOrdering != "" {
-		if req.SequenceNumberForOrdering, err = runnel.ParseSequenceNumber(in.SequenceNumberForOrdering); err != nil {
+		if call.SequenceNumberForOrdering, err = runnel.ParseSequenceNumber(in.SequenceNumberForOrdering); err != nil {
 			return nil, err
 		}
 	}
-	out, err := st.PutRecord(ctx, req)
+	out, err := st.PutRecord(ctx, call)
 	if err != nil {
 		return nil, err
 	}
@@ -396,10 +396,10 @@ type putRecordsResult struct {
 	ErrorMessage   string `json:",omitempty"`
 }
 
-func putRecords(ctx context.Context, s *Server, body []byte) (any, error) {
+func putRecords(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "PutRecords"
 	var in putRecordsInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream(op, in.streamRef)
@@ -437,10 +437,10 @@ type getShardIteratorInput struct {
 	Timestamp              *epochSeconds
 }
 
-func getShardIterator(ctx context.Context, s *Server, body []byte) (any, error) {
+func getShardIterator(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "GetShardIterator"
 	var in getShardIteratorInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.stream(op, in.streamRef)
@@ -490,10 +490,10 @@ type getRecordsOutput struct {
 	ChildShards        []childShard `json:",omitempty"`
 }
 
-func getRecords(ctx context.Context, s *Server, body []byte) (any, error) {
+func getRecords(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "GetRecords"
 	var in getRecordsInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	if in.ShardIterator == "" {
@@ -507,14 +507,14 @@ func getRecords(ctx context.Context, s *Server, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := runnel.GetRecordsInput{ShardIterator: it}
+	call := runnel.GetRecordsInput{ShardIterator: it}
 	if in.Limit != nil {
 		if *in.Limit < 1 {
 			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Limit %d must be at least 1", *in.Limit)}
 		}
-		req.Limit = *in.Limit
+		call.Limit = *in.Limit
 	}
-	out, err := st.GetRecords(ctx, req)
+	out, err := st.GetRecords(ctx, call)
 	if err != nil {
 		return nil, err
 	}

@@ -13,14 +13,83 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/runnel-go/runnel"
 )
 
 // targetPrefix starts the X-Amz-Target header of every Kinesis operation.
 const targetPrefix = "Kinesis_20131202."
 
-// jsonContentType is the content type of requests and responses.
-const jsonContentType = "application/x-amz-json-1.1"
+// The content types of requests and responses: JSON 1.1, which most SDKs
+// send, and CBOR 1.1, which the Java SDK (and so the KCL) sends by default.
+const (
+	jsonContentType = "application/x-amz-json-1.1"
+	cborContentType = "application/x-amz-cbor-1.1"
+)
+
+// codec encodes and decodes the bodies of one content type.
+type codec struct {
+	contentType string
+	// unmarshal decodes a body strictly: unknown fields are errors.
+	unmarshal func(body []byte, v any) error
+	marshal   func(v any) ([]byte, error)
+}
+
+var jsonCodec = &codec{contentType: jsonContentType, unmarshal: unmarshalJSON, marshal: json.Marshal}
+
+// cborDecoding refuses unknown fields, as the JSON decoder does, and
+// bounds nesting and lengths.
+var cborDecoding, _ = cbor.DecOptions{
+	ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+	MaxNestedLevels:   16,
+	MaxArrayElements:  100_000,
+	MaxMapPairs:       100_000,
+	DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+}.DecMode()
+
+var cborCodec = &codec{contentType: cborContentType, unmarshal: cborDecoding.Unmarshal, marshal: cbor.Marshal}
+
+// codecOf returns the codec of a request's content type: CBOR for
+// application/x-amz-cbor-1.1, JSON otherwise.
+func codecOf(r *http.Request) *codec {
+	if mt, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(mt) == cborContentType {
+		return cborCodec
+	}
+	return jsonCodec
+}
+
+// unmarshalJSON decodes a JSON body strictly: unknown fields and data after
+// the object are errors.
+func unmarshalJSON(body []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+// request is an operation's request: its body and how it is encoded.
+type request struct {
+	body  []byte
+	codec *codec
+}
+
+// decode decodes the request body into in; an empty body is an empty
+// request.
+func (r request) decode(op string, in any) error {
+	if len(bytes.TrimSpace(r.body)) == 0 {
+		return nil
+	}
+	if err := r.codec.unmarshal(r.body, in); err != nil {
+		return &runnel.Error{Op: op, Kind: runnel.ErrSerialization, Msg: "the request body is not a valid " + op + " request", Err: err}
+	}
+	return nil
+}
 
 // maxBody bounds a request body: the largest PutRecords request (10 MiB of
 // data with the largest record size) in base64, with room for the JSON.
@@ -43,21 +112,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &runnel.Error{Op: "Read", Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("the request body is larger than %d bytes", maxBody)}, http.StatusRequestEntityTooLarge)
 		return
 	}
-	out, err := op(r.Context(), s, body)
+	c := codecOf(r)
+	out, err := op(r.Context(), s, request{body: body, codec: c})
 	if err != nil {
 		s.writeError(w, r, err, 0)
 		return
 	}
 	if st, ok := out.(streamer); ok {
-		st.stream(r.Context(), s, w)
+		st.stream(r.Context(), s, w, c)
 		return
 	}
-	b, err := json.Marshal(out)
+	b, err := c.marshal(out)
 	if err != nil {
 		s.writeError(w, r, &runnel.Error{Op: "Encode", Kind: runnel.ErrInternalFailure, Err: err}, 0)
 		return
 	}
-	w.Header().Set("Content-Type", jsonContentType)
+	w.Header().Set("Content-Type", c.contentType)
 	w.Write(b)
 }
 
@@ -73,23 +143,6 @@ func (s *Server) decodeTarget(r *http.Request) (operation, error) {
 		return nil, &runnel.Error{Op: "Dispatch", Kind: runnel.ErrUnknownOperation, Msg: fmt.Sprintf("X-Amz-Target %.100q names no operation served", target)}
 	}
 	return op, nil
-}
-
-// decode reads a JSON request body into in, refusing unknown fields so
-// that a misspelt field is not ignored silently.
-func decode(op string, body []byte, in any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		body = []byte("{}")
-	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.DisallowUnknownFields()
-	if err := d.Decode(in); err != nil {
-		return &runnel.Error{Op: op, Kind: runnel.ErrSerialization, Msg: "the request body is not a valid " + op + " request", Err: err}
-	}
-	if d.More() {
-		return &runnel.Error{Op: op, Kind: runnel.ErrSerialization, Msg: "the request body has data after its JSON object"}
-	}
-	return nil
 }
 
 // wireError is an error response body.
@@ -118,8 +171,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, s
 	} else {
 		s.log.Debug("runnel server: request refused", "target", r.Header.Get("X-Amz-Target"), "err", err)
 	}
-	b, _ := json.Marshal(wireError{Type: name, Message: message(err)})
-	w.Header().Set("Content-Type", jsonContentType)
+	c := codecOf(r)
+	b, _ := c.marshal(wireError{Type: name, Message: message(err)})
+	w.Header().Set("Content-Type", c.contentType)
 	w.Header().Set("X-Amzn-ErrorType", name)
 	w.WriteHeader(status)
 	w.Write(b)
@@ -138,9 +192,50 @@ func message(err error) string {
 	return strings.TrimPrefix(err.Error(), "runnel: ")
 }
 
-// epochSeconds is a timestamp as the JSON protocol carries it: seconds
-// since the epoch, with a fraction for milliseconds.
+// epochSeconds is a timestamp as the protocols carry it. In JSON: seconds
+// since the epoch, with a fraction for milliseconds. In CBOR: tag 1 with
+// an integer of milliseconds since the epoch, as the Java SDK writes it (a
+// float counts seconds, as standard CBOR has it).
 type epochSeconds time.Time
+
+func (t epochSeconds) MarshalCBOR() ([]byte, error) {
+	return cbor.Marshal(cbor.Tag{Number: 1, Content: time.Time(t).UnixMilli()})
+}
+
+func (t *epochSeconds) UnmarshalCBOR(b []byte) error {
+	var tag cbor.RawTag
+	content := b
+	if err := cbor.Unmarshal(b, &tag); err == nil {
+		if tag.Number != 1 {
+			return fmt.Errorf("timestamp has CBOR tag %d, not 1", tag.Number)
+		}
+		content = tag.Content
+	}
+	var v any
+	if err := cbor.Unmarshal(content, &v); err != nil {
+		return err
+	}
+	switch n := v.(type) {
+	case uint64:
+		if n > 1e15 {
+			return fmt.Errorf("timestamp %d ms is out of range", n)
+		}
+		*t = epochSeconds(time.UnixMilli(int64(n)))
+	case int64:
+		if n < -1e15 {
+			return fmt.Errorf("timestamp %d ms is out of range", n)
+		}
+		*t = epochSeconds(time.UnixMilli(n))
+	case float64:
+		if math.IsNaN(n) || math.IsInf(n, 0) || math.Abs(n) > 1e12 {
+			return fmt.Errorf("timestamp %v s is out of range", n)
+		}
+		*t = epochSeconds(time.UnixMilli(int64(math.Round(n * 1e3))))
+	default:
+		return fmt.Errorf("timestamp of type %T is not a number", v)
+	}
+	return nil
+}
 
 func (t epochSeconds) MarshalJSON() ([]byte, error) {
 	ms := time.Time(t).UnixMilli()

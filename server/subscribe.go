@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -24,7 +23,7 @@ const eventWriteTimeout = 30 * time.Second
 // streamer is the result of an operation whose response is a stream of
 // events rather than one JSON body.
 type streamer interface {
-	stream(ctx context.Context, s *Server, w http.ResponseWriter)
+	stream(ctx context.Context, s *Server, w http.ResponseWriter, c *codec)
 }
 
 type startingPosition struct {
@@ -41,10 +40,10 @@ type subscribeToShardInput struct {
 
 // subscribeToShard subscribes, and answers any refusal as a plain error
 // response; the events follow as a stream (subscription.stream).
-func subscribeToShard(ctx context.Context, s *Server, body []byte) (any, error) {
+func subscribeToShard(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "SubscribeToShard"
 	var in subscribeToShardInput
-	if err := decode(op, body, &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
 	st, err := s.consumerStream(op, consumerRef{ConsumerARN: in.ConsumerARN})
@@ -81,7 +80,7 @@ type subscribeToShardEvent struct {
 	ChildShards                []childShard `json:",omitempty"`
 }
 
-func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWriter) {
+func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWriter, c *codec) {
 	defer sc.sub.Close()
 	rc := http.NewResponseController(w)
 	enc := eventstream.NewEncoder()
@@ -97,13 +96,14 @@ func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWri
 		var msg eventstream.Message
 		msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(eventstream.EventMessageType))
 		msg.Headers.Set(eventstream.EventTypeHeader, eventstream.StringValue(eventType))
-		msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue(jsonContentType))
+		msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue(c.contentType))
 		msg.Payload = payload
 		return msg
 	}
 	w.Header().Set("Content-Type", eventStreamContentType)
 	w.WriteHeader(http.StatusOK)
-	if !send(event("initial-response", []byte("{}"))) {
+	initial, _ := c.marshal(struct{}{})
+	if !send(event("initial-response", initial)) {
 		return
 	}
 	for {
@@ -119,8 +119,8 @@ func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWri
 			var msg eventstream.Message
 			msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(eventstream.ExceptionMessageType))
 			msg.Headers.Set(eventstream.ExceptionTypeHeader, eventstream.StringValue(name))
-			msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue(jsonContentType))
-			msg.Payload, _ = json.Marshal(struct {
+			msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue(c.contentType))
+			msg.Payload, _ = c.marshal(struct {
 				Message string `json:"message"`
 			}{message(err)})
 			send(msg)
@@ -131,7 +131,7 @@ func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWri
 			out.ContinuationSequenceNumber = ev.ContinuationSequenceNumber.String()
 		}
 		out.ChildShards = wireChildShards(ev.ChildShards)
-		payload, err := json.Marshal(out)
+		payload, err := c.marshal(out)
 		if err != nil || !send(event("SubscribeToShardEvent", payload)) {
 			return
 		}

@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,18 +45,42 @@ func TestSDKSubscribeToShard(t *testing.T) {
 			}
 			put("before")
 
-			out, err := k.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: reg.Consumer.ConsumerARN, ShardId: aws.String("shardId-000000000000"),
-				StartingPosition: &types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}})
-			require.NoError(t, err)
-			stream := out.GetStream()
-			defer stream.Close()
+			// subscribe subscribes after cont (from TRIM_HORIZON when it is
+			// empty), waiting out Kinesis's 5 s rule as a client must.
+			subscribe := func(cont string) *kinesis.SubscribeToShardEventStream {
+				from := &types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
+				if cont != "" {
+					from = &types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(cont)}
+				}
+				for deadline := time.Now().Add(10 * time.Second); ; {
+					out, err := k.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: reg.Consumer.ConsumerARN, ShardId: aws.String("shardId-000000000000"), StartingPosition: from},
+						func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
+					var inUse *types.ResourceInUseException
+					var limit *types.LimitExceededException
+					if (errors.As(err, &inUse) || errors.As(err, &limit)) && time.Now().Before(deadline) {
+						time.Sleep(250 * time.Millisecond)
+						continue
+					}
+					require.NoError(t, err)
+					return out.GetStream()
+				}
+			}
+			stream := subscribe("")
+			defer func() { stream.Close() }()
 			var got []string
 			var cont string
-			timeout := time.After(10 * time.Second)
+			timeout := time.After(20 * time.Second)
 			for len(got) < 3 {
 				select {
 				case ev, ok := <-stream.Events():
-					require.True(t, ok, "stream ended early: %v", stream.Err())
+					if !ok && !h2 && strings.Contains(fmt.Sprint(stream.Err()), "use of closed network connection") {
+						// The Go SDK over HTTP/1.1 may close its own connection
+						// under load (see the README): go on as a client does.
+						t.Logf("the client closed its connection after %v; subscribing again", got)
+						stream = subscribe(cont)
+						continue
+					}
+					require.True(t, ok, "stream ended early after %v: %v", got, stream.Err())
 					e, ok := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent)
 					require.True(t, ok, "%T", ev)
 					for _, r := range e.Value.Records {
@@ -62,7 +88,7 @@ func TestSDKSubscribeToShard(t *testing.T) {
 					}
 					require.NotEmpty(t, aws.ToString(e.Value.ContinuationSequenceNumber))
 					cont = aws.ToString(e.Value.ContinuationSequenceNumber)
-					if len(got) == 1 {
+					if len(got) == 1 && len(e.Value.Records) > 0 {
 						put("after 1")
 						put("after 2")
 					}
