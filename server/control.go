@@ -37,10 +37,7 @@ type splitShardInput struct {
 func splitShard(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "SplitShard"
 	var in splitShardInput
-	if err := req.decode(op, &in); err != nil {
-		return nil, err
-	}
-	st, err := s.stream(op, in.streamRef)
+	st, err := s.decodeStream(op, req, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -60,10 +57,7 @@ type mergeShardsInput struct {
 func mergeShards(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "MergeShards"
 	var in mergeShardsInput
-	if err := req.decode(op, &in); err != nil {
-		return nil, err
-	}
-	st, err := s.stream(op, in.streamRef)
+	st, err := s.decodeStream(op, req, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -79,10 +73,7 @@ type updateShardCountInput struct {
 func updateShardCount(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "UpdateShardCount"
 	var in updateShardCountInput
-	if err := req.decode(op, &in); err != nil {
-		return nil, err
-	}
-	st, err := s.stream(op, in.streamRef)
+	st, err := s.decodeStream(op, req, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -121,10 +112,7 @@ func changeRetention(sign int) operation {
 			op = "DecreaseStreamRetentionPeriod"
 		}
 		var in retentionInput
-		if err := req.decode(op, &in); err != nil {
-			return nil, err
-		}
-		st, err := s.stream(op, in.streamRef)
+		st, err := s.decodeStream(op, req, &in)
 		if err != nil {
 			return nil, err
 		}
@@ -164,19 +152,13 @@ type streamDescription struct {
 func describeStream(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "DescribeStream"
 	var in describeStreamInput
-	if err := req.decode(op, &in); err != nil {
-		return nil, err
-	}
-	st, err := s.stream(op, in.streamRef)
+	st, err := s.decodeStream(op, req, &in)
 	if err != nil {
 		return nil, err
 	}
-	limit := 100
-	if in.Limit != nil {
-		if *in.Limit < 1 || *in.Limit > 10_000 {
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Limit %d must be between 1 and 10000", *in.Limit)}
-		}
-		limit = *in.Limit
+	limit, err := pageSize(op, "Limit", in.Limit)
+	if err != nil {
+		return nil, err
 	}
 	sum, err := st.Describe(ctx)
 	if err != nil {
@@ -312,12 +294,9 @@ func listStreamConsumers(ctx context.Context, s *Server, req request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	limit := 100
-	if in.MaxResults != nil {
-		if *in.MaxResults < 1 || *in.MaxResults > 10_000 {
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("MaxResults %d must be between 1 and 10000", *in.MaxResults)}
-		}
-		limit = *in.MaxResults
+	limit, err := pageSize(op, "MaxResults", in.MaxResults)
+	if err != nil {
+		return nil, err
 	}
 	all, err := st.ListStreamConsumers(ctx)
 	if err != nil {

@@ -33,10 +33,35 @@ func errNotYet(op, field string) error {
 	return &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("%.60s is not served by this server yet", field)}
 }
 
+// pageSize is the size of a listing's page that field (a Limit or
+// MaxResults of 1 to 10,000) asks for; 100 when it is not given.
+func pageSize(op, field string, v *int) (int, error) {
+	switch {
+	case v == nil:
+		return 100, nil
+	case *v < 1 || *v > 10_000:
+		return 0, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("%s %d must be between 1 and 10000", field, *v)}
+	}
+	return *v, nil
+}
+
 // streamRef names a stream by name or ARN, as most requests do.
 type streamRef struct {
 	StreamName string `json:",omitempty"`
 	StreamARN  string `json:",omitempty"`
+}
+
+// ref returns the reference itself, so that every request that embeds a
+// streamRef can be given to decodeStream.
+func (r streamRef) ref() streamRef { return r }
+
+// decodeStream decodes a request that names a stream into in, and finds
+// the stream.
+func (s *Server) decodeStream(op string, req request, in interface{ ref() streamRef }) (*runnel.Stream, error) {
+	if err := req.decode(op, in); err != nil {
+		return nil, err
+	}
+	return s.stream(op, in.ref())
 }
 
 // stream finds the stream a request names.
@@ -112,10 +137,7 @@ type deleteStreamInput struct {
 
 func deleteStream(ctx context.Context, s *Server, req request) (any, error) {
 	var in deleteStreamInput
-	if err := req.decode("DeleteStream", &in); err != nil {
-		return nil, err
-	}
-	st, err := s.stream("DeleteStream", in.streamRef)
+	st, err := s.decodeStream("DeleteStream", req, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -156,12 +178,9 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	limit := 100
-	if in.Limit != nil {
-		if *in.Limit < 1 || *in.Limit > 10_000 {
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Limit %d must be between 1 and 10000", *in.Limit)}
-		}
-		limit = *in.Limit
+	limit, err := pageSize(op, "Limit", in.Limit)
+	if err != nil {
+		return nil, err
 	}
 	names, err := s.cluster.ListStreams(ctx)
 	if err != nil {
@@ -222,10 +241,7 @@ type streamDescriptionSummary struct {
 
 func describeStreamSummary(ctx context.Context, s *Server, req request) (any, error) {
 	var in streamRef
-	if err := req.decode("DescribeStreamSummary", &in); err != nil {
-		return nil, err
-	}
-	st, err := s.stream("DescribeStreamSummary", in)
+	st, err := s.decodeStream("DescribeStreamSummary", req, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -358,10 +374,7 @@ type putRecordOutput struct {
 func putRecord(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "PutRecord"
 	var in putRecordInput
-	if err := req.decode(op, &in); err != nil {
-		return nil, err
-	}
-	st, err := s.stream(op, in.streamRef)
+	st, err := s.decodeStream(op, req, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -399,10 +412,7 @@ type putRecordsResult struct {
 func putRecords(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "PutRecords"
 	var in putRecordsInput
-	if err := req.decode(op, &in); err != nil {
-		return nil, err
-	}
-	st, err := s.stream(op, in.streamRef)
+	st, err := s.decodeStream(op, req, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -440,10 +450,7 @@ type getShardIteratorInput struct {
 func getShardIterator(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "GetShardIterator"
 	var in getShardIteratorInput
-	if err := req.decode(op, &in); err != nil {
-		return nil, err
-	}
-	st, err := s.stream(op, in.streamRef)
+	st, err := s.decodeStream(op, req, &in)
 	if err != nil {
 		return nil, err
 	}
