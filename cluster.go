@@ -34,6 +34,7 @@ type clusterConfig struct {
 	streamQuota     int // 0: no limit
 	sweepInterval   time.Duration
 	logger          *slog.Logger
+	streamDefaults  []StreamOption
 }
 
 // ClusterOption configures a Cluster.
@@ -90,6 +91,14 @@ func WithLogger(l *slog.Logger) ClusterOption {
 			c.logger = l
 		}
 	}
+}
+
+// WithStreamDefaults sets options that apply to every stream the cluster
+// creates, before the options given to CreateStream (which override
+// them): for a server whose clients cannot pass runnel's options, say
+// WithStreamDefaults(WithLimits(Unlimited())).
+func WithStreamDefaults(opts ...StreamOption) ClusterOption {
+	return func(c *clusterConfig) { c.streamDefaults = append(c.streamDefaults, opts...) }
 }
 
 // NewCluster returns an empty cluster and starts its background sweep. Call
@@ -188,7 +197,7 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 	if err := validateStreamName(op, name); err != nil {
 		return nil, err
 	}
-	cfg, err := newStreamConfig(op, opts)
+	cfg, err := newStreamConfig(op, append(slices.Clip(c.cfg.streamDefaults), opts...))
 	if err != nil {
 		return nil, err
 	}

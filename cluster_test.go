@@ -63,3 +63,31 @@ func TestStreamQuota(t *testing.T) {
 	_, err = c.CreateStream(ctx, "c", WithShardCount(1))
 	assert.NoError(t, err, "deleting a stream frees its place")
 }
+
+// TestWithStreamDefaults shows that a cluster's stream defaults apply to
+// every stream it creates, and that CreateStream's options override them.
+func TestWithStreamDefaults(t *testing.T) {
+	c := NewCluster(WithStreamDefaults(WithLimits(Unlimited()), WithShardCount(2)))
+	defer c.Close()
+	s, err := c.CreateStream(t.Context(), "a")
+	require.NoError(t, err)
+	sum, err := s.Describe(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, Unlimited(), sum.Limits)
+	assert.Equal(t, 2, sum.OpenShardCount)
+	s, err = c.CreateStream(t.Context(), "b", WithShardCount(3))
+	require.NoError(t, err)
+	sum, err = s.Describe(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum.OpenShardCount, "CreateStream's option wins")
+	assert.Equal(t, Unlimited(), sum.Limits)
+}
+
+// TestCreateStreamNilOption shows that a nil option is refused, not a panic.
+func TestCreateStreamNilOption(t *testing.T) {
+	c := NewCluster()
+	defer c.Close()
+	_, err := c.CreateStream(t.Context(), "a", WithShardCount(1), nil)
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.ErrorContains(t, err, "option 1")
+}

@@ -218,7 +218,10 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 		consumerLimit:   20,
 		subscriptionTTL: 5 * time.Minute,
 	}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return cfg, errorf(op, ErrInvalidArgument, "stream option %d is nil", i)
+		}
 		o(&cfg)
 	}
 	if cfg.maxRequestSize == 0 {
