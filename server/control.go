@@ -1,8 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/runnel-go/runnel"
@@ -283,7 +287,7 @@ type listStreamConsumersInput struct {
 }
 
 // listStreamConsumers lists the consumers, oldest first, MaxResults
-// (default 100) a page; NextToken is the position of the next page.
+// (default 100) a page.
 func listStreamConsumers(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "ListStreamConsumers"
 	var in listStreamConsumersInput
@@ -298,23 +302,41 @@ func listStreamConsumers(ctx context.Context, s *Server, req request) (any, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCreated(ctx, op, st, in.StreamCreationTimestamp); err != nil {
+		return nil, err
+	}
 	all, err := st.ListStreamConsumers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	from := 0
+	page := all
 	if in.NextToken != "" {
-		if _, err := fmt.Sscanf(in.NextToken, "%d", &from); err != nil || from < 0 || from > len(all) || fmt.Sprint(from) != in.NextToken {
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("NextToken %.40q is not valid", in.NextToken)}
+		// A NextToken names the last consumer of the page before, by its
+		// place in the order (creation time, then name), which holds
+		// also when that consumer has been deregistered since.
+		at, name, ok := strings.Cut(in.NextToken, "/")
+		ns, err := strconv.ParseInt(at, 10, 64)
+		if !ok || err != nil {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("NextToken %.60q is not valid", in.NextToken)}
 		}
+		i, _ := slices.BinarySearchFunc(all, in.NextToken, func(c runnel.StreamConsumer, _ string) int {
+			if d := cmp.Compare(c.ConsumerCreationTimestamp.UnixNano(), ns); d != 0 {
+				return d
+			}
+			return cmp.Compare(c.ConsumerName, name)
+		})
+		if i < len(all) && all[i].ConsumerCreationTimestamp.UnixNano() == ns && all[i].ConsumerName == name {
+			i++
+		}
+		page = all[i:]
 	}
-	page := all[from:]
 	out := struct {
 		Consumers []consumer
 		NextToken string `json:",omitempty"`
 	}{Consumers: []consumer{}}
 	if len(page) > limit {
-		page, out.NextToken = page[:limit], fmt.Sprint(from+limit)
+		last := page[limit-1]
+		page, out.NextToken = page[:limit], fmt.Sprintf("%d/%s", last.ConsumerCreationTimestamp.UnixNano(), last.ConsumerName)
 	}
 	for _, c := range page {
 		out.Consumers = append(out.Consumers, wireConsumer(c, false))

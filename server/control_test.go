@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -135,4 +136,69 @@ func TestSDKUnservedFields(t *testing.T) {
 	var invalid *types.InvalidArgumentException
 	require.ErrorAs(t, err, &invalid)
 	assert.Contains(t, invalid.ErrorMessage(), "Tags")
+}
+
+// TestSDKRefusals shows the refusals of requests the server does not serve
+// as asked, rather than serving them otherwise: an on-demand stream, a
+// record size out of Kinesis's range, DryRun, a stale
+// StreamCreationTimestamp and a NextToken that is none.
+func TestSDKRefusals(t *testing.T) {
+	k, _ := client(t, func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
+	ctx := t.Context()
+	var invalid *types.InvalidArgumentException
+	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("od")})
+	require.ErrorAs(t, err, &invalid, "no ShardCount: on-demand")
+	assert.Contains(t, invalid.ErrorMessage(), "on-demand")
+	_, err = k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("big"), ShardCount: aws.Int32(1), MaxRecordSizeInKiB: aws.Int32(1)})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ValidationException")
+
+	_, err = k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1)})
+	require.NoError(t, err)
+	_, err = k.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("s"), PartitionKey: aws.String("k"), Data: []byte("x"), DryRun: aws.Bool(true)})
+	require.ErrorAs(t, err, &invalid)
+	assert.Contains(t, invalid.ErrorMessage(), "DryRun")
+
+	d, err := k.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String("s")})
+	require.NoError(t, err)
+	created := d.StreamDescriptionSummary.StreamCreationTimestamp
+	_, err = k.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String("s"), StreamCreationTimestamp: created})
+	require.NoError(t, err)
+	_, err = k.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String("s"), StreamCreationTimestamp: aws.Time(created.Add(-time.Hour))})
+	var notFound *types.ResourceNotFoundException
+	require.ErrorAs(t, err, &notFound, "another stream of that name")
+
+	_, err = k.ListStreams(ctx, &kinesis.ListStreamsInput{NextToken: aws.String("not a name!")})
+	require.ErrorAs(t, err, &invalid)
+}
+
+// TestSDKListStreamConsumersPages shows that a page of consumers goes on
+// after the last consumer of the page before, also when that one has been
+// deregistered in between.
+func TestSDKListStreamConsumersPages(t *testing.T) {
+	k, srv := client(t)
+	ctx := t.Context()
+	st, err := srv.Cluster.CreateStream(ctx, "s")
+	require.NoError(t, err)
+	arn := aws.String(st.ARN())
+	for _, name := range []string{"a", "b", "c", "d"} {
+		_, err := k.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(name)})
+		require.NoError(t, err)
+	}
+	page, err := k.ListStreamConsumers(ctx, &kinesis.ListStreamConsumersInput{StreamARN: arn, MaxResults: aws.Int32(2)})
+	require.NoError(t, err)
+	require.Len(t, page.Consumers, 2)
+	last := aws.ToString(page.Consumers[1].ConsumerName)
+	_, err = k.DeregisterStreamConsumer(ctx, &kinesis.DeregisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(last)})
+	require.NoError(t, err)
+	rest, err := k.ListStreamConsumers(ctx, &kinesis.ListStreamConsumersInput{StreamARN: arn, NextToken: page.NextToken})
+	require.NoError(t, err)
+	var names []string
+	for _, c := range append(page.Consumers, rest.Consumers...) {
+		names = append(names, aws.ToString(c.ConsumerName))
+	}
+	assert.ElementsMatch(t, []string{"a", "b", "c", "d"}, names, "none skipped, none twice")
+	_, err = k.ListStreamConsumers(ctx, &kinesis.ListStreamConsumersInput{StreamARN: arn, NextToken: aws.String("7")})
+	var invalid *types.InvalidArgumentException
+	require.ErrorAs(t, err, &invalid)
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // operation serves one Kinesis operation: it decodes its request body and
-// returns the response to encode as JSON.
+// returns the response, which ServeHTTP encodes with the request's codec
+// (or, for a streamer, lets stream itself).
 type operation func(ctx context.Context, s *Server, req request) (any, error)
 
 // operations are the operations served, by name.
@@ -49,6 +50,10 @@ func pageSize(op, field string, v *int) (int, error) {
 type streamRef struct {
 	StreamName string `json:",omitempty"`
 	StreamARN  string `json:",omitempty"`
+	// StreamId and DryRun, which recent SDKs may send, are not served yet:
+	// they are refused.
+	StreamId string `json:",omitempty"`
+	DryRun   bool   `json:",omitempty"`
 }
 
 // ref returns the reference itself, so that every request that embeds a
@@ -66,6 +71,12 @@ func (s *Server) decodeStream(op string, req request, in interface{ ref() stream
 
 // stream finds the stream a request names.
 func (s *Server) stream(op string, ref streamRef) (*runnel.Stream, error) {
+	switch {
+	case ref.StreamId != "":
+		return nil, errNotYet(op, "StreamId")
+	case ref.DryRun:
+		return nil, errNotYet(op, "DryRun")
+	}
 	name := ref.StreamName
 	if ref.StreamARN != "" {
 		_, byARN, ok := strings.Cut(ref.StreamARN, ":stream/")
@@ -98,26 +109,46 @@ type streamModeDetails struct {
 }
 
 type createStreamInput struct {
-	StreamName          string
-	ShardCount          *int
-	StreamModeDetails   *streamModeDetails `json:",omitempty"`
-	Tags                map[string]string  `json:",omitempty"`
-	WarmThroughputMiBps *int               `json:",omitempty"`
-	MaxRecordSizeInKiB  *int               `json:",omitempty"`
+	StreamName                 string
+	ShardCount                 *int
+	StreamModeDetails          *streamModeDetails `json:",omitempty"`
+	Tags                       map[string]string  `json:",omitempty"`
+	WarmThroughputMiBps        *int               `json:",omitempty"`
+	MaxRecordSizeInKiB         *int               `json:",omitempty"`
+	RecordDistributionStrategy *string            `json:",omitempty"`
 }
 
+// Kinesis's bounds of a stream's maximum record size, in KiB.
+const (
+	minRecordSizeKiB = 1024
+	maxRecordSizeKiB = 10240
+)
+
 func createStream(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "CreateStream"
 	var in createStreamInput
-	if err := req.decode("CreateStream", &in); err != nil {
+	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
+	mode := "PROVISIONED"
+	if in.StreamModeDetails != nil {
+		mode = in.StreamModeDetails.StreamMode
+	}
 	switch {
+	case mode != "PROVISIONED" && mode != "ON_DEMAND":
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("StreamMode %.40q must be PROVISIONED or ON_DEMAND", mode)}
+	case mode == "ON_DEMAND" || (in.ShardCount == nil && in.StreamModeDetails == nil):
+		return nil, errNotYet(op, "on-demand mode (a stream without ShardCount)")
+	case in.ShardCount == nil:
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "a PROVISIONED stream needs a ShardCount"}
 	case len(in.Tags) > 0:
-		return nil, errNotYet("CreateStream", "Tags")
+		return nil, errNotYet(op, "Tags")
 	case in.WarmThroughputMiBps != nil:
-		return nil, errNotYet("CreateStream", "WarmThroughputMiBps")
-	case in.StreamModeDetails != nil && in.StreamModeDetails.StreamMode != "PROVISIONED":
-		return nil, errNotYet("CreateStream", "StreamMode "+in.StreamModeDetails.StreamMode)
+		return nil, errNotYet(op, "WarmThroughputMiBps")
+	case in.RecordDistributionStrategy != nil:
+		return nil, errNotYet(op, "RecordDistributionStrategy")
+	case in.MaxRecordSizeInKiB != nil && (*in.MaxRecordSizeInKiB < minRecordSizeKiB || *in.MaxRecordSizeInKiB > maxRecordSizeKiB):
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("MaxRecordSizeInKiB %d must be between %d and %d", *in.MaxRecordSizeInKiB, minRecordSizeKiB, maxRecordSizeKiB)}
 	}
 	var opts []runnel.StreamOption
 	if in.ShardCount != nil {
@@ -188,6 +219,13 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 	}
 	after := in.ExclusiveStartStreamName
 	if in.NextToken != "" {
+		// A NextToken is the last name of the page before.
+		if in.ExclusiveStartStreamName != "" {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "NextToken cannot be combined with ExclusiveStartStreamName"}
+		}
+		if runnel.ValidateStreamName(in.NextToken) != nil {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("NextToken %.60q is not valid", in.NextToken)}
+		}
 		after = in.NextToken
 	}
 	if after != "" {
@@ -317,6 +355,9 @@ func listShards(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCreated(ctx, op, st, in.StreamCreationTimestamp); err != nil {
+		return nil, err
+	}
 	call := runnel.ListShardsInput{NextToken: in.NextToken, ExclusiveStartShardID: in.ExclusiveStartShardId}
 	if in.MaxResults != nil {
 		if *in.MaxResults < 1 {
@@ -338,6 +379,23 @@ func listShards(ctx context.Context, s *Server, req request) (any, error) {
 		Shards    []shard
 		NextToken string `json:",omitempty"`
 	}{wireShards(out.Shards), out.NextToken}, nil
+}
+
+// checkCreated checks a request's StreamCreationTimestamp, which tells
+// streams of one name apart, against the stream's.
+func checkCreated(ctx context.Context, op string, st *runnel.Stream, at *epochSeconds) error {
+	if at == nil {
+		return nil
+	}
+	sum, err := st.Describe(ctx)
+	if err != nil {
+		return err
+	}
+	if sum.StreamCreationTimestamp.UnixMilli() != time.Time(*at).UnixMilli() {
+		return &runnel.Error{Op: op, Kind: runnel.ErrResourceNotFound, Msg: fmt.Sprintf("stream %s was created at %s, not at %s",
+			st.Name(), sum.StreamCreationTimestamp.UTC().Format(time.RFC3339Nano), time.Time(*at).UTC().Format(time.RFC3339Nano))}
+	}
+	return nil
 }
 
 // wireShards returns shards as the API describes them.
@@ -454,14 +512,9 @@ func getShardIterator(ctx context.Context, s *Server, req request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	from := runnel.StartingPosition{Type: runnel.IteratorType(in.ShardIteratorType)}
-	if in.StartingSequenceNumber != "" {
-		if from.SequenceNumber, err = runnel.ParseSequenceNumber(in.StartingSequenceNumber); err != nil {
-			return nil, err
-		}
-	}
-	if in.Timestamp != nil {
-		from.Timestamp = time.Time(*in.Timestamp)
+	from, err := startingPosition{Type: in.ShardIteratorType, SequenceNumber: in.StartingSequenceNumber, Timestamp: in.Timestamp}.decode()
+	if err != nil {
+		return nil, err
 	}
 	it, err := st.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: in.ShardId, StartingPosition: from})
 	if err != nil {
@@ -474,6 +527,8 @@ type getRecordsInput struct {
 	ShardIterator string
 	Limit         *int
 	StreamARN     string
+	StreamId      string `json:",omitempty"`
+	DryRun        bool   `json:",omitempty"`
 }
 
 type record struct {
@@ -510,7 +565,7 @@ func getRecords(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.stream(op, streamRef{StreamName: it.StreamName(), StreamARN: in.StreamARN})
+	st, err := s.stream(op, streamRef{StreamName: it.StreamName(), StreamARN: in.StreamARN, StreamId: in.StreamId, DryRun: in.DryRun})
 	if err != nil {
 		return nil, err
 	}

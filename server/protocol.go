@@ -119,7 +119,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st, ok := out.(streamer); ok {
-		st.stream(r.Context(), s, w, c)
+		if !s.startStream() {
+			st.close()
+			s.writeError(w, r, &runnel.Error{Op: "SubscribeToShard", Kind: runnel.ErrClosed, Msg: "the server is closing"}, http.StatusServiceUnavailable)
+			return
+		}
+		defer s.streams.Done()
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(s.streamsCtx, cancel)()
+		st.stream(ctx, s, w, c)
 		return
 	}
 	b, err := c.marshal(out)
@@ -155,13 +164,9 @@ type wireError struct {
 // __type and X-Amzn-ErrorType, its message, and its HTTP status (the error
 // table's, unless status is set).
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, status int) {
-	name := runnel.ErrorName(err)
+	name, tableStatus := errorName(err)
 	if status == 0 {
-		status = runnel.HTTPStatus(err)
-	}
-	if name == "" {
-		name = runnel.ErrorName(runnel.ErrInternalFailure)
-		status = http.StatusInternalServerError
+		status = tableStatus
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client has gone
@@ -177,6 +182,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, s
 	w.Header().Set("X-Amzn-ErrorType", name)
 	w.WriteHeader(status)
 	w.Write(b)
+}
+
+// errorName returns the name and HTTP status an error is answered with:
+// the error table's, or InternalFailureException for an error it does not
+// name.
+func errorName(err error) (string, int) {
+	if name := runnel.ErrorName(err); name != "" {
+		return name, runnel.HTTPStatus(err)
+	}
+	return runnel.ErrorName(runnel.ErrInternalFailure), http.StatusInternalServerError
 }
 
 // message is the message of an error response: what the *Error says of

@@ -1,16 +1,18 @@
 // Package server serves the Amazon Kinesis Data Streams API over HTTP from
 // a runnel Cluster, so that code written against the AWS SDKs can run
 // against an in-process engine. It speaks the API as the SDKs send it:
-// POST / with X-Amz-Target: Kinesis_20131202.<Operation> and a JSON 1.1
-// body, over HTTP/1.1 and plain-text HTTP/2 (h2c with prior knowledge).
+// POST / with X-Amz-Target: Kinesis_20131202.<Operation> and a JSON 1.1 or
+// CBOR 1.1 body, over HTTP/1.1 and plain-text HTTP/2 (h2c with prior
+// knowledge), and SubscribeToShard as an AWS event stream.
 //
 // The package is a nested module, so that users of the core runnel
 // package never pull its dependencies. Package servertest starts a server
 // for a Go test in one line and returns an aws.Config for it.
 //
-// This is the first part of the server: the stream, record, shard and
-// iterator operations. Operations not served yet answer
-// UnknownOperationException.
+// This is the first part of the server: the stream, shard, record,
+// iterator, resharding, retention and stream-consumer operations.
+// Operations not served yet answer UnknownOperationException, and request
+// fields not served yet are refused.
 package server
 
 import (
@@ -19,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +35,26 @@ type Server struct {
 	log      *slog.Logger
 	http     *http.Server
 	requests atomic.Uint64 // numbers the request ids
+
+	// streams are the running event streams (SubscribeToShard); their
+	// context ends when the server shuts down or closes.
+	mu          sync.Mutex
+	closed      bool           // guarded by mu: no event stream starts any more
+	streams     sync.WaitGroup // added to under mu, while not closed
+	streamsCtx  context.Context
+	stopStreams context.CancelFunc
+}
+
+// startStream counts an event stream that starts, unless the server is
+// closed.
+func (s *Server) startStream() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.streams.Add(1)
+	return true
 }
 
 // Option configures a Server.
@@ -51,6 +74,7 @@ func WithLogger(l *slog.Logger) Option {
 // ownership of the cluster and closes it after the server.
 func New(c *runnel.Cluster, opts ...Option) *Server {
 	s := &Server{cluster: c, log: slog.New(slog.DiscardHandler)}
+	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	for _, o := range opts {
 		if o != nil {
 			o(s)
@@ -65,6 +89,7 @@ func New(c *runnel.Cluster, opts ...Option) *Server {
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+	s.http.RegisterOnShutdown(s.stopStreams) // event streams would never finish on their own
 	return s
 }
 
@@ -72,15 +97,22 @@ func New(c *runnel.Cluster, opts ...Option) *Server {
 // http.ErrServerClosed after Close.
 func (s *Server) Serve(l net.Listener) error { return s.http.Serve(l) }
 
-// Close stops the server: it closes its listeners and connections. It does
-// not close the cluster.
+// Close stops the server: it closes its listeners and connections, ends
+// the event streams and waits for them. It does not close the cluster.
 func (s *Server) Close() error {
-	if err := s.http.Close(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stopStreams()
+	err := s.http.Close()
+	s.streams.Wait()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
-// Shutdown stops the server gracefully: no new connections, and in-flight
-// requests finish, until ctx ends.
+// Shutdown stops the server gracefully: no new connections, event streams
+// end (their clients see the stream close, and subscribe again elsewhere),
+// and other in-flight requests finish, until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }

@@ -24,6 +24,8 @@ const eventWriteTimeout = 30 * time.Second
 // events rather than one JSON body.
 type streamer interface {
 	stream(ctx context.Context, s *Server, w http.ResponseWriter, c *codec)
+	// close releases what stream would have used, when it will not run.
+	close()
 }
 
 type startingPosition struct {
@@ -32,10 +34,28 @@ type startingPosition struct {
 	Timestamp      *epochSeconds
 }
 
+// decode returns the position for the engine.
+func (p startingPosition) decode() (runnel.StartingPosition, error) {
+	from := runnel.StartingPosition{Type: runnel.IteratorType(p.Type)}
+	if p.SequenceNumber != "" {
+		n, err := runnel.ParseSequenceNumber(p.SequenceNumber)
+		if err != nil {
+			return from, err
+		}
+		from.SequenceNumber = n
+	}
+	if p.Timestamp != nil {
+		from.Timestamp = time.Time(*p.Timestamp)
+	}
+	return from, nil
+}
+
 type subscribeToShardInput struct {
 	ConsumerARN      string
 	ShardId          string
 	StartingPosition startingPosition
+	StreamId         string `json:",omitempty"`
+	DryRun           bool   `json:",omitempty"`
 }
 
 // subscribeToShard subscribes, and answers any refusal as a plain error
@@ -46,18 +66,19 @@ func subscribeToShard(ctx context.Context, s *Server, req request) (any, error) 
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
+	switch {
+	case in.StreamId != "":
+		return nil, errNotYet(op, "StreamId")
+	case in.DryRun:
+		return nil, errNotYet(op, "DryRun")
+	}
 	st, err := s.consumerStream(op, consumerRef{ConsumerARN: in.ConsumerARN})
 	if err != nil {
 		return nil, err
 	}
-	from := runnel.StartingPosition{Type: runnel.IteratorType(in.StartingPosition.Type)}
-	if in.StartingPosition.SequenceNumber != "" {
-		if from.SequenceNumber, err = runnel.ParseSequenceNumber(in.StartingPosition.SequenceNumber); err != nil {
-			return nil, err
-		}
-	}
-	if in.StartingPosition.Timestamp != nil {
-		from.Timestamp = time.Time(*in.StartingPosition.Timestamp)
+	from, err := in.StartingPosition.decode()
+	if err != nil {
+		return nil, err
 	}
 	sub, err := st.SubscribeToShard(ctx, runnel.SubscribeToShardInput{ConsumerARN: in.ConsumerARN, ShardID: in.ShardId, StartingPosition: from})
 	if err != nil {
@@ -72,6 +93,8 @@ func subscribeToShard(ctx context.Context, s *Server, req request) (any, error) 
 // subscription ends. An end after its time or at the end of the shard
 // closes the stream cleanly; any other end is sent as an exception event.
 type subscription struct{ sub runnel.ShardSubscription }
+
+func (sc subscription) close() { sc.sub.Close() }
 
 type subscribeToShardEvent struct {
 	Records                    []record
@@ -112,10 +135,7 @@ func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWri
 		case errors.Is(err, runnel.ErrSubscriptionEnded), errors.Is(err, runnel.ErrShardEnded), ctx.Err() != nil:
 			return
 		case err != nil:
-			name := runnel.ErrorName(err)
-			if name == "" {
-				name = runnel.ErrorName(runnel.ErrInternalFailure)
-			}
+			name, _ := errorName(err)
 			var msg eventstream.Message
 			msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(eventstream.ExceptionMessageType))
 			msg.Headers.Set(eventstream.ExceptionTypeHeader, eventstream.StringValue(name))

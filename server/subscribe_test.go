@@ -1,18 +1,24 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/runnel-go/runnel"
+	"github.com/runnel-go/runnel/server"
 )
 
 // TestSDKSubscribeToShard subscribes with the Go SDK's SubscribeToShard,
@@ -127,4 +133,37 @@ func TestSDKSubscribeRefused(t *testing.T) {
 	_, err = k.SubscribeToShard(ctx, in, func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
 	var limit *types.LimitExceededException
 	require.ErrorAs(t, err, &limit)
+}
+
+// TestShutdownEndsSubscriptions shows that Shutdown ends open event
+// streams at once rather than waiting for their 5 minutes, and that the
+// client sees its stream end.
+func TestShutdownEndsSubscriptions(t *testing.T) {
+	c := runnel.NewCluster()
+	defer c.Close()
+	st, err := c.CreateStream(t.Context(), "s", runnel.WithShardCount(1))
+	require.NoError(t, err)
+	con, err := st.RegisterStreamConsumer(t.Context(), runnel.RegisterStreamConsumerInput{ConsumerName: "c"})
+	require.NoError(t, err)
+	srv := server.New(c)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	k := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + l.Addr().String()),
+		Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")})
+	out, err := k.SubscribeToShard(t.Context(), &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(con.ConsumerARN), ShardId: aws.String("shardId-000000000000"),
+		StartingPosition: &types.StartingPosition{Type: types.ShardIteratorTypeLatest}})
+	require.NoError(t, err)
+	stream := out.GetStream()
+	defer stream.Close()
+	<-stream.Events() // the first, idle event
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, srv.Shutdown(ctx))
+	assert.Less(t, time.Since(start), 2*time.Second)
+	for range stream.Events() {
+	}
+	require.ErrorIs(t, <-done, http.ErrServerClosed)
 }

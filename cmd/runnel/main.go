@@ -29,7 +29,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "runnel:", err)
 		os.Exit(2)
 	}
@@ -58,6 +61,9 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 		return err
 	}
 	cfg := fs.cfg
+	if *cfg.shardQuota < 1 {
+		return fmt.Errorf("-shard-quota %d must be at least 1", *cfg.shardQuota)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*cfg.logLevel)); err != nil {
 		return fmt.Errorf("-log-level %q: %w", *cfg.logLevel, err)

@@ -93,7 +93,7 @@ func TestServe(t *testing.T) {
 
 // TestServeUsage shows the errors for a missing command and bad flags.
 func TestServeUsage(t *testing.T) {
-	for _, args := range [][]string{nil, {"frobnicate"}, {"serve", "-limits", "some"}, {"serve", "-log-level", "loud"}, {"serve", "-nope"}} {
+	for _, args := range [][]string{nil, {"frobnicate"}, {"serve", "-limits", "some"}, {"serve", "-log-level", "loud"}, {"serve", "-nope"}, {"serve", "-shard-quota", "0"}} {
 		var logs syncBuffer
 		if err := run(t.Context(), args, &logs, nil); err == nil {
 			t.Errorf("%q: no error", args)
