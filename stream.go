@@ -2,6 +2,7 @@ package runnel
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,7 @@ type Stream struct {
 	status      StreamStatus             // guarded by mu
 	nextShard   uint64                   // guarded by mu: number of the next new shard
 	updateCalls []time.Time              // guarded by mu: recent UpdateShardCount calls
+	tags        map[string]string        // guarded by mu
 	quotaShards int                      // guarded by the cluster's mu: open shards counted against its quota
 	scratch     sync.Pool                // *putScratch for PutRecords calls
 
@@ -147,6 +149,8 @@ type streamConfig struct {
 	consumerLimit   int
 	consumerDelay   time.Duration
 	subscriptionTTL time.Duration
+
+	tags map[string]string
 }
 
 // StreamOption configures a stream at creation.
@@ -227,6 +231,11 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 	if cfg.maxRequestSize == 0 {
 		cfg.maxRequestSize = max(5<<20, cfg.maxRecordSize)
 	}
+	for _, k := range slices.Sorted(maps.Keys(cfg.tags)) {
+		if err := checkTag(op, k, cfg.tags[k]); err != nil {
+			return cfg, err
+		}
+	}
 	switch {
 	case cfg.shardCount < 1:
 		return cfg, errorf(op, ErrValidation, "shard count %d must be at least 1", cfg.shardCount)
@@ -244,6 +253,8 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 		return cfg, errorf(op, ErrInvalidArgument, "consumer status delay %v must not be negative", cfg.consumerDelay)
 	case cfg.subscriptionTTL <= 0:
 		return cfg, errorf(op, ErrInvalidArgument, "subscription duration %v must be positive", cfg.subscriptionTTL)
+	case len(cfg.tags) > MaxTagsPerStream:
+		return cfg, errorf(op, ErrLimitExceeded, "%d tags are more than the %d a stream may have", len(cfg.tags), MaxTagsPerStream)
 	case cfg.limits.WriteBytesPerSecond < 0 || cfg.limits.WriteRecordsPerSecond < 0 ||
 		cfg.limits.ReadBytesPerSecond < 0 || cfg.limits.ReadCallsPerSecond < 0:
 		return cfg, errorf(op, ErrInvalidArgument, "limits %+v must not be negative", cfg.limits)
@@ -263,6 +274,7 @@ func newStream(c *Cluster, id uint64, name string, cfg streamConfig, now time.Ti
 
 		consumers:  make(map[string]*streamConsumer),
 		arnSeconds: make(map[string]int64),
+		tags:       cfg.tags,
 	}
 	s.scratch.New = func() any { return new(putScratch) }
 	s.retention.Store(int64(cfg.retention))

@@ -132,10 +132,58 @@ func TestSDKStreamConsumers(t *testing.T) {
 // serve yet is refused, not ignored.
 func TestSDKUnservedFields(t *testing.T) {
 	k, _ := client(t)
-	_, err := k.CreateStream(t.Context(), &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1), Tags: map[string]string{"team": "a"}})
+	_, err := k.CreateStream(t.Context(), &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1), WarmThroughputMiBps: aws.Int32(10)})
 	var invalid *types.InvalidArgumentException
 	require.ErrorAs(t, err, &invalid)
-	assert.Contains(t, invalid.ErrorMessage(), "Tags")
+	assert.Contains(t, invalid.ErrorMessage(), "WarmThroughputMiBps")
+}
+
+// TestSDKTags tags a stream at creation, by name and by ARN, lists the
+// tags in pages, and removes them; a consumer's ARN is not served yet.
+func TestSDKTags(t *testing.T) {
+	k, _ := client(t)
+	ctx := t.Context()
+	name := aws.String("s")
+	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: name, ShardCount: aws.Int32(1), Tags: map[string]string{"team": "billing"}})
+	require.NoError(t, err)
+	_, err = k.AddTagsToStream(ctx, &kinesis.AddTagsToStreamInput{StreamName: name, Tags: map[string]string{"env": "test", "cost": "42"}})
+	require.NoError(t, err)
+	d, err := k.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: name})
+	require.NoError(t, err)
+	arn := d.StreamDescriptionSummary.StreamARN
+	_, err = k.TagResource(ctx, &kinesis.TagResourceInput{ResourceARN: arn, Tags: map[string]string{"owner": "ops"}})
+	require.NoError(t, err)
+
+	page, err := k.ListTagsForStream(ctx, &kinesis.ListTagsForStreamInput{StreamName: name, Limit: aws.Int32(2)})
+	require.NoError(t, err)
+	require.Len(t, page.Tags, 2)
+	assert.Equal(t, "cost", aws.ToString(page.Tags[0].Key))
+	assert.True(t, aws.ToBool(page.HasMoreTags))
+	rest, err := k.ListTagsForStream(ctx, &kinesis.ListTagsForStreamInput{StreamName: name, ExclusiveStartTagKey: page.Tags[1].Key})
+	require.NoError(t, err)
+	var keys []string
+	for _, tg := range append(page.Tags, rest.Tags...) {
+		keys = append(keys, aws.ToString(tg.Key))
+	}
+	assert.Equal(t, []string{"cost", "env", "owner", "team"}, keys)
+	assert.False(t, aws.ToBool(rest.HasMoreTags))
+
+	_, err = k.RemoveTagsFromStream(ctx, &kinesis.RemoveTagsFromStreamInput{StreamName: name, TagKeys: []string{"cost", "env"}})
+	require.NoError(t, err)
+	_, err = k.UntagResource(ctx, &kinesis.UntagResourceInput{ResourceARN: arn, TagKeys: []string{"owner"}})
+	require.NoError(t, err)
+	all, err := k.ListTagsForResource(ctx, &kinesis.ListTagsForResourceInput{ResourceARN: arn})
+	require.NoError(t, err)
+	require.Len(t, all.Tags, 1)
+	assert.Equal(t, "billing", aws.ToString(all.Tags[0].Value))
+
+	reg, err := k.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String("c")})
+	require.NoError(t, err)
+	_, err = k.ListTagsForResource(ctx, &kinesis.ListTagsForResourceInput{ResourceARN: reg.Consumer.ConsumerARN})
+	var invalid *types.InvalidArgumentException
+	require.ErrorAs(t, err, &invalid)
+	_, err = k.AddTagsToStream(ctx, &kinesis.AddTagsToStreamInput{StreamName: name, Tags: map[string]string{"aws:x": "y"}})
+	require.ErrorAs(t, err, &invalid, "the reserved prefix")
 }
 
 // TestSDKRefusals shows the refusals of requests the server does not serve

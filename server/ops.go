@@ -141,8 +141,6 @@ func createStream(ctx context.Context, s *Server, req request) (any, error) {
 		return nil, errNotYet(op, "on-demand mode (a stream without ShardCount)")
 	case in.ShardCount == nil:
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "a PROVISIONED stream needs a ShardCount"}
-	case len(in.Tags) > 0:
-		return nil, errNotYet(op, "Tags")
 	case in.WarmThroughputMiBps != nil:
 		return nil, errNotYet(op, "WarmThroughputMiBps")
 	case in.RecordDistributionStrategy != nil:
@@ -156,6 +154,9 @@ func createStream(ctx context.Context, s *Server, req request) (any, error) {
 	}
 	if in.MaxRecordSizeInKiB != nil {
 		opts = append(opts, runnel.WithMaxRecordSize(*in.MaxRecordSizeInKiB<<10))
+	}
+	if len(in.Tags) > 0 {
+		opts = append(opts, runnel.WithTags(in.Tags))
 	}
 	_, err := s.cluster.CreateStream(ctx, in.StreamName, opts...)
 	return struct{}{}, err

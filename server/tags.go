@@ -1,0 +1,192 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/runnel-go/runnel"
+)
+
+// The tag operations, for streams: by name (AddTagsToStream, …) or by ARN
+// (TagResource, …). Tags of stream consumers are not served yet.
+func init() {
+	for name, op := range map[string]operation{
+		"AddTagsToStream":      addTagsToStream,
+		"RemoveTagsFromStream": removeTagsFromStream,
+		"ListTagsForStream":    listTagsForStream,
+		"TagResource":          tagResource,
+		"UntagResource":        untagResource,
+		"ListTagsForResource":  listTagsForResource,
+	} {
+		operations[name] = op
+	}
+}
+
+// maxTagsPerCall is the most tags one AddTagsToStream or
+// RemoveTagsFromStream call takes.
+const maxTagsPerCall = 10
+
+type wireTag struct {
+	Key   string
+	Value string `json:",omitempty"`
+}
+
+func wireTags(tags []runnel.Tag) []wireTag {
+	out := make([]wireTag, len(tags))
+	for i, t := range tags {
+		out[i] = wireTag{Key: t.Key, Value: t.Value}
+	}
+	return out
+}
+
+// resourceStream finds the stream a resource ARN names; consumer ARNs are
+// not served yet.
+func (s *Server) resourceStream(op, arn string) (*runnel.Stream, error) {
+	if strings.Contains(arn, "/consumer/") {
+		return nil, errNotYet(op, "tags of stream consumers")
+	}
+	return s.stream(op, streamRef{StreamARN: arn})
+}
+
+// checkTagCount keeps a call to Kinesis's 1 to 10 tags.
+func checkTagCount(op string, n int) error {
+	if n < 1 || n > maxTagsPerCall {
+		return &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("%d tags: a call takes 1 to %d", n, maxTagsPerCall)}
+	}
+	return nil
+}
+
+type addTagsInput struct {
+	streamRef
+	Tags map[string]string
+}
+
+func addTagsToStream(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "AddTagsToStream"
+	var in addTagsInput
+	st, err := s.decodeStream(op, req, &in)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTagCount(op, len(in.Tags)); err != nil {
+		return nil, err
+	}
+	return struct{}{}, st.AddTags(ctx, in.Tags)
+}
+
+type removeTagsInput struct {
+	streamRef
+	TagKeys []string
+}
+
+func removeTagsFromStream(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "RemoveTagsFromStream"
+	var in removeTagsInput
+	st, err := s.decodeStream(op, req, &in)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTagCount(op, len(in.TagKeys)); err != nil {
+		return nil, err
+	}
+	return struct{}{}, st.RemoveTags(ctx, in.TagKeys)
+}
+
+type listTagsInput struct {
+	streamRef
+	ExclusiveStartTagKey string
+	Limit                *int
+}
+
+// listTagsForStream lists tags by key, Limit (default 10, at most 50) a
+// page.
+func listTagsForStream(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "ListTagsForStream"
+	var in listTagsInput
+	st, err := s.decodeStream(op, req, &in)
+	if err != nil {
+		return nil, err
+	}
+	limit := 10
+	if in.Limit != nil {
+		if *in.Limit < 1 || *in.Limit > runnel.MaxTagsPerStream {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Limit %d must be between 1 and %d", *in.Limit, runnel.MaxTagsPerStream)}
+		}
+		limit = *in.Limit
+	}
+	tags, err := st.Tags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for len(tags) > 0 && in.ExclusiveStartTagKey != "" && tags[0].Key <= in.ExclusiveStartTagKey {
+		tags = tags[1:]
+	}
+	more := len(tags) > limit
+	if more {
+		tags = tags[:limit]
+	}
+	return struct {
+		Tags        []wireTag
+		HasMoreTags bool
+	}{wireTags(tags), more}, nil
+}
+
+type tagResourceInput struct {
+	ResourceARN string
+	Tags        map[string]string
+}
+
+func tagResource(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "TagResource"
+	var in tagResourceInput
+	if err := req.decode(op, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.resourceStream(op, in.ResourceARN)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTagCount(op, len(in.Tags)); err != nil {
+		return nil, err
+	}
+	return struct{}{}, st.AddTags(ctx, in.Tags)
+}
+
+type untagResourceInput struct {
+	ResourceARN string
+	TagKeys     []string
+}
+
+func untagResource(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "UntagResource"
+	var in untagResourceInput
+	if err := req.decode(op, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.resourceStream(op, in.ResourceARN)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTagCount(op, len(in.TagKeys)); err != nil {
+		return nil, err
+	}
+	return struct{}{}, st.RemoveTags(ctx, in.TagKeys)
+}
+
+func listTagsForResource(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "ListTagsForResource"
+	var in struct{ ResourceARN string }
+	if err := req.decode(op, &in); err != nil {
+		return nil, err
+	}
+	st, err := s.resourceStream(op, in.ResourceARN)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := st.Tags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return struct{ Tags []wireTag }{wireTags(tags)}, nil
+}
