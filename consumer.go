@@ -25,9 +25,9 @@ import (
 // tokens it got as OpaqueShardIterator values and its sequence numbers
 // through ParseSequenceNumber (which takes any number Kinesis issues), and
 // reports its failures with the sentinels of the error table (see
-// ErrorForName). Push delivery (enhanced fan-out) is a separate interface,
-// FanOutReader, that a reader may also implement, so that polling-only
-// implementations stay as they are.
+// ErrorForName). Push delivery (enhanced fan-out) is in separate
+// interfaces, ShardSubscriber and FanOutReader, that a reader may also
+// implement, so that polling-only implementations stay as they are.
 type StreamReader interface {
 	// ListShards lists the stream's shards (one page; see ListShardsInput).
 	ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error)

@@ -160,7 +160,7 @@ func describeStream(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit, err := pageSize(op, "Limit", in.Limit)
+	limit, err := pageSize(op, "Limit", in.Limit, 100, 10_000)
 	if err != nil {
 		return nil, err
 	}
@@ -176,15 +176,18 @@ func describeStream(ctx context.Context, s *Server, req request) (any, error) {
 		StreamName:              sum.StreamName,
 		StreamARN:               sum.StreamARN,
 		StreamStatus:            string(sum.StreamStatus),
-		StreamModeDetails:       streamModeDetails{StreamMode: "PROVISIONED"},
+		StreamModeDetails:       provisioned,
 		Shards:                  wireShards(page.Shards),
 		HasMoreShards:           page.NextToken != "",
 		RetentionPeriodHours:    int(sum.RetentionPeriod / time.Hour),
 		StreamCreationTimestamp: epochSeconds(sum.StreamCreationTimestamp),
-		EnhancedMonitoring:      []enhancedMetrics{{ShardLevelMetrics: []string{}}},
-		EncryptionType:          "NONE",
+		EnhancedMonitoring:      noEnhancedMonitoring(),
+		EncryptionType:          noEncryption,
 	}}, nil
 }
+
+// onDemandStreamLimit is Kinesis's default quota of on-demand streams.
+const onDemandStreamLimit = 50
 
 func describeLimits(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode("DescribeLimits", &struct{}{}); err != nil {
@@ -197,7 +200,7 @@ func describeLimits(ctx context.Context, s *Server, req request) (any, error) {
 		OpenShardCount           int
 		OnDemandStreamCount      int
 		OnDemandStreamCountLimit int
-	}{quota, used, 0, 50}, nil
+	}{quota, used, 0, onDemandStreamLimit}, nil
 }
 
 // consumerRef names a consumer by stream ARN and name, or by its ARN.
@@ -298,7 +301,7 @@ func listStreamConsumers(ctx context.Context, s *Server, req request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	limit, err := pageSize(op, "MaxResults", in.MaxResults)
+	limit, err := pageSize(op, "MaxResults", in.MaxResults, 100, 10_000)
 	if err != nil {
 		return nil, err
 	}

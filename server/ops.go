@@ -35,15 +35,25 @@ func errNotYet(op, field string) error {
 }
 
 // pageSize is the size of a listing's page that field (a Limit or
-// MaxResults of 1 to 10,000) asks for; 100 when it is not given.
-func pageSize(op, field string, v *int) (int, error) {
+// MaxResults of 1 to most) asks for; def when it is not given.
+func pageSize(op, field string, v *int, def, most int) (int, error) {
 	switch {
 	case v == nil:
-		return 100, nil
-	case *v < 1 || *v > 10_000:
-		return 0, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("%s %d must be between 1 and 10000", field, *v)}
+		return def, nil
+	case *v < 1 || *v > most:
+		return 0, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("%s %d must be between 1 and %d", field, *v, most)}
 	}
 	return *v, nil
+}
+
+// What every stream is described as: provisioned, unencrypted, without
+// enhanced monitoring.
+var provisioned = streamModeDetails{StreamMode: "PROVISIONED"}
+
+const noEncryption = "NONE"
+
+func noEnhancedMonitoring() []enhancedMetrics {
+	return []enhancedMetrics{{ShardLevelMetrics: []string{}}}
 }
 
 // streamRef names a stream by name or ARN, as most requests do.
@@ -130,12 +140,12 @@ func createStream(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	mode := "PROVISIONED"
+	mode := provisioned.StreamMode
 	if in.StreamModeDetails != nil {
 		mode = in.StreamModeDetails.StreamMode
 	}
 	switch {
-	case mode != "PROVISIONED" && mode != "ON_DEMAND":
+	case mode != provisioned.StreamMode && mode != "ON_DEMAND":
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("StreamMode %.40q must be PROVISIONED or ON_DEMAND", mode)}
 	case mode == "ON_DEMAND" || (in.ShardCount == nil && in.StreamModeDetails == nil):
 		return nil, errNotYet(op, "on-demand mode (a stream without ShardCount)")
@@ -210,7 +220,7 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	limit, err := pageSize(op, "Limit", in.Limit)
+	limit, err := pageSize(op, "Limit", in.Limit, 100, 10_000)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +263,7 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 		out.StreamNames = append(out.StreamNames, name)
 		out.StreamSummaries = append(out.StreamSummaries, streamSummary{
 			StreamName: name, StreamARN: sum.StreamARN, StreamStatus: string(sum.StreamStatus),
-			StreamModeDetails:       streamModeDetails{StreamMode: "PROVISIONED"},
+			StreamModeDetails:       provisioned,
 			StreamCreationTimestamp: epochSeconds(sum.StreamCreationTimestamp),
 		})
 	}
@@ -292,11 +302,11 @@ func describeStreamSummary(ctx context.Context, s *Server, req request) (any, er
 		StreamName:              sum.StreamName,
 		StreamARN:               sum.StreamARN,
 		StreamStatus:            string(sum.StreamStatus),
-		StreamModeDetails:       streamModeDetails{StreamMode: "PROVISIONED"},
+		StreamModeDetails:       provisioned,
 		RetentionPeriodHours:    int(sum.RetentionPeriod / time.Hour),
 		StreamCreationTimestamp: epochSeconds(sum.StreamCreationTimestamp),
-		EnhancedMonitoring:      []enhancedMetrics{{ShardLevelMetrics: []string{}}},
-		EncryptionType:          "NONE",
+		EnhancedMonitoring:      noEnhancedMonitoring(),
+		EncryptionType:          noEncryption,
 		OpenShardCount:          sum.OpenShardCount,
 		ConsumerCount:           sum.ConsumerCount,
 		MaxRecordSizeInKiB:      sum.MaxRecordSize >> 10,
@@ -447,7 +457,7 @@ func putRecord(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return putRecordOutput{ShardId: out.ShardID, SequenceNumber: out.SequenceNumber.String(), EncryptionType: "NONE"}, nil
+	return putRecordOutput{ShardId: out.ShardID, SequenceNumber: out.SequenceNumber.String(), EncryptionType: noEncryption}, nil
 }
 
 type putRecordsEntry struct {
@@ -495,7 +505,7 @@ func putRecords(ctx context.Context, s *Server, req request) (any, error) {
 		FailedRecordCount int
 		Records           []putRecordsResult
 		EncryptionType    string
-	}{out.FailedRecordCount, results, "NONE"}, nil
+	}{out.FailedRecordCount, results, noEncryption}, nil
 }
 
 type getShardIteratorInput struct {
@@ -594,7 +604,7 @@ func wireRecords(recs []runnel.Record) []record {
 	for i, r := range recs {
 		out[i] = record{
 			SequenceNumber: r.SequenceNumber.String(), ApproximateArrivalTimestamp: epochSeconds(r.ApproximateArrivalTimestamp),
-			Data: r.Data, PartitionKey: r.PartitionKey, EncryptionType: "NONE",
+			Data: r.Data, PartitionKey: r.PartitionKey, EncryptionType: noEncryption,
 		}
 	}
 	return out

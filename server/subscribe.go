@@ -96,6 +96,21 @@ type subscription struct{ sub runnel.ShardSubscription }
 
 func (sc subscription) close() { sc.sub.Close() }
 
+// streamMessage is an event-stream message of kind (event or exception)
+// named name, with a payload encoded by c.
+func streamMessage(c *codec, kind, name string, payload []byte) eventstream.Message {
+	nameHeader := eventstream.EventTypeHeader
+	if kind == eventstream.ExceptionMessageType {
+		nameHeader = eventstream.ExceptionTypeHeader
+	}
+	var msg eventstream.Message
+	msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(kind))
+	msg.Headers.Set(nameHeader, eventstream.StringValue(name))
+	msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue(c.contentType))
+	msg.Payload = payload
+	return msg
+}
+
 type subscribeToShardEvent struct {
 	Records                    []record
 	ContinuationSequenceNumber string `json:",omitempty"`
@@ -115,18 +130,10 @@ func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWri
 		}
 		return rc.Flush() == nil
 	}
-	event := func(eventType string, payload []byte) eventstream.Message {
-		var msg eventstream.Message
-		msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(eventstream.EventMessageType))
-		msg.Headers.Set(eventstream.EventTypeHeader, eventstream.StringValue(eventType))
-		msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue(c.contentType))
-		msg.Payload = payload
-		return msg
-	}
 	w.Header().Set("Content-Type", eventStreamContentType)
 	w.WriteHeader(http.StatusOK)
 	initial, _ := c.marshal(struct{}{})
-	if !send(event("initial-response", initial)) {
+	if !send(streamMessage(c, eventstream.EventMessageType, "initial-response", initial)) {
 		return
 	}
 	for {
@@ -136,14 +143,10 @@ func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWri
 			return
 		case err != nil:
 			name, _ := errorName(err)
-			var msg eventstream.Message
-			msg.Headers.Set(eventstream.MessageTypeHeader, eventstream.StringValue(eventstream.ExceptionMessageType))
-			msg.Headers.Set(eventstream.ExceptionTypeHeader, eventstream.StringValue(name))
-			msg.Headers.Set(eventstream.ContentTypeHeader, eventstream.StringValue(c.contentType))
-			msg.Payload, _ = c.marshal(struct {
+			payload, _ := c.marshal(struct {
 				Message string `json:"message"`
 			}{message(err)})
-			send(msg)
+			send(streamMessage(c, eventstream.ExceptionMessageType, name, payload))
 			return
 		}
 		out := subscribeToShardEvent{Records: wireRecords(ev.Records), MillisBehindLatest: ev.MillisBehindLatest}
@@ -152,7 +155,7 @@ func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWri
 		}
 		out.ChildShards = wireChildShards(ev.ChildShards)
 		payload, err := c.marshal(out)
-		if err != nil || !send(event("SubscribeToShardEvent", payload)) {
+		if err != nil || !send(streamMessage(c, eventstream.EventMessageType, "SubscribeToShardEvent", payload)) {
 			return
 		}
 	}

@@ -108,12 +108,9 @@ func listTagsForStream(ctx context.Context, s *Server, req request) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	limit := 10
-	if in.Limit != nil {
-		if *in.Limit < 1 || *in.Limit > runnel.MaxTagsPerStream {
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Limit %d must be between 1 and %d", *in.Limit, runnel.MaxTagsPerStream)}
-		}
-		limit = *in.Limit
+	limit, err := pageSize(op, "Limit", in.Limit, 10, runnel.MaxTagsPerStream)
+	if err != nil {
+		return nil, err
 	}
 	tags, err := st.Tags(ctx)
 	if err != nil {
