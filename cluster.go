@@ -35,6 +35,7 @@ type clusterConfig struct {
 	sweepInterval   time.Duration
 	logger          *slog.Logger
 	streamDefaults  []StreamOption
+	clock           Clock
 }
 
 // ClusterOption configures a Cluster.
@@ -101,12 +102,52 @@ func WithStreamDefaults(opts ...StreamOption) ClusterOption {
 	return func(c *clusterConfig) { c.streamDefaults = append(c.streamDefaults, opts...) }
 }
 
+// Clock tells a Cluster the time. Its streams read it for arrival
+// timestamps, the ages of iterators and NextTokens, retention, the
+// lifetime of subscriptions and the call-rate windows of control
+// operations. A Clock must never go back.
+type Clock interface {
+	Now() time.Time
+}
+
+// systemClock is the system's clock (a synctest bubble's inside one).
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// WithClock sets the cluster's clock. Default: the system clock, which is
+// the virtual clock inside a testing/synctest bubble. A clock that runs
+// ahead of the system clock (a test server's "advance the clock") makes
+// records, iterators and tokens age at once. Waits still take the system
+// clock's time: a GetRecords or SubscribeToShard wait, a status delay, the
+// background sweep and the token buckets, whose refills are measured on
+// the clock but whose waits are not.
+func WithClock(clock Clock) ClusterOption {
+	return func(c *clusterConfig) {
+		if clock != nil {
+			c.clock = clock
+		}
+	}
+}
+
+// now is the cluster's time.
+func (c *Cluster) now() time.Time { return c.cfg.clock.Now() }
+
+// now is the stream's cluster's time.
+func (s *Stream) now() time.Time { return s.cluster.now() }
+
+// Region returns the region named in the cluster's ARNs.
+func (c *Cluster) Region() string { return c.cfg.region }
+
+// AccountID returns the account id named in the cluster's ARNs.
+func (c *Cluster) AccountID() string { return c.cfg.account }
+
 // NewCluster returns an empty cluster and starts its background sweep. Call
 // Close to stop it. Inside a testing/synctest bubble the cluster runs on the
 // bubble's virtual clock; create and close it inside the bubble.
 func NewCluster(opts ...ClusterOption) *Cluster {
 	cfg := clusterConfig{region: "us-east-1", account: "000000000000", shardQuota: 20_000, sweepInterval: time.Minute,
-		logger: slog.New(slog.DiscardHandler)}
+		logger: slog.New(slog.DiscardHandler), clock: systemClock{}}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -123,7 +164,8 @@ func (c *Cluster) sweep() {
 		select {
 		case <-c.stop:
 			return
-		case now := <-t.C:
+		case <-t.C:
+			now := c.now()
 			for _, s := range c.snapshot() {
 				s.expire(now)
 			}
@@ -219,7 +261,7 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 		return nil, err
 	}
 	c.nextID++
-	s := newStream(c, c.nextID, name, cfg, time.Now())
+	s := newStream(c, c.nextID, name, cfg, c.now())
 	c.streams[name] = s
 	c.openShards += cfg.shardCount
 	s.quotaShards = cfg.shardCount

@@ -3,6 +3,7 @@ package runnel
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -90,4 +91,39 @@ func TestCreateStreamNilOption(t *testing.T) {
 	_, err := c.CreateStream(t.Context(), "a", WithShardCount(1), nil)
 	assert.ErrorIs(t, err, ErrInvalidArgument)
 	assert.ErrorContains(t, err, "option 1")
+}
+
+// aheadClock is a clock that a test moves ahead of the system clock.
+type aheadClock struct{ ahead atomic.Int64 }
+
+func (c *aheadClock) Now() time.Time { return time.Now().Add(time.Duration(c.ahead.Load())) }
+
+// TestWithClock checks that a cluster lives by its clock: arrival
+// timestamps come from it, and moving it ahead expires records and
+// iterators at once.
+func TestWithClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clock := new(aheadClock)
+		clock.ahead.Store(int64(time.Hour))
+		c := NewCluster(WithClock(clock))
+		defer c.Close()
+		s, err := c.CreateStream(context.Background(), "clock", WithShardCount(1), WithRetention(24*time.Hour))
+		require.NoError(t, err)
+		put := putString(t, s, "k", "r0")
+		it, err := s.GetShardIterator(context.Background(), GetShardIteratorInput{ShardID: shard0, StartingPosition: StartingPosition{Type: TrimHorizon}})
+		require.NoError(t, err)
+		out, err := s.GetRecords(context.Background(), GetRecordsInput{ShardIterator: it})
+		require.NoError(t, err)
+		require.Len(t, out.Records, 1)
+		assert.Equal(t, put.SequenceNumber, out.Records[0].SequenceNumber)
+		assert.Equal(t, time.Now().Add(time.Hour).UnixMilli(), out.Records[0].ApproximateArrivalTimestamp.UnixMilli(),
+			"the arrival timestamp is the clock's")
+
+		clock.ahead.Add(int64(6 * time.Minute))
+		_, err = s.GetRecords(context.Background(), GetRecordsInput{ShardIterator: out.NextShardIterator})
+		assert.ErrorIs(t, err, ErrExpiredIterator, "an iterator ages on the cluster's clock")
+
+		clock.ahead.Add(int64(24 * time.Hour))
+		assert.Empty(t, readAll(t, s, shard0, StartingPosition{Type: TrimHorizon}), "records expire on the cluster's clock")
+	})
 }

@@ -145,7 +145,7 @@ func (s *Stream) RegisterStreamConsumer(ctx context.Context, in RegisterStreamCo
 	if err := s.begin(ctx, op, noShard); err != nil {
 		return StreamConsumer{}, err
 	}
-	now := time.Now()
+	now := s.now()
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	if err := s.live(op); err != nil { // DeleteStream marks the stream under cmu
@@ -421,7 +421,7 @@ func (s *Stream) SubscribeToShard(ctx context.Context, in SubscribeToShardInput)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.now()
 	if seek && atMs <= now.UnixMilli() {
 		// Records arriving from now on arrive after the time: resolve it once.
 		pos, seek = sh.positionAt(atMs), false
@@ -533,7 +533,7 @@ func (sub *subscription) Next(ctx context.Context) (SubscribeToShardEvent, error
 		if err := ctx.Err(); err != nil {
 			return SubscribeToShardEvent{}, ctxError(op, err)
 		}
-		now := time.Now()
+		now := sub.s.now()
 		if !now.Before(sub.ends) {
 			sub.finish(errorf(op, ErrSubscriptionEnded, "the subscription of %s to shard %s lasted its %v", sub.consumer, sub.sh.id, sub.s.cfg.subscriptionTTL))
 			continue

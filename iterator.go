@@ -189,7 +189,7 @@ func (s *Stream) GetShardIterator(ctx context.Context, in GetShardIteratorInput)
 	if err := s.begin(ctx, op, sh.num); err != nil {
 		return ShardIterator{}, err
 	}
-	it := ShardIterator{stream: s.name, streamID: s.id, shard: sh.num, issuedMs: time.Now().UnixMilli()}
+	it := ShardIterator{stream: s.name, streamID: s.id, shard: sh.num, issuedMs: s.now().UnixMilli()}
 	if it.pos, it.seek, it.atMs, err = s.startAt(op, sh, from); err != nil {
 		return ShardIterator{}, err
 	}
@@ -305,7 +305,7 @@ func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecords
 		}
 		return GetRecordsOutput{}, err
 	}
-	now := time.Now()
+	now := s.now()
 	if age := now.UnixMilli() - it.issuedMs; age > s.cfg.iteratorTTL.Milliseconds() {
 		return GetRecordsOutput{}, errorf(op, ErrExpiredIterator, "shard iterator for %s expired %v ago (it lives %v)",
 			shardID(it.shard), time.Duration(age)*time.Millisecond-s.cfg.iteratorTTL, s.cfg.iteratorTTL)
@@ -392,7 +392,7 @@ func (s *Stream) readShard(ctx context.Context, shardID string, from StartingPos
 			}
 			// The iterator is this loop's own: renew it, so that a slow
 			// consumer or a long wait does not let it expire.
-			it.issuedMs = time.Now().UnixMilli()
+			it.issuedMs = s.now().UnixMilli()
 			out, err := s.GetRecords(ctx, GetRecordsInput{ShardIterator: it, Buffer: buf})
 			if err != nil {
 				if isThrottle(err) {

@@ -78,7 +78,7 @@ func (s *Stream) ListShards(ctx context.Context, in ListShardsInput) (ListShards
 	if err := s.begin(ctx, op, noShard); err != nil {
 		return ListShardsOutput{}, err
 	}
-	now := time.Now()
+	now := s.now()
 	m := s.shards.Load()
 	gen := m.gen
 	switch {

@@ -157,7 +157,7 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 	if s.status != StatusActive {
 		return errorf(op, ErrResourceInUse, "stream %s is %s; one resharding at a time", s.name, s.status)
 	}
-	now := time.Now()
+	now := s.now()
 	p := &reshardPlan{s: s, now: now, open: slices.Clone(s.shards.Load().open),
 		parentsOf: map[*shardState][]*shardState{}, children: map[*shardState][]*shardState{}}
 	nextShard := s.nextShard
@@ -182,7 +182,7 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 		s.mu.Lock()
 		live := s.live(op) == nil
 		if live {
-			s.commit(p, time.Now())
+			s.commit(p, s.now())
 		}
 		s.status = StatusActive
 		s.mu.Unlock()

@@ -40,7 +40,7 @@ type StreamStats struct {
 // are consistent; the shards are read one after another.
 func (s *Stream) Stats() StreamStats {
 	m := s.shards.Load()
-	cutoff := s.cutoffMs(time.Now())
+	cutoff := s.cutoffMs(s.now())
 	st := StreamStats{StreamName: s.name, Shards: make([]ShardStats, 0, len(m.all))}
 	for _, sh := range m.all {
 		ss, listed := sh.stats(cutoff)

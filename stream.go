@@ -389,7 +389,7 @@ func (s *Stream) PutRecord(ctx context.Context, in PutRecordInput) (PutRecordOut
 			return PutRecordOutput{}, injected[0]
 		}
 	}
-	now := time.Now()
+	now := s.now()
 	cutoff := s.cutoffMs(now)
 	ws := [1]write{{key: in.PartitionKey, data: in.Data, ordering: in.SequenceNumberForOrdering}}
 	var res [1]PutRecordsResult
@@ -600,7 +600,7 @@ func (s *Stream) putRouted(ctx context.Context, op string, sc *putScratch, entri
 			return PutRecordsOutput{}, err
 		}
 	}
-	now := time.Now() // after any injected latency
+	now := s.now() // after any injected latency
 	cutoff := s.cutoffMs(now)
 	out := PutRecordsOutput{Records: make([]PutRecordsResult, len(entries))}
 	results := out.Records
@@ -744,7 +744,7 @@ func (s *Stream) changeRetention(ctx context.Context, op string, d time.Duration
 		return err
 	}
 	if sign < 0 {
-		s.expire(time.Now())
+		s.expire(s.now())
 	}
 	return nil
 }
@@ -824,7 +824,7 @@ func (s *Stream) listedShard(num uint64) *shardState {
 	if sh == nil {
 		return nil
 	}
-	cutoff := s.cutoffMs(time.Now())
+	cutoff := s.cutoffMs(s.now())
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.goneLocked(cutoff) {

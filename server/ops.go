@@ -72,15 +72,15 @@ func (r streamRef) ref() streamRef { return r }
 
 // decodeStream decodes a request that names a stream into in, and finds
 // the stream.
-func (s *Server) decodeStream(op string, req request, in interface{ ref() streamRef }) (*runnel.Stream, error) {
+func (req request) decodeStream(op string, in interface{ ref() streamRef }) (*runnel.Stream, error) {
 	if err := req.decode(op, in); err != nil {
 		return nil, err
 	}
-	return s.stream(op, in.ref())
+	return req.stream(op, in.ref())
 }
 
 // stream finds the stream a request names.
-func (s *Server) stream(op string, ref streamRef) (*runnel.Stream, error) {
+func (req request) stream(op string, ref streamRef) (*runnel.Stream, error) {
 	switch {
 	case ref.StreamId != "":
 		return nil, errNotYet(op, "StreamId")
@@ -104,7 +104,7 @@ func (s *Server) stream(op string, ref streamRef) (*runnel.Stream, error) {
 	if err := runnel.ValidateStreamName(name); err != nil {
 		return nil, err
 	}
-	st, err := s.cluster.Stream(name)
+	st, err := req.cluster.Stream(name)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ func createStream(ctx context.Context, s *Server, req request) (any, error) {
 	if len(in.Tags) > 0 {
 		opts = append(opts, runnel.WithTags(in.Tags))
 	}
-	_, err := s.cluster.CreateStream(ctx, in.StreamName, opts...)
+	_, err := req.cluster.CreateStream(ctx, in.StreamName, opts...)
 	return struct{}{}, err
 }
 
@@ -179,7 +179,7 @@ type deleteStreamInput struct {
 
 func deleteStream(ctx context.Context, s *Server, req request) (any, error) {
 	var in deleteStreamInput
-	st, err := s.decodeStream("DeleteStream", req, &in)
+	st, err := req.decodeStream("DeleteStream", &in)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func deleteStream(ctx context.Context, s *Server, req request) (any, error) {
 	if in.EnforceConsumerDeletion {
 		opts = append(opts, runnel.WithEnforceConsumerDeletion())
 	}
-	return struct{}{}, s.cluster.DeleteStream(ctx, st.Name(), opts...)
+	return struct{}{}, req.cluster.DeleteStream(ctx, st.Name(), opts...)
 }
 
 type listStreamsInput struct {
@@ -224,7 +224,7 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	names, err := s.cluster.ListStreams(ctx)
+	names, err := req.cluster.ListStreams(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 		out.NextToken = names[limit-1]
 	}
 	for _, name := range names {
-		st, err := s.cluster.Stream(name)
+		st, err := req.cluster.Stream(name)
 		if err != nil {
 			continue // deleted meanwhile
 		}
@@ -290,7 +290,7 @@ type streamDescriptionSummary struct {
 
 func describeStreamSummary(ctx context.Context, s *Server, req request) (any, error) {
 	var in streamRef
-	st, err := s.decodeStream("DescribeStreamSummary", req, &in)
+	st, err := req.decodeStream("DescribeStreamSummary", &in)
 	if err != nil {
 		return nil, err
 	}
@@ -359,9 +359,9 @@ func listShards(ctx context.Context, s *Server, req request) (any, error) {
 	var st *runnel.Stream
 	var err error
 	if in.NextToken != "" && in.streamRef == (streamRef{}) {
-		st, err = s.cluster.StreamOfNextToken(in.NextToken) // as Kinesis does: the token names the stream
+		st, err = req.cluster.StreamOfNextToken(in.NextToken) // as Kinesis does: the token names the stream
 	} else {
-		st, err = s.stream(op, in.streamRef)
+		st, err = req.stream(op, in.streamRef)
 	}
 	if err != nil {
 		return nil, err
@@ -443,7 +443,7 @@ type putRecordOutput struct {
 func putRecord(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "PutRecord"
 	var in putRecordInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -481,7 +481,7 @@ type putRecordsResult struct {
 func putRecords(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "PutRecords"
 	var in putRecordsInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -519,7 +519,7 @@ type getShardIteratorInput struct {
 func getShardIterator(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "GetShardIterator"
 	var in getShardIteratorInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -576,7 +576,7 @@ func getRecords(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.stream(op, streamRef{StreamName: it.StreamName(), StreamARN: in.StreamARN, StreamId: in.StreamId, DryRun: in.DryRun})
+	st, err := req.stream(op, streamRef{StreamName: it.StreamName(), StreamARN: in.StreamARN, StreamId: in.StreamId, DryRun: in.DryRun})
 	if err != nil {
 		return nil, err
 	}

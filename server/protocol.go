@@ -73,10 +73,12 @@ func unmarshalJSON(body []byte, v any) error {
 	return nil
 }
 
-// request is an operation's request: its body and how it is encoded.
+// request is an operation's request: its body, how it is encoded, and
+// the cluster of the account and region it is for.
 type request struct {
-	body  []byte
-	codec *codec
+	body    []byte
+	codec   *codec
+	cluster *runnel.Cluster
 }
 
 // decode decodes the request body into in; an empty body is an empty
@@ -112,8 +114,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &runnel.Error{Op: "Read", Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("the request body is larger than %d bytes", maxBody)}, http.StatusRequestEntityTooLarge)
 		return
 	}
+	cluster, err := s.clusterOf(r)
+	if err != nil {
+		s.writeError(w, r, err, 0)
+		return
+	}
 	c := codecOf(r)
-	out, err := op(r.Context(), s, request{body: body, codec: c})
+	out, err := op(r.Context(), s, request{body: body, codec: c, cluster: cluster})
 	if err != nil {
 		s.writeError(w, r, err, 0)
 		return

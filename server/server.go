@@ -31,15 +31,18 @@ import (
 // Server serves the Kinesis API for one Cluster. It is an http.Handler;
 // Serve runs it on a listener. All methods are safe for concurrent use.
 type Server struct {
-	cluster  *runnel.Cluster
-	log      *slog.Logger
+	cluster    *runnel.Cluster // the default account's and region's
+	newCluster func(account, region string) (*runnel.Cluster, error)
+	accounts   map[string]string // access key → account id
+	log        *slog.Logger
 	http     *http.Server
 	requests atomic.Uint64 // numbers the request ids
 
 	// streams are the running event streams (SubscribeToShard); their
 	// context ends when the server shuts down or closes.
 	mu          sync.Mutex
-	closed      bool           // guarded by mu: no event stream starts any more
+	clusters    map[tenant]*runnel.Cluster // guarded by mu: the clusters made for other accounts and regions
+	closed      bool                       // guarded by mu: no event stream starts, no cluster is made
 	streams     sync.WaitGroup // added to under mu, while not closed
 	streamsCtx  context.Context
 	stopStreams context.CancelFunc
@@ -98,14 +101,19 @@ func New(c *runnel.Cluster, opts ...Option) *Server {
 func (s *Server) Serve(l net.Listener) error { return s.http.Serve(l) }
 
 // Close stops the server: it closes its listeners and connections, ends
-// the event streams and waits for them. It does not close the cluster.
+// the event streams and waits for them, and closes the clusters it made
+// (see WithClusters). It does not close the cluster given to New.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	made := s.clusters
 	s.mu.Unlock()
 	s.stopStreams()
 	err := s.http.Close()
 	s.streams.Wait()
+	for _, c := range made {
+		c.Close()
+	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

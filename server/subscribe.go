@@ -72,7 +72,7 @@ func subscribeToShard(ctx context.Context, s *Server, req request) (any, error) 
 	case in.DryRun:
 		return nil, errNotYet(op, "DryRun")
 	}
-	st, err := s.consumerStream(op, consumerRef{ConsumerARN: in.ConsumerARN})
+	st, err := req.consumerStream(op, consumerRef{ConsumerARN: in.ConsumerARN})
 	if err != nil {
 		return nil, err
 	}

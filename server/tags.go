@@ -42,11 +42,11 @@ func wireTags(tags []runnel.Tag) []wireTag {
 
 // resourceStream finds the stream a resource ARN names; consumer ARNs are
 // not served yet.
-func (s *Server) resourceStream(op, arn string) (*runnel.Stream, error) {
+func (req request) resourceStream(op, arn string) (*runnel.Stream, error) {
 	if strings.Contains(arn, "/consumer/") {
 		return nil, errNotYet(op, "tags of stream consumers")
 	}
-	return s.stream(op, streamRef{StreamARN: arn})
+	return req.stream(op, streamRef{StreamARN: arn})
 }
 
 // checkTagCount keeps a call to Kinesis's 1 to 10 tags.
@@ -65,7 +65,7 @@ type addTagsInput struct {
 func addTagsToStream(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "AddTagsToStream"
 	var in addTagsInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ type removeTagsInput struct {
 func removeTagsFromStream(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "RemoveTagsFromStream"
 	var in removeTagsInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ type listTagsInput struct {
 func listTagsForStream(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "ListTagsForStream"
 	var in listTagsInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func tagResource(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := s.resourceStream(op, in.ResourceARN)
+	st, err := req.resourceStream(op, in.ResourceARN)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func untagResource(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := s.resourceStream(op, in.ResourceARN)
+	st, err := req.resourceStream(op, in.ResourceARN)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func listTagsForResource(ctx context.Context, s *Server, req request) (any, erro
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := s.resourceStream(op, in.ResourceARN)
+	st, err := req.resourceStream(op, in.ResourceARN)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ type splitShardInput struct {
 func splitShard(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "SplitShard"
 	var in splitShardInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ type mergeShardsInput struct {
 func mergeShards(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "MergeShards"
 	var in mergeShardsInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ type updateShardCountInput struct {
 func updateShardCount(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "UpdateShardCount"
 	var in updateShardCountInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func changeRetention(sign int) operation {
 			op = "DecreaseStreamRetentionPeriod"
 		}
 		var in retentionInput
-		st, err := s.decodeStream(op, req, &in)
+		st, err := req.decodeStream(op, &in)
 		if err != nil {
 			return nil, err
 		}
@@ -156,7 +156,7 @@ type streamDescription struct {
 func describeStream(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "DescribeStream"
 	var in describeStreamInput
-	st, err := s.decodeStream(op, req, &in)
+	st, err := req.decodeStream(op, &in)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func describeLimits(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode("DescribeLimits", &struct{}{}); err != nil {
 		return nil, err
 	}
-	quota, used := s.cluster.ShardQuota()
+	quota, used := req.cluster.ShardQuota()
 	// Every stream is described as PROVISIONED: none counts as on-demand.
 	return struct {
 		ShardLimit               int
@@ -211,15 +211,15 @@ type consumerRef struct {
 }
 
 // consumerStream finds the stream of the consumer a request names.
-func (s *Server) consumerStream(op string, in consumerRef) (*runnel.Stream, error) {
+func (req request) consumerStream(op string, in consumerRef) (*runnel.Stream, error) {
 	if in.StreamARN == "" && in.ConsumerARN != "" {
 		stream, _, err := runnel.ParseConsumerARN(in.ConsumerARN)
 		if err != nil {
 			return nil, err
 		}
-		return s.stream(op, streamRef{StreamName: stream})
+		return req.stream(op, streamRef{StreamName: stream})
 	}
-	return s.stream(op, streamRef{StreamARN: in.StreamARN})
+	return req.stream(op, streamRef{StreamARN: in.StreamARN})
 }
 
 type consumer struct {
@@ -251,7 +251,7 @@ func registerStreamConsumer(ctx context.Context, s *Server, req request) (any, e
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := s.stream(op, streamRef{StreamARN: in.StreamARN})
+	st, err := req.stream(op, streamRef{StreamARN: in.StreamARN})
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +271,7 @@ func describeStreamConsumer(ctx context.Context, s *Server, req request) (any, e
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := s.consumerStream(op, in)
+	st, err := req.consumerStream(op, in)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +297,7 @@ func listStreamConsumers(ctx context.Context, s *Server, req request) (any, erro
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := s.stream(op, streamRef{StreamARN: in.StreamARN})
+	st, err := req.stream(op, streamRef{StreamARN: in.StreamARN})
 	if err != nil {
 		return nil, err
 	}
@@ -353,7 +353,7 @@ func deregisterStreamConsumer(ctx context.Context, s *Server, req request) (any,
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := s.consumerStream(op, in)
+	st, err := req.consumerStream(op, in)
 	if err != nil {
 		return nil, err
 	}
