@@ -4,9 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
-	"slices"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/runnel-go/runnel"

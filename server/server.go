@@ -35,15 +35,15 @@ type Server struct {
 	newCluster func(account, region string) (*runnel.Cluster, error)
 	accounts   map[string]string // access key → account id
 	log        *slog.Logger
-	http     *http.Server
-	requests atomic.Uint64 // numbers the request ids
+	http       *http.Server
+	requests   atomic.Uint64 // numbers the request ids
 
 	// streams are the running event streams (SubscribeToShard); their
 	// context ends when the server shuts down or closes.
 	mu          sync.Mutex
 	clusters    map[tenant]*runnel.Cluster // guarded by mu: the clusters made for other accounts and regions
 	closed      bool                       // guarded by mu: no event stream starts, no cluster is made
-	streams     sync.WaitGroup // added to under mu, while not closed
+	streams     sync.WaitGroup             // added to under mu, while not closed
 	streamsCtx  context.Context
 	stopStreams context.CancelFunc
 }
