@@ -97,8 +97,14 @@ func (r request) decode(op string, in any) error {
 // data with the largest record size) in base64, with room for the JSON.
 const maxBody = 10<<20*4/3 + 1<<20
 
-// ServeHTTP answers one Kinesis API request.
+// ServeHTTP answers one Kinesis API request (POST /), or a request to one
+// of the server's own endpoints that options have added (WithMetrics,
+// WithControlAPI).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := s.paths[r.URL.Path]; h != nil && r.URL.Path != "/" {
+		h.ServeHTTP(w, r) // the server's own endpoints: metrics, the control API
+		return
+	}
 	w.Header().Set("X-Amzn-RequestId", fmt.Sprintf("runnel-%016x", s.requests.Add(1)))
 	op, err := s.decodeTarget(r)
 	if err != nil {

@@ -35,6 +35,7 @@ type Server struct {
 	newCluster func(account, region string) (*runnel.Cluster, error)
 	accounts   map[string]string // access key → account id
 	log        *slog.Logger
+	paths      map[string]http.Handler // the server's own endpoints, by exact path; never "/"
 	http       *http.Server
 	requests   atomic.Uint64 // numbers the request ids
 
@@ -76,7 +77,7 @@ func WithLogger(l *slog.Logger) Option {
 // New returns a server of the cluster's streams. The caller keeps
 // ownership of the cluster and closes it after the server.
 func New(c *runnel.Cluster, opts ...Option) *Server {
-	s := &Server{cluster: c, log: slog.New(slog.DiscardHandler)}
+	s := &Server{cluster: c, log: slog.New(slog.DiscardHandler), paths: make(map[string]http.Handler)}
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	for _, o := range opts {
 		if o != nil {
