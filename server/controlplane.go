@@ -317,12 +317,13 @@ func listStreamConsumers(ctx context.Context, s *Server, req request) (any, erro
 		// A NextToken names the last consumer of the page before, by its
 		// place in the order (creation time, then name), which holds
 		// also when that consumer has been deregistered since.
-		at, name, ok := strings.Cut(in.NextToken, "/")
-		ns, err := strconv.ParseInt(at, 10, 64)
-		if !ok || err != nil {
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("NextToken %.60q is not valid", in.NextToken)}
+		last, err := s.open(op, "NextToken", listConsumersToken, req.cluster, in.NextToken)
+		if err != nil {
+			return nil, err
 		}
-		i, _ := slices.BinarySearchFunc(all, in.NextToken, func(c runnel.StreamConsumer, _ string) int {
+		at, name, _ := strings.Cut(last, "/")
+		ns, _ := strconv.ParseInt(at, 10, 64)
+		i, _ := slices.BinarySearchFunc(all, last, func(c runnel.StreamConsumer, _ string) int {
 			if d := cmp.Compare(c.ConsumerCreationTimestamp.UnixNano(), ns); d != 0 {
 				return d
 			}
@@ -339,7 +340,7 @@ func listStreamConsumers(ctx context.Context, s *Server, req request) (any, erro
 	}{Consumers: []consumer{}}
 	if len(page) > limit {
 		last := page[limit-1]
-		page, out.NextToken = page[:limit], fmt.Sprintf("%d/%s", last.ConsumerCreationTimestamp.UnixNano(), last.ConsumerName)
+		page, out.NextToken = page[:limit], s.seal(listConsumersToken, req.cluster, fmt.Sprintf("%d/%s", last.ConsumerCreationTimestamp.UnixNano(), last.ConsumerName))
 	}
 	for _, c := range page {
 		out.Consumers = append(out.Consumers, wireConsumer(c, false))

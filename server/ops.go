@@ -234,10 +234,9 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 		if in.ExclusiveStartStreamName != "" {
 			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "NextToken cannot be combined with ExclusiveStartStreamName"}
 		}
-		if runnel.ValidateStreamName(in.NextToken) != nil {
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("NextToken %.60q is not valid", in.NextToken)}
+		if after, err = s.open(op, "NextToken", listStreamsToken, req.cluster, in.NextToken); err != nil {
+			return nil, err
 		}
-		after = in.NextToken
 	}
 	if after != "" {
 		i, _ := slices.BinarySearch(names, after)
@@ -249,7 +248,7 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 	out := listStreamsOutput{StreamNames: []string{}, StreamSummaries: []streamSummary{}}
 	if len(names) > limit {
 		names, out.HasMoreStreams = names[:limit], true
-		out.NextToken = names[limit-1]
+		out.NextToken = s.seal(listStreamsToken, req.cluster, names[limit-1])
 	}
 	for _, name := range names {
 		st, err := req.cluster.Stream(name)
@@ -358,6 +357,11 @@ func listShards(ctx context.Context, s *Server, req request) (any, error) {
 	}
 	var st *runnel.Stream
 	var err error
+	if in.NextToken != "" {
+		if in.NextToken, err = s.open(op, "NextToken", listShardsToken, req.cluster, in.NextToken); err != nil {
+			return nil, err
+		}
+	}
 	if in.NextToken != "" && in.streamRef == (streamRef{}) {
 		st, err = req.cluster.StreamOfNextToken(in.NextToken) // as Kinesis does: the token names the stream
 	} else {
@@ -389,7 +393,7 @@ func listShards(ctx context.Context, s *Server, req request) (any, error) {
 	return struct {
 		Shards    []shard
 		NextToken string `json:",omitempty"`
-	}{wireShards(out.Shards), out.NextToken}, nil
+	}{wireShards(out.Shards), s.seal(listShardsToken, req.cluster, out.NextToken)}, nil
 }
 
 // checkCreated checks a request's StreamCreationTimestamp, which tells
@@ -531,7 +535,7 @@ func getShardIterator(ctx context.Context, s *Server, req request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	return struct{ ShardIterator string }{it.String()}, nil
+	return struct{ ShardIterator string }{s.seal(iteratorToken, req.cluster, it.String())}, nil
 }
 
 type getRecordsInput struct {
@@ -572,7 +576,11 @@ func getRecords(ctx context.Context, s *Server, req request) (any, error) {
 	if in.ShardIterator == "" {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "ShardIterator is required"}
 	}
-	it, err := runnel.ParseShardIterator(in.ShardIterator)
+	text, err := s.open(op, "ShardIterator", iteratorToken, req.cluster, in.ShardIterator)
+	if err != nil {
+		return nil, err
+	}
+	it, err := runnel.ParseShardIterator(text)
 	if err != nil {
 		return nil, err
 	}
@@ -593,7 +601,7 @@ func getRecords(ctx context.Context, s *Server, req request) (any, error) {
 	}
 	w := getRecordsOutput{Records: wireRecords(out.Records), MillisBehindLatest: out.MillisBehindLatest, ChildShards: wireChildShards(out.ChildShards)}
 	if !out.NextShardIterator.IsZero() {
-		w.NextShardIterator = out.NextShardIterator.String()
+		w.NextShardIterator = s.seal(iteratorToken, req.cluster, out.NextShardIterator.String())
 	}
 	return w, nil
 }

@@ -36,6 +36,7 @@ type Server struct {
 	accounts   map[string]string // access key → account id
 	log        *slog.Logger
 	paths      map[string]http.Handler // the server's own endpoints, by exact path; never "/"
+	tokenKey   []byte                  // authenticates iterators and NextTokens (tokens.go)
 	http       *http.Server
 	requests   atomic.Uint64 // numbers the request ids
 
@@ -83,6 +84,9 @@ func New(c *runnel.Cluster, opts ...Option) *Server {
 		if o != nil {
 			o(s)
 		}
+	}
+	if s.tokenKey == nil {
+		s.tokenKey = newTokenKey()
 	}
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
