@@ -97,6 +97,8 @@ func parseConsumerARN(op, arn string) (streamName, consumerName string, err *Err
 type streamConsumer struct {
 	desc   StreamConsumer
 	shards map[uint64]*consumerShard // created on a consumer's first subscription to a shard
+	policy string                    // its resource policy (settings.go)
+	tags   map[string]string         // its tags (tags.go)
 }
 
 // consumerShard is what a consumer has of one shard: its subscribe-call
@@ -129,6 +131,9 @@ type RegisterStreamConsumerInput struct {
 	// ConsumerName is unique among the stream's consumers: 1 to 128
 	// characters of a-z, A-Z, 0-9, '_', '.' and '-'. Required.
 	ConsumerName string
+	// Tags are the consumer's tags (at most MaxTagsPerStream), as
+	// TagResource would add them.
+	Tags map[string]string
 }
 
 // RegisterStreamConsumer registers a consumer for enhanced fan-out and
@@ -140,6 +145,10 @@ func (s *Stream) RegisterStreamConsumer(ctx context.Context, in RegisterStreamCo
 	const op = "RegisterStreamConsumer"
 	name := in.ConsumerName
 	if err := validateName(op, "consumer", name); err != nil {
+		return StreamConsumer{}, err
+	}
+	var tags map[string]string
+	if err := addTags(op, "consumer "+name, &tags, in.Tags); err != nil {
 		return StreamConsumer{}, err
 	}
 	if err := s.begin(ctx, op, noShard); err != nil {
@@ -184,6 +193,7 @@ func (s *Stream) RegisterStreamConsumer(ctx context.Context, in RegisterStreamCo
 			StreamARN:                 s.arn,
 		},
 		shards: make(map[uint64]*consumerShard),
+		tags:   tags,
 	}
 	if d := s.cfg.consumerDelay; d > 0 {
 		c.desc.ConsumerStatus = StreamConsumerCreating

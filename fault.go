@@ -35,30 +35,58 @@ const (
 	OpListStreamConsumers
 	OpDeregisterStreamConsumer
 	OpSubscribeToShard
+	OpAddTagsToStream
+	OpRemoveTagsFromStream
+	OpListTagsForStream
+	OpStartStreamEncryption
+	OpStopStreamEncryption
+	OpEnableEnhancedMonitoring
+	OpDisableEnhancedMonitoring
+	OpUpdateStreamMode
+	OpUpdateStreamWarmThroughput
+	OpUpdateStreamRecordDistributionStrategy
+	OpUpdateMaxRecordSize
+	OpPutResourcePolicy
+	OpGetResourcePolicy
+	OpDeleteResourcePolicy
 	numOperations
 )
 
 var operationNames = [numOperations]string{
-	AnyOperation:                    "",
-	OpCreateStream:                  "CreateStream",
-	OpDeleteStream:                  "DeleteStream",
-	OpListStreams:                   "ListStreams",
-	OpDescribeStreamSummary:         "DescribeStreamSummary",
-	OpPutRecord:                     "PutRecord",
-	OpPutRecords:                    "PutRecords",
-	OpGetShardIterator:              "GetShardIterator",
-	OpGetRecords:                    "GetRecords",
-	OpListShards:                    "ListShards",
-	OpSplitShard:                    "SplitShard",
-	OpMergeShards:                   "MergeShards",
-	OpUpdateShardCount:              "UpdateShardCount",
-	OpIncreaseStreamRetentionPeriod: "IncreaseStreamRetentionPeriod",
-	OpDecreaseStreamRetentionPeriod: "DecreaseStreamRetentionPeriod",
-	OpRegisterStreamConsumer:        "RegisterStreamConsumer",
-	OpDescribeStreamConsumer:        "DescribeStreamConsumer",
-	OpListStreamConsumers:           "ListStreamConsumers",
-	OpDeregisterStreamConsumer:      "DeregisterStreamConsumer",
-	OpSubscribeToShard:              "SubscribeToShard",
+	AnyOperation:                             "",
+	OpCreateStream:                           "CreateStream",
+	OpDeleteStream:                           "DeleteStream",
+	OpListStreams:                            "ListStreams",
+	OpDescribeStreamSummary:                  "DescribeStreamSummary",
+	OpPutRecord:                              "PutRecord",
+	OpPutRecords:                             "PutRecords",
+	OpGetShardIterator:                       "GetShardIterator",
+	OpGetRecords:                             "GetRecords",
+	OpListShards:                             "ListShards",
+	OpSplitShard:                             "SplitShard",
+	OpMergeShards:                            "MergeShards",
+	OpUpdateShardCount:                       "UpdateShardCount",
+	OpIncreaseStreamRetentionPeriod:          "IncreaseStreamRetentionPeriod",
+	OpDecreaseStreamRetentionPeriod:          "DecreaseStreamRetentionPeriod",
+	OpRegisterStreamConsumer:                 "RegisterStreamConsumer",
+	OpDescribeStreamConsumer:                 "DescribeStreamConsumer",
+	OpListStreamConsumers:                    "ListStreamConsumers",
+	OpDeregisterStreamConsumer:               "DeregisterStreamConsumer",
+	OpSubscribeToShard:                       "SubscribeToShard",
+	OpAddTagsToStream:                        "AddTagsToStream",
+	OpRemoveTagsFromStream:                   "RemoveTagsFromStream",
+	OpListTagsForStream:                      "ListTagsForStream",
+	OpStartStreamEncryption:                  "StartStreamEncryption",
+	OpStopStreamEncryption:                   "StopStreamEncryption",
+	OpEnableEnhancedMonitoring:               "EnableEnhancedMonitoring",
+	OpDisableEnhancedMonitoring:              "DisableEnhancedMonitoring",
+	OpUpdateStreamMode:                       "UpdateStreamMode",
+	OpUpdateStreamWarmThroughput:             "UpdateStreamWarmThroughput",
+	OpUpdateStreamRecordDistributionStrategy: "UpdateStreamRecordDistributionStrategy",
+	OpUpdateMaxRecordSize:                    "UpdateMaxRecordSize",
+	OpPutResourcePolicy:                      "PutResourcePolicy",
+	OpGetResourcePolicy:                      "GetResourcePolicy",
+	OpDeleteResourcePolicy:                   "DeleteResourcePolicy",
 }
 
 // String returns the operation's Kinesis name ("PutRecords"), "" for

@@ -80,6 +80,14 @@ func (b *byteBudget) charge(now time.Time, n int) {
 	b.empty = from.Add(cost)
 }
 
+// setMaxRecordSize lets a record of the new maximum size fit in the write
+// bucket once.
+func (l *shardLimiters) setMaxRecordSize(lim Limits, maxRecordSize int) {
+	if l.writeBytes != nil {
+		l.writeBytes.SetBurst(max(lim.WriteBytesPerSecond, maxRecordSize))
+	}
+}
+
 func newShardLimiters(l Limits, maxRecordSize int) shardLimiters {
 	bucket := func(perSecond, burst int) *rate.Limiter {
 		if perSecond <= 0 {

@@ -157,6 +157,9 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 	if s.status != StatusActive {
 		return errorf(op, ErrResourceInUse, "stream %s is %s; one resharding at a time", s.name, s.status)
 	}
+	if s.set.mode == ModeOnDemand {
+		return errorf(op, ErrInvalidArgument, "stream %s is ON_DEMAND: its shards are not resharded by request", s.name)
+	}
 	now := s.now()
 	p := &reshardPlan{s: s, now: now, open: slices.Clone(s.shards.Load().open),
 		parentsOf: map[*shardState][]*shardState{}, children: map[*shardState][]*shardState{}}
@@ -269,7 +272,7 @@ func (p *reshardPlan) openShard(op, id string) (int, error) {
 
 func (p *reshardPlan) newShard(rng HashKeyRange, parent, adjacent *shardState) *shardState {
 	s := p.s
-	sh := newShardState(s.nextShard, rng, 0, p.now.UnixMilli(), 0, s.cfg.limits, s.cfg.maxRecordSize)
+	sh := newShardState(s.nextShard, rng, 0, p.now.UnixMilli(), 0, s.cfg.limits, int(s.maxRecordSize.Load()))
 	s.nextShard++
 	sh.parentID = parent.id
 	parents := []*shardState{parent}

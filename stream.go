@@ -67,6 +67,13 @@ type Stream struct {
 	updateCalls []time.Time              // guarded by mu: recent UpdateShardCount calls
 	tags        map[string]string        // guarded by mu
 	quotaShards int                      // guarded by the cluster's mu: open shards counted against its quota
+	set         settings                 // guarded by mu (settings.go)
+
+	encryption     atomic.Pointer[[]encryptionChange] // replaced whole under mu
+	maxRecordSize  atomic.Int64                       // bytes; changed under mu
+	maxRequestSize atomic.Int64                       // bytes; changed under mu
+	autoRoute      atomic.Bool                        // the AUTO record distribution; changed under mu
+	autoSeq        atomic.Uint64                      // numbers the records an AUTO stream routes
 	scratch     sync.Pool                // *putScratch for PutRecords calls
 
 	cmu        sync.Mutex                 // guards the registered consumers and their subscriptions
@@ -150,6 +157,11 @@ type streamConfig struct {
 	consumerDelay   time.Duration
 	subscriptionTTL time.Duration
 
+	mode               StreamMode
+	warmMiBps          int
+	distribution       RecordDistribution
+	defaultRequestSize bool // maxRequestSize follows maxRecordSize
+
 	tags map[string]string
 }
 
@@ -221,6 +233,9 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 
 		consumerLimit:   20,
 		subscriptionTTL: 5 * time.Minute,
+
+		mode:         ModeProvisioned,
+		distribution: DistributionUserPartitionKey,
 	}
 	for i, o := range opts {
 		if o == nil {
@@ -229,7 +244,16 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 		o(&cfg)
 	}
 	if cfg.maxRequestSize == 0 {
-		cfg.maxRequestSize = max(5<<20, cfg.maxRecordSize)
+		cfg.maxRequestSize, cfg.defaultRequestSize = max(defaultMaxPutRecord, cfg.maxRecordSize), true
+	}
+	if err := checkMode(op, cfg.mode); err != nil {
+		return cfg, err
+	}
+	if err := checkWarmThroughput(op, cfg.warmMiBps, cfg.mode); err != nil {
+		return cfg, err
+	}
+	if err := checkDistribution(op, cfg.distribution); err != nil {
+		return cfg, err
 	}
 	for _, k := range slices.Sorted(maps.Keys(cfg.tags)) {
 		if err := checkTag(op, k, cfg.tags[k]); err != nil {
@@ -275,7 +299,12 @@ func newStream(c *Cluster, id uint64, name string, cfg streamConfig, now time.Ti
 		consumers:  make(map[string]*streamConsumer),
 		arnSeconds: make(map[string]int64),
 		tags:       cfg.tags,
+		set:        settings{mode: cfg.mode, warmMiBps: cfg.warmMiBps, distribution: cfg.distribution},
 	}
+	s.encryption.Store(new([]encryptionChange))
+	s.maxRecordSize.Store(int64(cfg.maxRecordSize))
+	s.maxRequestSize.Store(int64(cfg.maxRequestSize))
+	s.autoRoute.Store(cfg.distribution == DistributionAuto)
 	s.scratch.New = func() any { return new(putScratch) }
 	s.retention.Store(int64(cfg.retention))
 	var open []*shardState
@@ -373,9 +402,12 @@ func (s *Stream) PutRecord(ctx context.Context, in PutRecordInput) (PutRecordOut
 	if err := s.ready(ctx, op); err != nil {
 		return PutRecordOutput{}, err
 	}
-	hk, err := checkRecord(op, in.PartitionKey, in.ExplicitHashKey, len(in.Data), s.cfg.maxRecordSize, true)
+	hk, err := checkRecord(op, in.PartitionKey, in.ExplicitHashKey, len(in.Data), int(s.maxRecordSize.Load()), true)
 	if err != nil {
 		return PutRecordOutput{}, err
+	}
+	if s.autoRoute.Load() {
+		hk = s.autoHashKey()
 	}
 	m := s.shards.Load()
 	shard := int32(m.route(hk))
@@ -532,17 +564,20 @@ func (s *Stream) checkEntries(op string, entries []PutRecordsEntry, keys []HashK
 	total := 0
 	for i := range entries {
 		e := &entries[i]
-		hk, err := checkRecord(op, e.PartitionKey, e.ExplicitHashKey, len(e.Data), s.cfg.maxRecordSize, hash)
+		hk, err := checkRecord(op, e.PartitionKey, e.ExplicitHashKey, len(e.Data), int(s.maxRecordSize.Load()), hash)
 		if err != nil {
 			return keys, err.atEntry(i)
 		}
 		if hash {
+			if s.autoRoute.Load() {
+				hk = s.autoHashKey()
+			}
 			keys = append(keys, hk)
 		}
 		total += len(e.PartitionKey) + len(e.Data)
 	}
-	if total > s.cfg.maxRequestSize {
-		return keys, errorf(op, ErrInvalidArgument, "request is %d bytes of data and partition keys; the limit is %d", total, s.cfg.maxRequestSize)
+	if limit := int(s.maxRequestSize.Load()); total > limit {
+		return keys, errorf(op, ErrInvalidArgument, "request is %d bytes of data and partition keys; the limit is %d", total, limit)
 	}
 	return keys, nil
 }
@@ -717,8 +752,8 @@ func (s *Stream) Describe(ctx context.Context) (StreamSummary, error) {
 		StreamCreationTimestamp: s.created,
 		OpenShardCount:          len(s.shards.Load().open),
 		Limits:                  s.cfg.limits,
-		MaxRecordSize:           s.cfg.maxRecordSize,
-		MaxPutRecordsSize:       s.cfg.maxRequestSize,
+		MaxRecordSize:           int(s.maxRecordSize.Load()),
+		MaxPutRecordsSize:       int(s.maxRequestSize.Load()),
 		ConsumerCount:           consumers,
 	}, nil
 }

@@ -48,11 +48,7 @@ func (s *Stream) Tags(ctx context.Context) ([]Tag, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Tag, 0, len(s.tags))
-	for _, k := range slices.Sorted(maps.Keys(s.tags)) {
-		out = append(out, Tag{Key: k, Value: s.tags[k]})
-	}
-	return out, nil
+	return sortedTags(s.tags), nil
 }
 
 // AddTags adds tags to the stream or changes their values
@@ -63,27 +59,9 @@ func (s *Stream) AddTags(ctx context.Context, tags map[string]string) error {
 	if err := s.begin(ctx, op, noShard); err != nil {
 		return err
 	}
-	for _, k := range slices.Sorted(maps.Keys(tags)) {
-		if err := checkTag(op, k, tags[k]); err != nil {
-			return err
-		}
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := len(s.tags)
-	for k := range tags {
-		if _, ok := s.tags[k]; !ok {
-			n++
-		}
-	}
-	if n > MaxTagsPerStream {
-		return errorf(op, ErrLimitExceeded, "stream %s would have %d tags; the limit is %d", s.name, n, MaxTagsPerStream)
-	}
-	if s.tags == nil {
-		s.tags = make(map[string]string, len(tags))
-	}
-	maps.Copy(s.tags, tags)
-	return nil
+	return addTags(op, "stream "+s.name, &s.tags, tags)
 }
 
 // RemoveTags removes tags from the stream by key (RemoveTagsFromStream);
@@ -93,15 +71,78 @@ func (s *Stream) RemoveTags(ctx context.Context, keys []string) error {
 	if err := s.begin(ctx, op, noShard); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return removeTags(op, s.tags, keys)
+}
+
+// ResourceTags returns the tags of a stream or a registered consumer,
+// named by its ARN, ordered by key (ListTagsForResource).
+func (c *Cluster) ResourceTags(ctx context.Context, arn string) ([]Tag, error) {
+	var out []Tag
+	err := c.withResource(ctx, "ListTagsForResource", arn, func(r resource) error {
+		out = sortedTags(*r.tags)
+		return nil
+	})
+	return out, err
+}
+
+// TagResource adds tags to a stream or a registered consumer, named by its
+// ARN, or changes their values, with the limits of AddTags.
+func (c *Cluster) TagResource(ctx context.Context, arn string, tags map[string]string) error {
+	const op = "TagResource"
+	return c.withResource(ctx, op, arn, func(r resource) error { return addTags(op, r.name, r.tags, tags) })
+}
+
+// UntagResource removes tags from a stream or a registered consumer by
+// key; keys it does not have are ignored.
+func (c *Cluster) UntagResource(ctx context.Context, arn string, keys []string) error {
+	const op = "UntagResource"
+	return c.withResource(ctx, op, arn, func(r resource) error { return removeTags(op, *r.tags, keys) })
+}
+
+// sortedTags returns tags ordered by key.
+func sortedTags(tags map[string]string) []Tag {
+	out := make([]Tag, 0, len(tags))
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		out = append(out, Tag{Key: k, Value: tags[k]})
+	}
+	return out
+}
+
+// addTags adds tags to *dst, the tags of what, unless they are invalid or
+// would be more than MaxTagsPerStream; the caller holds the lock of dst.
+func addTags(op, what string, dst *map[string]string, tags map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		if err := checkTag(op, k, tags[k]); err != nil {
+			return err
+		}
+	}
+	n := len(*dst)
+	for k := range tags {
+		if _, ok := (*dst)[k]; !ok {
+			n++
+		}
+	}
+	if n > MaxTagsPerStream {
+		return errorf(op, ErrLimitExceeded, "%s would have %d tags; the limit is %d", what, n, MaxTagsPerStream)
+	}
+	if *dst == nil {
+		*dst = make(map[string]string, len(tags))
+	}
+	maps.Copy(*dst, tags)
+	return nil
+}
+
+// removeTags removes the tags of keys from tags; the caller holds its lock.
+func removeTags(op string, tags map[string]string, keys []string) error {
 	for _, k := range keys {
 		if err := checkTag(op, k, ""); err != nil {
 			return err
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, k := range keys {
-		delete(s.tags, k)
+		delete(tags, k)
 	}
 	return nil
 }

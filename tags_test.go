@@ -1,6 +1,7 @@
 package runnel
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -58,4 +59,40 @@ func FuzzCheckTag(f *testing.F) {
 			t.Fatalf("checkTag(%q, %q) = %v", key, value, err)
 		}
 	})
+}
+
+// TestResourceTags checks the tags of resources named by ARN: a stream's
+// are the ones AddTags sets, a consumer's are its own from registration
+// on, and both have the same limits.
+func TestResourceTags(t *testing.T) {
+	c, s := newTestStream(t)
+	ctx := context.Background()
+	require.NoError(t, s.AddTags(ctx, map[string]string{"team": "data"}))
+	require.NoError(t, c.TagResource(ctx, s.ARN(), map[string]string{"env": "test"}))
+	tags, err := c.ResourceTags(ctx, s.ARN())
+	require.NoError(t, err)
+	assert.Equal(t, []Tag{{"env", "test"}, {"team", "data"}}, tags)
+
+	cons, err := s.RegisterStreamConsumer(ctx, RegisterStreamConsumerInput{ConsumerName: "app", Tags: map[string]string{"owner": "me"}})
+	require.NoError(t, err)
+	require.NoError(t, c.TagResource(ctx, cons.ConsumerARN, map[string]string{"tier": "1"}))
+	require.NoError(t, c.UntagResource(ctx, cons.ConsumerARN, []string{"owner", "absent"}))
+	tags, err = c.ResourceTags(ctx, cons.ConsumerARN)
+	require.NoError(t, err)
+	assert.Equal(t, []Tag{{"tier", "1"}}, tags)
+	tags, err = c.ResourceTags(ctx, s.ARN())
+	require.NoError(t, err)
+	assert.Len(t, tags, 2, "the stream's tags are apart from its consumer's")
+
+	many := map[string]string{}
+	for i := range MaxTagsPerStream {
+		many[fmt.Sprint("k", i)] = ""
+	}
+	assert.ErrorIs(t, c.TagResource(ctx, cons.ConsumerARN, many), ErrLimitExceeded)
+	assert.ErrorIs(t, c.TagResource(ctx, cons.ConsumerARN, map[string]string{"aws:x": ""}), ErrInvalidArgument)
+	_, err = s.RegisterStreamConsumer(ctx, RegisterStreamConsumerInput{ConsumerName: "bad", Tags: map[string]string{"": "v"}})
+	assert.ErrorIs(t, err, ErrValidation)
+	require.NoError(t, s.DeregisterStreamConsumer(ctx, StreamConsumerRef{ConsumerName: "app"}))
+	_, err = c.ResourceTags(ctx, cons.ConsumerARN)
+	assert.ErrorIs(t, err, ErrResourceNotFound)
 }
