@@ -74,7 +74,7 @@ type Stream struct {
 	maxRequestSize atomic.Int64                       // bytes; changed under mu
 	autoRoute      atomic.Bool                        // the AUTO record distribution; changed under mu
 	autoSeq        atomic.Uint64                      // numbers the records an AUTO stream routes
-	scratch     sync.Pool                // *putScratch for PutRecords calls
+	scratch        sync.Pool                          // *putScratch for PutRecords calls
 
 	cmu        sync.Mutex                 // guards the registered consumers and their subscriptions
 	consumers  map[string]*streamConsumer // by name; guarded by cmu
