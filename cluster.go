@@ -130,6 +130,9 @@ func WithClock(clock Clock) ClusterOption {
 	}
 }
 
+// Now returns the time on the cluster's clock.
+func (c *Cluster) Now() time.Time { return c.cfg.clock.Now() }
+
 // now is the cluster's time.
 func (c *Cluster) now() time.Time { return c.cfg.clock.Now() }
 
@@ -183,6 +186,15 @@ func (c *Cluster) snapshot() []*Stream {
 	return out
 }
 
+// Streams returns the cluster's streams, ordered by name. Unlike
+// ListStreams it is not a Kinesis operation: injected faults do not apply
+// to it, so monitoring (a server's /metrics, Stats) never meets them.
+func (c *Cluster) Streams() []*Stream {
+	out := c.snapshot()
+	slices.SortFunc(out, func(a, b *Stream) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
 // Close stops the background sweep and closes every stream: later calls on
 // the cluster and its streams return ErrClosed. Close waits for the sweep to
 // end and may be called more than once.
@@ -214,6 +226,16 @@ var streamNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 // looking the stream up.
 func ValidateStreamName(name string) error {
 	if err := validateStreamName("ValidateStreamName", name); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ValidateName checks the name of a resource of kind what ("channel") with
+// the rule of stream and consumer names, for the resources a front end
+// keeps itself. A violation is an ErrValidation naming the name.
+func ValidateName(what, name string) error {
+	if err := validateName("ValidateName", what, name); err != nil {
 		return err
 	}
 	return nil
@@ -262,6 +284,18 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 	}
 	c.nextID++
 	s := newStream(c, c.nextID, name, cfg, c.now())
+	if d := cfg.statusDelay; d > 0 {
+		err := c.afterLocked(op, d, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.state.CompareAndSwap(streamCreating, streamLive) {
+				s.status = StatusActive
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	c.streams[name] = s
 	c.openShards += cfg.shardCount
 	s.quotaShards = cfg.shardCount
@@ -296,8 +330,9 @@ func WithEnforceConsumerDeletion() DeleteStreamOption {
 
 // DeleteStream deletes a stream and its records. Later calls on its *Stream
 // return ErrResourceNotFound, and its subscriptions end; the name may be
-// used again at once. A stream with registered consumers (not DELETING) is
-// an ErrResourceInUse unless WithEnforceConsumerDeletion is given.
+// used again at once, or after the stream's WithStreamStatusDelay, while it
+// is DELETING. A stream with registered consumers (not DELETING) is an
+// ErrResourceInUse unless WithEnforceConsumerDeletion is given.
 func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteStreamOption) error {
 	const op = "DeleteStream"
 	var cfg deleteStreamConfig
@@ -335,8 +370,38 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 		}
 		return errClusterClosed(op)
 	}
-	delete(c.streams, name)
+	if s.state.Load() == streamDeleting {
+		c.mu.Unlock()
+		s.cmu.Unlock()
+		return errorf(op, ErrResourceInUse, "stream %s is DELETING already", name)
+	}
 	c.openShards -= s.quotaShards
+	s.quotaShards = 0
+	if d := s.cfg.statusDelay; d > 0 {
+		// DELETING: described, and its name taken, until the delay ends.
+		err := c.afterLocked(op, d, func() {
+			c.mu.Lock()
+			if c.streams[name] == s {
+				delete(c.streams, name)
+			}
+			c.mu.Unlock()
+			s.end(streamDeleted)
+		})
+		if err != nil {
+			c.mu.Unlock()
+			s.cmu.Unlock()
+			return err
+		}
+		s.state.Store(streamDeleting)
+		c.mu.Unlock()
+		s.cmu.Unlock()
+		s.mu.Lock()
+		s.status = StatusDeleting
+		s.mu.Unlock()
+		s.end(streamDeleting)
+		return nil
+	}
+	delete(c.streams, name)
 	s.state.Store(streamDeleted)
 	c.mu.Unlock()
 	s.cmu.Unlock()

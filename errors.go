@@ -96,6 +96,24 @@ var (
 	// ErrUnknownOperation means a request named no operation of the API (the
 	// protocol's error, which an API server answers). Not retryable.
 	ErrUnknownOperation error = &kinesisError{"UnknownOperationException", http.StatusBadRequest, false}
+	// ErrMissingAuthenticationToken means a request carried no signature
+	// where the server requires one (the protocol's error, which an API
+	// server that verifies signatures answers). Not retryable.
+	ErrMissingAuthenticationToken error = &kinesisError{"MissingAuthenticationTokenException", http.StatusBadRequest, false}
+	// ErrIncompleteSignature means a request's signature is malformed: its
+	// Authorization header lacks a part or has one of the wrong shape, or a
+	// header it names as signed (or its date) is missing (the protocol's
+	// error). Not retryable.
+	ErrIncompleteSignature error = &kinesisError{"IncompleteSignatureException", http.StatusBadRequest, false}
+	// ErrUnrecognizedClient means a request was signed with an access key
+	// the server does not know (the protocol's error). Not retryable.
+	ErrUnrecognizedClient error = &kinesisError{"UnrecognizedClientException", http.StatusBadRequest, false}
+	// ErrInvalidSignature means a request's signature does not match the
+	// request, or its credential scope is wrong, or it was made more than 15
+	// minutes from the server's clock ("Signature expired") (the protocol's
+	// error). Not retryable as such; the AWS SDKs send it again only when
+	// the response's Date shows their clock is off.
+	ErrInvalidSignature error = &kinesisError{"InvalidSignatureException", http.StatusBadRequest, false}
 )
 
 // kinesisErrors is the error table, for look-ups by name.
@@ -105,6 +123,7 @@ var kinesisErrors = [...]error{
 	ErrInternalFailure, ErrValidation, ErrAccessDenied,
 	ErrKMSAccessDenied, ErrKMSDisabled, ErrKMSInvalidState, ErrKMSNotFound,
 	ErrKMSOptInRequired, ErrKMSThrottling, ErrSerialization, ErrUnknownOperation,
+	ErrMissingAuthenticationToken, ErrIncompleteSignature, ErrUnrecognizedClient, ErrInvalidSignature,
 }
 
 // recordInternalFailure is the ErrorCode of a PutRecords entry that failed

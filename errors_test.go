@@ -45,6 +45,10 @@ var etKinesisNames = map[error]string{
 	ErrKMSThrottling:                 "KMSThrottlingException",
 	ErrSerialization:                 "SerializationException",
 	ErrUnknownOperation:              "UnknownOperationException",
+	ErrMissingAuthenticationToken:    "MissingAuthenticationTokenException",
+	ErrIncompleteSignature:           "IncompleteSignatureException",
+	ErrUnrecognizedClient:            "UnrecognizedClientException",
+	ErrInvalidSignature:              "InvalidSignatureException",
 }
 
 // etRunnelSentinels are runnel's own sentinels.

@@ -937,7 +937,7 @@ func TestConsumerFanOutClose(t *testing.T) {
 			_, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited()), WithConsumerStatusDelay(3*time.Second))
 			// The stream's timer that makes the consumer ACTIVE is the
 			// cluster's, not the Consumer's.
-			before := []goleak.Option{goleak.IgnoreCurrent(), goleak.IgnoreAnyFunction("github.com/runnel-go/runnel.(*Cluster).after.func1")}
+			before := []goleak.Option{goleak.IgnoreCurrent(), goleak.IgnoreAnyFunction("github.com/runnel-go/runnel.(*Cluster).afterLocked.func1")}
 			store := NewMemoryLeaseStore()
 			a := startWorker(t, s, store, &recorder{}, "a", WithFanOut(""))
 			time.Sleep(time.Second)

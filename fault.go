@@ -91,6 +91,18 @@ var operationNames = [numOperations]string{
 
 // String returns the operation's Kinesis name ("PutRecords"), "" for
 // AnyOperation, or "Operation(n)" for a value that names none.
+// ParseOperation returns the Operation of a Kinesis operation's name
+// ("PutRecords"); "" is AnyOperation. A name that is not one of runnel's
+// operations is an ErrInvalidArgument.
+func ParseOperation(name string) (Operation, error) {
+	for o, n := range operationNames {
+		if n == name {
+			return Operation(o), nil
+		}
+	}
+	return AnyOperation, errorf("ParseOperation", ErrInvalidArgument, "operation %.60q is not one of runnel's operations", name)
+}
+
 func (o Operation) String() string {
 	if o < numOperations {
 		return operationNames[o]

@@ -378,3 +378,27 @@ func TestFaultRecordLatencyContextFailsCall(t *testing.T) {
 		assert.Zero(t, s.Stats().Total.RecordsPut, "and stores nothing, not even the fast entry")
 	})
 }
+
+// TestParseOperation checks that every operation's name parses back to it,
+// and that other names are refused.
+func TestParseOperation(t *testing.T) {
+	for o := AnyOperation; o < numOperations; o++ {
+		got, err := ParseOperation(o.String())
+		require.NoError(t, err)
+		assert.Equal(t, o, got)
+	}
+	_, err := ParseOperation("PutRecordz")
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.ErrorContains(t, err, "PutRecordz")
+}
+
+// TestStreamsMeetNoFaults checks that Cluster.Streams, unlike ListStreams,
+// is not subject to injected faults.
+func TestStreamsMeetNoFaults(t *testing.T) {
+	c, s := newTestStream(t)
+	_, err := c.InjectFault(Fault{Err: ErrInternalFailure})
+	require.NoError(t, err)
+	_, err = c.ListStreams(context.Background())
+	require.ErrorIs(t, err, ErrInternalFailure)
+	assert.Equal(t, []*Stream{s}, c.Streams())
+}

@@ -223,6 +223,11 @@ func (c *Cluster) reserveShards(op string, s *Stream, delta int) error {
 func (c *Cluster) after(op string, d time.Duration, fn func()) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.afterLocked(op, d, fn)
+}
+
+// afterLocked is after for a caller that holds c.mu.
+func (c *Cluster) afterLocked(op string, d time.Duration, fn func()) error {
 	if c.closed {
 		return errClusterClosed(op)
 	}

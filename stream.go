@@ -60,7 +60,7 @@ type Stream struct {
 
 	retention   atomic.Int64             // time.Duration
 	shards      atomic.Pointer[shardMap] // replaced whole when resharding
-	state       atomic.Uint32            // streamLive, streamDeleted or streamClosed
+	state       atomic.Uint32            // streamLive, streamCreating, streamDeleting, streamDeleted or streamClosed
 	mu          sync.Mutex               // serialises control operations
 	status      StreamStatus             // guarded by mu
 	nextShard   uint64                   // guarded by mu: number of the next new shard
@@ -82,7 +82,9 @@ type Stream struct {
 }
 
 const (
-	streamLive uint32 = iota
+	streamLive     uint32 = iota
+	streamCreating        // CREATING for its status delay
+	streamDeleting        // DELETING for its status delay: described, not used
 	streamDeleted
 	streamClosed
 )
@@ -156,6 +158,7 @@ type streamConfig struct {
 	consumerLimit   int
 	consumerDelay   time.Duration
 	subscriptionTTL time.Duration
+	statusDelay     time.Duration
 
 	mode               StreamMode
 	warmMiBps          int
@@ -220,6 +223,15 @@ func WithSubscriptionDuration(d time.Duration) StreamOption {
 	return func(c *streamConfig) { c.subscriptionTTL = d }
 }
 
+// WithStreamStatusDelay sets how long a stream is CREATING after
+// CreateStream and DELETING after DeleteStream (in virtual time inside a
+// synctest bubble). Meanwhile it is described, but other operations on it
+// are an ErrResourceNotFound, and its name cannot be used again until it is
+// gone. Default 0: ACTIVE and gone at once; Kinesis takes seconds.
+func WithStreamStatusDelay(d time.Duration) StreamOption {
+	return func(c *streamConfig) { c.statusDelay = d }
+}
+
 func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 	cfg := streamConfig{
 		shardCount:     4,
@@ -275,6 +287,8 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 		return cfg, errorf(op, ErrInvalidArgument, "consumer limit %d must be at least 1", cfg.consumerLimit)
 	case cfg.consumerDelay < 0:
 		return cfg, errorf(op, ErrInvalidArgument, "consumer status delay %v must not be negative", cfg.consumerDelay)
+	case cfg.statusDelay < 0:
+		return cfg, errorf(op, ErrInvalidArgument, "stream status delay %v must not be negative", cfg.statusDelay)
 	case cfg.subscriptionTTL <= 0:
 		return cfg, errorf(op, ErrInvalidArgument, "subscription duration %v must be positive", cfg.subscriptionTTL)
 	case len(cfg.tags) > MaxTagsPerStream:
@@ -305,6 +319,10 @@ func newStream(c *Cluster, id uint64, name string, cfg streamConfig, now time.Ti
 	s.maxRecordSize.Store(int64(cfg.maxRecordSize))
 	s.maxRequestSize.Store(int64(cfg.maxRequestSize))
 	s.autoRoute.Store(cfg.distribution == DistributionAuto)
+	if cfg.statusDelay > 0 {
+		s.status = StatusCreating
+		s.state.Store(streamCreating)
+	}
 	s.scratch.New = func() any { return new(putScratch) }
 	s.retention.Store(int64(cfg.retention))
 	var open []*shardState
@@ -322,9 +340,24 @@ func (s *Stream) Name() string { return s.name }
 // ARN returns the stream's ARN: arn:aws:kinesis:<region>:<account>:stream/<name>.
 func (s *Stream) ARN() string { return s.arn }
 
-// live returns the error for operations on a deleted or closed stream.
+// CreationTime returns when the stream was created (its
+// StreamCreationTimestamp, which tells apart streams of one name).
+func (s *Stream) CreationTime() time.Time { return s.created }
+
+// live returns the error for operations on a deleted or closed stream, and
+// on one CREATING or DELETING, which only describing operations may use.
 func (s *Stream) live(op string) error {
-	switch s.state.Load() {
+	switch state := s.state.Load(); state {
+	case streamCreating, streamDeleting:
+		switch op {
+		case "DescribeStreamSummary", "DescribeStream", "ListShards", "ListTagsForStream", "ListTagsForResource":
+			return nil
+		}
+		status := StatusCreating
+		if state == streamDeleting {
+			status = StatusDeleting
+		}
+		return errorf(op, ErrResourceNotFound, "stream %s is %s, not ACTIVE", s.name, status)
 	case streamDeleted:
 		return errorf(op, ErrResourceNotFound, "stream %s was deleted", s.name)
 	case streamClosed:

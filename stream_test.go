@@ -752,3 +752,51 @@ func TestPartitionKeyCharacters(t *testing.T) {
 	require.Len(t, recs, 1)
 	assert.Equal(t, key, recs[0].PartitionKey)
 }
+
+// TestStreamStatusDelay checks WithStreamStatusDelay: a new stream is
+// CREATING and refuses writes until the delay passes; a deleted one is
+// DELETING, refuses use and keeps its name taken until it has passed.
+func TestStreamStatusDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewCluster()
+		defer c.Close()
+		ctx := context.Background()
+		s, err := c.CreateStream(ctx, "slow", WithShardCount(1), WithStreamStatusDelay(10*time.Second))
+		require.NoError(t, err)
+		sum, err := s.Describe(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, StatusCreating, sum.StreamStatus)
+		_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: []byte("x")})
+		assert.ErrorIs(t, err, ErrResourceNotFound)
+		assert.ErrorContains(t, err, "CREATING")
+
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		sum, err = s.Describe(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, StatusActive, sum.StreamStatus)
+		putString(t, s, "k", "x")
+
+		require.NoError(t, c.DeleteStream(ctx, "slow"))
+		sum, err = s.Describe(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, StatusDeleting, sum.StreamStatus)
+		_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: []byte("x")})
+		assert.ErrorIs(t, err, ErrResourceNotFound)
+		_, err = c.CreateStream(ctx, "slow", WithShardCount(1))
+		assert.ErrorIs(t, err, ErrResourceInUse, "the name is taken while DELETING")
+		assert.ErrorIs(t, c.DeleteStream(ctx, "slow"), ErrResourceInUse)
+		quota, used := c.ShardQuota()
+		assert.Zero(t, used, "a DELETING stream's shards no longer count (quota %d)", quota)
+
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		_, err = c.Stream("slow")
+		assert.ErrorIs(t, err, ErrResourceNotFound)
+		_, err = c.CreateStream(ctx, "slow", WithShardCount(1))
+		assert.NoError(t, err)
+
+		_, err = c.CreateStream(ctx, "bad", WithStreamStatusDelay(-time.Second))
+		assert.ErrorIs(t, err, ErrInvalidArgument)
+	})
+}

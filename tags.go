@@ -101,6 +101,24 @@ func (c *Cluster) UntagResource(ctx context.Context, arn string, keys []string) 
 	return c.withResource(ctx, op, arn, func(r resource) error { return removeTags(op, *r.tags, keys) })
 }
 
+// TagSet is the tags of a resource that the engine does not keep (a
+// server's channels), under the rules of stream tags: TagResource's and
+// UntagResource's. The zero value is empty. It is not safe for concurrent
+// use.
+type TagSet struct{ tags map[string]string }
+
+// Tag adds tags or changes their values; more than MaxTagsPerStream in all
+// is an ErrLimitExceeded, and nothing is changed.
+func (t *TagSet) Tag(tags map[string]string) error {
+	return addTags("TagResource", "the resource", &t.tags, tags)
+}
+
+// Untag removes tags by key; keys it does not have are ignored.
+func (t *TagSet) Untag(keys []string) error { return removeTags("UntagResource", t.tags, keys) }
+
+// List returns the tags, ordered by key.
+func (t *TagSet) List() []Tag { return sortedTags(t.tags) }
+
 // sortedTags returns tags ordered by key.
 func sortedTags(tags map[string]string) []Tag {
 	out := make([]Tag, 0, len(tags))
