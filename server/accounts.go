@@ -2,12 +2,15 @@ package server
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"net/http"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/runnel-go/runnel"
 )
@@ -66,7 +69,7 @@ func (s *Server) tenantOf(r *http.Request) (tenant, error) {
 		return def, nil
 	}
 	if !regionPattern.MatchString(region) {
-		return tenant{}, &runnel.Error{Op: "Authorize", Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("the credential scope's region %.64q is not a region name", region)}
+		return tenant{}, &runnel.Error{Op: "Authorize", Kind: runnel.ErrInvalidSignature, Msg: fmt.Sprintf("the credential scope's region %.64q is not a region name", region)}
 	}
 	t := tenant{account: def.account, region: region}
 	switch {
@@ -90,8 +93,44 @@ func (s *Server) clusterOf(r *http.Request) (*runnel.Cluster, error) {
 	if t.account == s.cluster.AccountID() && t.region == s.cluster.Region() {
 		return s.cluster, nil
 	}
+	if c, err := s.madeCluster(t); c != nil || err != nil {
+		return c, err
+	}
+	// Make the cluster outside the lock: newCluster is the user's, and
+	// requests for the clusters made already go on meanwhile.
+	c, err := s.newCluster(t.account, t.region)
+	switch {
+	case err != nil:
+		return nil, &runnel.Error{Op: "Authorize", Kind: runnel.ErrInternalFailure, Msg: fmt.Sprintf("making the cluster of account %s in %s failed", t.account, t.region), Err: err}
+	case c == nil:
+		return nil, &runnel.Error{Op: "Authorize", Kind: runnel.ErrInternalFailure, Msg: fmt.Sprintf("making the cluster of account %s in %s gave no cluster", t.account, t.region)}
+	}
+	s.mu.Lock()
+	kept, err := s.madeClusterLocked(t)
+	if kept == nil && err == nil {
+		if s.clusters == nil {
+			s.clusters = make(map[tenant]*runnel.Cluster)
+		}
+		s.clusters[t] = c
+		kept = c
+	}
+	s.mu.Unlock()
+	if kept != c {
+		c.Close() // another request made the tenant's cluster first, or the server closed meanwhile
+	}
+	return kept, err
+}
+
+// madeCluster returns the cluster made for t already, or the error that
+// refuses to make one (the server is closing, or serves maxClusters
+// clusters already), or neither.
+func (s *Server) madeCluster(t tenant) (*runnel.Cluster, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.madeClusterLocked(t)
+}
+
+func (s *Server) madeClusterLocked(t tenant) (*runnel.Cluster, error) {
 	if c := s.clusters[t]; c != nil {
 		return c, nil
 	}
@@ -101,15 +140,7 @@ func (s *Server) clusterOf(r *http.Request) (*runnel.Cluster, error) {
 	case len(s.clusters) >= maxClusters:
 		return nil, &runnel.Error{Op: "Authorize", Kind: runnel.ErrLimitExceeded, Msg: fmt.Sprintf("the server serves %d accounts and regions already; account %s in %s would be one more", maxClusters, t.account, t.region)}
 	}
-	c, err := s.newCluster(t.account, t.region)
-	if err != nil {
-		return nil, &runnel.Error{Op: "Authorize", Kind: runnel.ErrInternalFailure, Msg: fmt.Sprintf("making the cluster of account %s in %s failed", t.account, t.region), Err: err}
-	}
-	if s.clusters == nil {
-		s.clusters = make(map[tenant]*runnel.Cluster)
-	}
-	s.clusters[t] = c
-	return c, nil
+	return nil, nil
 }
 
 // Clusters returns the clusters the server serves: the default one first,
@@ -124,4 +155,107 @@ func (s *Server) Clusters() []*runnel.Cluster {
 		out = append(out, s.clusters[t])
 	}
 	return out
+}
+
+// accountSettings are an account's settings in a region
+// (DescribeAccountSettings): its minimum throughput billing commitment,
+// which the server keeps and reports, and which changes nothing else.
+type accountSettings struct {
+	mu         sync.Mutex
+	commitment *billingCommitment // guarded by mu; nil: never enabled
+}
+
+type billingCommitment struct {
+	Status               string
+	StartedAt            *epochSeconds `json:",omitempty"`
+	EndedAt              *epochSeconds `json:",omitempty"`
+	EarliestAllowedEndAt *epochSeconds `json:",omitempty"`
+}
+
+// minCommitment is how long a billing commitment lasts at least.
+const minCommitment = 24 * time.Hour
+
+func init() {
+	operations["DescribeAccountSettings"] = describeAccountSettings
+	operations["UpdateAccountSettings"] = updateAccountSettings
+}
+
+// settingsOfAccount returns the settings of a cluster's account and region.
+func (s *Server) settingsOfAccount(c *runnel.Cluster) *accountSettings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.settings == nil {
+		s.settings = make(map[*runnel.Cluster]*accountSettings)
+	}
+	a := s.settings[c]
+	if a == nil {
+		a = new(accountSettings)
+		s.settings[c] = a
+	}
+	return a
+}
+
+// view returns the commitment as of now: one whose end has come is
+// DISABLED.
+func (a *accountSettings) view(now time.Time) billingCommitment {
+	c := a.commitment
+	if c == nil {
+		return billingCommitment{Status: "DISABLED"}
+	}
+	if c.Status == "ENABLED_UNTIL_EARLIEST_ALLOWED_END" && !now.Before(time.Time(*c.EndedAt)) {
+		c.Status = "DISABLED"
+	}
+	return *c
+}
+
+func describeAccountSettings(ctx context.Context, s *Server, req request) (any, error) {
+	if err := req.decode("DescribeAccountSettings", &struct{}{}); err != nil {
+		return nil, err
+	}
+	a := s.settingsOfAccount(req.cluster)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return struct{ MinimumThroughputBillingCommitment billingCommitment }{a.view(req.cluster.Now())}, nil
+}
+
+// updateAccountSettings enables or disables the commitment. Disabled
+// before it has lasted its minimum, it stays enabled until then.
+func updateAccountSettings(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "UpdateAccountSettings"
+	var in struct {
+		MinimumThroughputBillingCommitment *struct{ Status string }
+	}
+	if err := req.decode(op, &in); err != nil {
+		return nil, err
+	}
+	if in.MinimumThroughputBillingCommitment == nil {
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "MinimumThroughputBillingCommitment is required"}
+	}
+	a := s.settingsOfAccount(req.cluster)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := req.cluster.Now()
+	cur := a.view(now)
+	switch status := in.MinimumThroughputBillingCommitment.Status; status {
+	case "ENABLED":
+		if cur.Status != "ENABLED" {
+			start, earliest := epochSeconds(now), epochSeconds(now.Add(minCommitment))
+			a.commitment = &billingCommitment{Status: "ENABLED", StartedAt: &start, EarliestAllowedEndAt: &earliest}
+		}
+	case "DISABLED":
+		if cur.Status == "ENABLED" {
+			c := *a.commitment
+			end := epochSeconds(now)
+			if earliest := time.Time(*c.EarliestAllowedEndAt); now.Before(earliest) {
+				c.Status, end = "ENABLED_UNTIL_EARLIEST_ALLOWED_END", epochSeconds(earliest)
+			} else {
+				c.Status = "DISABLED"
+			}
+			c.EndedAt = &end
+			a.commitment = &c
+		}
+	default:
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Status %.40q must be ENABLED or DISABLED", status)}
+	}
+	return struct{ MinimumThroughputBillingCommitment billingCommitment }{a.view(now)}, nil
 }

@@ -149,6 +149,7 @@ type streamDescription struct {
 	StreamCreationTimestamp epochSeconds
 	EnhancedMonitoring      []enhancedMetrics
 	EncryptionType          string
+	KeyId                   string `json:",omitempty"`
 }
 
 // describeStream serves the legacy DescribeStream: the summary with one
@@ -168,6 +169,10 @@ func describeStream(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	set, err := settingsOf(ctx, st)
+	if err != nil {
+		return nil, err
+	}
 	page, err := st.ListShards(ctx, runnel.ListShardsInput{MaxResults: limit, ExclusiveStartShardID: in.ExclusiveStartShardId})
 	if err != nil {
 		return nil, err
@@ -176,13 +181,14 @@ func describeStream(ctx context.Context, s *Server, req request) (any, error) {
 		StreamName:              sum.StreamName,
 		StreamARN:               sum.StreamARN,
 		StreamStatus:            string(sum.StreamStatus),
-		StreamModeDetails:       provisioned,
+		StreamModeDetails:       set.mode,
 		Shards:                  wireShards(page.Shards),
 		HasMoreShards:           page.NextToken != "",
 		RetentionPeriodHours:    int(sum.RetentionPeriod / time.Hour),
 		StreamCreationTimestamp: epochSeconds(sum.StreamCreationTimestamp),
-		EnhancedMonitoring:      noEnhancedMonitoring(),
-		EncryptionType:          noEncryption,
+		EnhancedMonitoring:      set.monitoring,
+		EncryptionType:          set.encryption,
+		KeyId:                   set.keyID,
 	}}, nil
 }
 
@@ -255,10 +261,7 @@ func registerStreamConsumer(ctx context.Context, s *Server, req request) (any, e
 	if err != nil {
 		return nil, err
 	}
-	if len(in.Tags) > 0 {
-		return nil, errNotYet(op, "Tags")
-	}
-	c, err := st.RegisterStreamConsumer(ctx, runnel.RegisterStreamConsumerInput{ConsumerName: in.ConsumerName})
+	c, err := st.RegisterStreamConsumer(ctx, runnel.RegisterStreamConsumerInput{ConsumerName: in.ConsumerName, Tags: in.Tags})
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +308,7 @@ func listStreamConsumers(ctx context.Context, s *Server, req request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := checkCreated(ctx, op, st, in.StreamCreationTimestamp); err != nil {
+	if err := checkCreated(op, st, in.StreamCreationTimestamp); err != nil {
 		return nil, err
 	}
 	all, err := st.ListStreamConsumers(ctx)

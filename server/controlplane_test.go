@@ -132,14 +132,16 @@ func TestSDKStreamConsumers(t *testing.T) {
 // serve yet is refused, not ignored.
 func TestSDKUnservedFields(t *testing.T) {
 	k, _ := client(t)
-	_, err := k.CreateStream(t.Context(), &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1), WarmThroughputMiBps: aws.Int32(10)})
+	_, err := k.CreateStream(t.Context(), &kinesis.CreateStreamInput{StreamName: aws.String("s"), ShardCount: aws.Int32(1)})
+	require.NoError(t, err)
+	_, err = k.DescribeStreamSummary(t.Context(), &kinesis.DescribeStreamSummaryInput{StreamName: aws.String("s"), StreamId: aws.String("id")})
 	var invalid *types.InvalidArgumentException
 	require.ErrorAs(t, err, &invalid)
-	assert.Contains(t, invalid.ErrorMessage(), "WarmThroughputMiBps")
+	assert.Contains(t, invalid.ErrorMessage(), "StreamId")
 }
 
 // TestSDKTags tags a stream at creation, by name and by ARN, lists the
-// tags in pages, and removes them; a consumer's ARN is not served yet.
+// tags in pages, and removes them; a consumer has tags of its own.
 func TestSDKTags(t *testing.T) {
 	k, _ := client(t)
 	ctx := t.Context()
@@ -177,27 +179,29 @@ func TestSDKTags(t *testing.T) {
 	require.Len(t, all.Tags, 1)
 	assert.Equal(t, "billing", aws.ToString(all.Tags[0].Value))
 
-	reg, err := k.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String("c")})
+	reg, err := k.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String("c"), Tags: map[string]string{"app": "x"}})
 	require.NoError(t, err)
-	_, err = k.ListTagsForResource(ctx, &kinesis.ListTagsForResourceInput{ResourceARN: reg.Consumer.ConsumerARN})
+	_, err = k.TagResource(ctx, &kinesis.TagResourceInput{ResourceARN: reg.Consumer.ConsumerARN, Tags: map[string]string{"tier": "1"}})
+	require.NoError(t, err)
+	cons, err := k.ListTagsForResource(ctx, &kinesis.ListTagsForResourceInput{ResourceARN: reg.Consumer.ConsumerARN})
+	require.NoError(t, err)
+	require.Len(t, cons.Tags, 2)
+	assert.Equal(t, "app", aws.ToString(cons.Tags[0].Key))
+	assert.Equal(t, "tier", aws.ToString(cons.Tags[1].Key))
 	var invalid *types.InvalidArgumentException
-	require.ErrorAs(t, err, &invalid)
 	_, err = k.AddTagsToStream(ctx, &kinesis.AddTagsToStreamInput{StreamName: name, Tags: map[string]string{"aws:x": "y"}})
 	require.ErrorAs(t, err, &invalid, "the reserved prefix")
 }
 
 // TestSDKRefusals shows the refusals of requests the server does not serve
-// as asked, rather than serving them otherwise: an on-demand stream, a
-// record size out of Kinesis's range, DryRun, a stale
+// as asked, rather than serving them otherwise: a record size out of
+// Kinesis's range, DryRun, a stale
 // StreamCreationTimestamp and a NextToken that is none.
 func TestSDKRefusals(t *testing.T) {
 	k, _ := client(t, func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
 	ctx := t.Context()
 	var invalid *types.InvalidArgumentException
-	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("od")})
-	require.ErrorAs(t, err, &invalid, "no ShardCount: on-demand")
-	assert.Contains(t, invalid.ErrorMessage(), "on-demand")
-	_, err = k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("big"), ShardCount: aws.Int32(1), MaxRecordSizeInKiB: aws.Int32(1)})
+	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("big"), ShardCount: aws.Int32(1), MaxRecordSizeInKiB: aws.Int32(1)})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "ValidationException")
 

@@ -46,16 +46,6 @@ func pageSize(op, field string, v *int, def, most int) (int, error) {
 	return *v, nil
 }
 
-// What every stream is described as: provisioned, unencrypted, without
-// enhanced monitoring.
-var provisioned = streamModeDetails{StreamMode: "PROVISIONED"}
-
-const noEncryption = "NONE"
-
-func noEnhancedMonitoring() []enhancedMetrics {
-	return []enhancedMetrics{{ShardLevelMetrics: []string{}}}
-}
-
 // streamRef names a stream by name or ARN, as most requests do.
 type streamRef struct {
 	StreamName string `json:",omitempty"`
@@ -140,30 +130,34 @@ func createStream(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	mode := provisioned.StreamMode
-	if in.StreamModeDetails != nil {
-		mode = in.StreamModeDetails.StreamMode
+	// Without StreamModeDetails, a stream with a ShardCount is
+	// PROVISIONED and one without is ON_DEMAND, as Kinesis has it.
+	mode := runnel.ModeOnDemand
+	switch {
+	case in.StreamModeDetails != nil:
+		mode = runnel.StreamMode(in.StreamModeDetails.StreamMode)
+	case in.ShardCount != nil:
+		mode = runnel.ModeProvisioned
 	}
 	switch {
-	case mode != provisioned.StreamMode && mode != "ON_DEMAND":
-		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("StreamMode %.40q must be PROVISIONED or ON_DEMAND", mode)}
-	case mode == "ON_DEMAND" || (in.ShardCount == nil && in.StreamModeDetails == nil):
-		return nil, errNotYet(op, "on-demand mode (a stream without ShardCount)")
-	case in.ShardCount == nil:
+	case mode == runnel.ModeProvisioned && in.ShardCount == nil:
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "a PROVISIONED stream needs a ShardCount"}
-	case in.WarmThroughputMiBps != nil:
-		return nil, errNotYet(op, "WarmThroughputMiBps")
-	case in.RecordDistributionStrategy != nil:
-		return nil, errNotYet(op, "RecordDistributionStrategy")
-	case in.MaxRecordSizeInKiB != nil && (*in.MaxRecordSizeInKiB < minRecordSizeKiB || *in.MaxRecordSizeInKiB > maxRecordSizeKiB):
-		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("MaxRecordSizeInKiB %d must be between %d and %d", *in.MaxRecordSizeInKiB, minRecordSizeKiB, maxRecordSizeKiB)}
+	case mode == runnel.ModeOnDemand && in.ShardCount != nil:
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("ShardCount %d cannot be given for an ON_DEMAND stream", *in.ShardCount)}
 	}
-	var opts []runnel.StreamOption
+	opts := []runnel.StreamOption{runnel.WithStreamMode(mode), runnel.WithWarmThroughput(derefOr(in.WarmThroughputMiBps, 0))}
 	if in.ShardCount != nil {
 		opts = append(opts, runnel.WithShardCount(*in.ShardCount))
 	}
 	if in.MaxRecordSizeInKiB != nil {
-		opts = append(opts, runnel.WithMaxRecordSize(*in.MaxRecordSizeInKiB<<10))
+		kib, err := recordSizeKiB(op, in.MaxRecordSizeInKiB)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, runnel.WithMaxRecordSize(kib<<10))
+	}
+	if in.RecordDistributionStrategy != nil {
+		opts = append(opts, runnel.WithRecordDistribution(runnel.RecordDistribution(*in.RecordDistributionStrategy)))
 	}
 	if len(in.Tags) > 0 {
 		opts = append(opts, runnel.WithTags(in.Tags))
@@ -259,10 +253,14 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 		if err != nil {
 			continue
 		}
+		set, err := settingsOf(ctx, st)
+		if err != nil {
+			continue
+		}
 		out.StreamNames = append(out.StreamNames, name)
 		out.StreamSummaries = append(out.StreamSummaries, streamSummary{
 			StreamName: name, StreamARN: sum.StreamARN, StreamStatus: string(sum.StreamStatus),
-			StreamModeDetails:       provisioned,
+			StreamModeDetails:       set.mode,
 			StreamCreationTimestamp: epochSeconds(sum.StreamCreationTimestamp),
 		})
 	}
@@ -282,8 +280,10 @@ type streamDescriptionSummary struct {
 	StreamCreationTimestamp epochSeconds
 	EnhancedMonitoring      []enhancedMetrics
 	EncryptionType          string
+	KeyId                   string `json:",omitempty"`
 	OpenShardCount          int
 	ConsumerCount           int
+	WarmThroughput          *warmThroughput `json:",omitempty"`
 	MaxRecordSizeInKiB      int
 }
 
@@ -297,18 +297,24 @@ func describeStreamSummary(ctx context.Context, s *Server, req request) (any, er
 	if err != nil {
 		return nil, err
 	}
+	set, err := settingsOf(ctx, st)
+	if err != nil {
+		return nil, err
+	}
 	return struct{ StreamDescriptionSummary streamDescriptionSummary }{streamDescriptionSummary{
 		StreamName:              sum.StreamName,
 		StreamARN:               sum.StreamARN,
 		StreamStatus:            string(sum.StreamStatus),
-		StreamModeDetails:       provisioned,
+		StreamModeDetails:       set.mode,
 		RetentionPeriodHours:    int(sum.RetentionPeriod / time.Hour),
 		StreamCreationTimestamp: epochSeconds(sum.StreamCreationTimestamp),
-		EnhancedMonitoring:      noEnhancedMonitoring(),
-		EncryptionType:          noEncryption,
+		EnhancedMonitoring:      set.monitoring,
+		EncryptionType:          set.encryption,
+		KeyId:                   set.keyID,
 		OpenShardCount:          sum.OpenShardCount,
 		ConsumerCount:           sum.ConsumerCount,
-		MaxRecordSizeInKiB:      sum.MaxRecordSize >> 10,
+		WarmThroughput:          set.warmThroughput,
+		MaxRecordSizeInKiB:      set.maxRecordSizeInKiB,
 	}}, nil
 }
 
@@ -370,7 +376,7 @@ func listShards(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkCreated(ctx, op, st, in.StreamCreationTimestamp); err != nil {
+	if err := checkCreated(op, st, in.StreamCreationTimestamp); err != nil {
 		return nil, err
 	}
 	call := runnel.ListShardsInput{NextToken: in.NextToken, ExclusiveStartShardID: in.ExclusiveStartShardId}
@@ -398,17 +404,13 @@ func listShards(ctx context.Context, s *Server, req request) (any, error) {
 
 // checkCreated checks a request's StreamCreationTimestamp, which tells
 // streams of one name apart, against the stream's.
-func checkCreated(ctx context.Context, op string, st *runnel.Stream, at *epochSeconds) error {
+func checkCreated(op string, st *runnel.Stream, at *epochSeconds) error {
 	if at == nil {
 		return nil
 	}
-	sum, err := st.Describe(ctx)
-	if err != nil {
-		return err
-	}
-	if sum.StreamCreationTimestamp.UnixMilli() != time.Time(*at).UnixMilli() {
+	if created := st.CreationTime(); created.UnixMilli() != time.Time(*at).UnixMilli() {
 		return &runnel.Error{Op: op, Kind: runnel.ErrResourceNotFound, Msg: fmt.Sprintf("stream %s was created at %s, not at %s",
-			st.Name(), sum.StreamCreationTimestamp.UTC().Format(time.RFC3339Nano), time.Time(*at).UTC().Format(time.RFC3339Nano))}
+			st.Name(), created.UTC().Format(time.RFC3339Nano), time.Time(*at).UTC().Format(time.RFC3339Nano))}
 	}
 	return nil
 }
@@ -461,7 +463,7 @@ func putRecord(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return putRecordOutput{ShardId: out.ShardID, SequenceNumber: out.SequenceNumber.String(), EncryptionType: noEncryption}, nil
+	return putRecordOutput{ShardId: out.ShardID, SequenceNumber: out.SequenceNumber.String(), EncryptionType: string(st.Encryption())}, nil
 }
 
 type putRecordsEntry struct {
@@ -509,7 +511,7 @@ func putRecords(ctx context.Context, s *Server, req request) (any, error) {
 		FailedRecordCount int
 		Records           []putRecordsResult
 		EncryptionType    string
-	}{out.FailedRecordCount, results, noEncryption}, nil
+	}{out.FailedRecordCount, results, string(st.Encryption())}, nil
 }
 
 type getShardIteratorInput struct {
@@ -599,7 +601,8 @@ func getRecords(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := getRecordsOutput{Records: wireRecords(out.Records), MillisBehindLatest: out.MillisBehindLatest, ChildShards: wireChildShards(out.ChildShards)}
+	s.metrics().iteratorAge(st, it.ShardID(), out.MillisBehindLatest)
+	w := getRecordsOutput{Records: wireRecords(st, out.Records), MillisBehindLatest: out.MillisBehindLatest, ChildShards: wireChildShards(out.ChildShards)}
 	if !out.NextShardIterator.IsZero() {
 		w.NextShardIterator = s.seal(iteratorToken, req.cluster, out.NextShardIterator.String())
 	}
@@ -607,12 +610,12 @@ func getRecords(ctx context.Context, s *Server, req request) (any, error) {
 }
 
 // wireRecords returns records as the API carries them.
-func wireRecords(recs []runnel.Record) []record {
+func wireRecords(st *runnel.Stream, recs []runnel.Record) []record {
 	out := make([]record, len(recs))
 	for i, r := range recs {
 		out[i] = record{
 			SequenceNumber: r.SequenceNumber.String(), ApproximateArrivalTimestamp: epochSeconds(r.ApproximateArrivalTimestamp),
-			Data: r.Data, PartitionKey: r.PartitionKey, EncryptionType: noEncryption,
+			Data: r.Data, PartitionKey: r.PartitionKey, EncryptionType: string(st.EncryptionAt(r.ApproximateArrivalTimestamp)),
 		}
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,7 @@ var cborDecoding, _ = cbor.DecOptions{
 	MaxArrayElements:  100_000,
 	MaxMapPairs:       100_000,
 	DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+	DefaultMapType:    reflect.TypeFor[map[string]any](), // configurations kept as given (channels) encode as JSON too
 }.DecMode()
 
 var cborCodec = &codec{contentType: cborContentType, unmarshal: cborDecoding.Unmarshal, marshal: cbor.Marshal}
@@ -118,6 +120,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case len(body) > maxBody:
 		s.writeError(w, r, &runnel.Error{Op: "Read", Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("the request body is larger than %d bytes", maxBody)}, http.StatusRequestEntityTooLarge)
+		return
+	}
+	if err := s.authenticate(r, body); err != nil {
+		s.writeError(w, r, err, 0)
 		return
 	}
 	cluster, err := s.clusterOf(r)

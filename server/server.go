@@ -40,12 +40,21 @@ type Server struct {
 	http       *http.Server
 	requests   atomic.Uint64 // numbers the request ids
 
+	// credentials are the access keys requests must be signed with, by
+	// access key (WithCredentials); nil: signatures are not verified.
+	credentials map[string]Credential
+	// credentialsErr is what was wrong with the credentials given to
+	// WithCredentials; every request fails with it.
+	credentialsErr error
+
 	// streams are the running event streams (SubscribeToShard); their
 	// context ends when the server shuts down or closes.
 	mu          sync.Mutex
-	clusters    map[tenant]*runnel.Cluster // guarded by mu: the clusters made for other accounts and regions
-	closed      bool                       // guarded by mu: no event stream starts, no cluster is made
-	streams     sync.WaitGroup             // added to under mu, while not closed
+	clusters    map[tenant]*runnel.Cluster           // guarded by mu: the clusters made for other accounts and regions
+	channels    map[*runnel.Cluster]*channels        // guarded by mu: each account's and region's channels
+	settings    map[*runnel.Cluster]*accountSettings // guarded by mu: each account's and region's settings
+	closed      bool                                 // guarded by mu: no event stream starts, no cluster is made
+	streams     sync.WaitGroup                       // added to under mu, while not closed
 	streamsCtx  context.Context
 	stopStreams context.CancelFunc
 }
@@ -91,6 +100,7 @@ func New(c *runnel.Cluster, opts ...Option) *Server {
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true) // the JavaScript SDK v3 speaks HTTP/2 to every operation
+	p.SetHTTP2(true)            // over TLS, negotiated by ALPN (ServeTLS)
 	s.http = &http.Server{
 		Handler:           s,
 		Protocols:         p,

@@ -84,7 +84,7 @@ func subscribeToShard(ctx context.Context, s *Server, req request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	return subscription{sub}, nil
+	return subscription{sub: sub, st: st, shard: in.ShardId, consumer: in.ConsumerARN}, nil
 }
 
 // subscription streams a subscription's events as AWS event-stream
@@ -92,7 +92,12 @@ func subscribeToShard(ctx context.Context, s *Server, req request) (any, error) 
 // SubscribeToShardEvent per event (at least every 5 s), until the
 // subscription ends. An end after its time or at the end of the shard
 // closes the stream cleanly; any other end is sent as an exception event.
-type subscription struct{ sub runnel.ShardSubscription }
+type subscription struct {
+	sub runnel.ShardSubscription
+	st  *runnel.Stream // the subscribed stream, which tells records' encryption
+	// shard and consumer (its ARN) are what it reads, for WithMetrics.
+	shard, consumer string
+}
 
 func (sc subscription) close() { sc.sub.Close() }
 
@@ -149,11 +154,12 @@ func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWri
 			send(streamMessage(c, eventstream.ExceptionMessageType, name, payload))
 			return
 		}
-		out := subscribeToShardEvent{Records: wireRecords(ev.Records), MillisBehindLatest: ev.MillisBehindLatest}
+		out := subscribeToShardEvent{Records: wireRecords(sc.st, ev.Records), MillisBehindLatest: ev.MillisBehindLatest}
 		if !ev.ContinuationSequenceNumber.IsZero() {
 			out.ContinuationSequenceNumber = ev.ContinuationSequenceNumber.String()
 		}
 		out.ChildShards = wireChildShards(ev.ChildShards)
+		s.metrics().millisBehindLatest(sc.st, sc.shard, sc.consumer, out.MillisBehindLatest)
 		payload, err := c.marshal(out)
 		if err != nil || !send(streamMessage(c, eventstream.EventMessageType, "SubscribeToShardEvent", payload)) {
 			return

@@ -3,13 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/runnel-go/runnel"
 )
 
-// The tag operations, for streams: by name (AddTagsToStream, …) or by ARN
-// (TagResource, …). Tags of stream consumers are not served yet.
+// The tag operations: of streams by name (AddTagsToStream, …), and of
+// streams, consumers and channels by ARN (TagResource, …).
 func init() {
 	for name, op := range map[string]operation{
 		"AddTagsToStream":      addTagsToStream,
@@ -38,15 +37,6 @@ func wireTags(tags []runnel.Tag) []wireTag {
 		out[i] = wireTag{Key: t.Key, Value: t.Value}
 	}
 	return out
-}
-
-// resourceStream finds the stream a resource ARN names; consumer ARNs are
-// not served yet.
-func (req request) resourceStream(op, arn string) (*runnel.Stream, error) {
-	if strings.Contains(arn, "/consumer/") {
-		return nil, errNotYet(op, "tags of stream consumers")
-	}
-	return req.stream(op, streamRef{StreamARN: arn})
 }
 
 // checkTagCount keeps a call to Kinesis's 1 to 10 tags.
@@ -140,14 +130,13 @@ func tagResource(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := req.resourceStream(op, in.ResourceARN)
-	if err != nil {
-		return nil, err
-	}
 	if err := checkTagCount(op, len(in.Tags)); err != nil {
 		return nil, err
 	}
-	return struct{}{}, st.AddTags(ctx, in.Tags)
+	if isChannelARN(in.ResourceARN) {
+		return struct{}{}, s.channelsOf(req.cluster).tag(op, in.ResourceARN, in.Tags)
+	}
+	return struct{}{}, req.cluster.TagResource(ctx, in.ResourceARN, in.Tags)
 }
 
 type untagResourceInput struct {
@@ -161,14 +150,13 @@ func untagResource(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := req.resourceStream(op, in.ResourceARN)
-	if err != nil {
-		return nil, err
-	}
 	if err := checkTagCount(op, len(in.TagKeys)); err != nil {
 		return nil, err
 	}
-	return struct{}{}, st.RemoveTags(ctx, in.TagKeys)
+	if isChannelARN(in.ResourceARN) {
+		return struct{}{}, s.channelsOf(req.cluster).untag(op, in.ResourceARN, in.TagKeys)
+	}
+	return struct{}{}, req.cluster.UntagResource(ctx, in.ResourceARN, in.TagKeys)
 }
 
 func listTagsForResource(ctx context.Context, s *Server, req request) (any, error) {
@@ -177,11 +165,13 @@ func listTagsForResource(ctx context.Context, s *Server, req request) (any, erro
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	st, err := req.resourceStream(op, in.ResourceARN)
-	if err != nil {
-		return nil, err
+	var tags []runnel.Tag
+	var err error
+	if isChannelARN(in.ResourceARN) {
+		tags, err = s.channelsOf(req.cluster).tags(op, in.ResourceARN)
+	} else {
+		tags, err = req.cluster.ResourceTags(ctx, in.ResourceARN)
 	}
-	tags, err := st.Tags(ctx)
 	if err != nil {
 		return nil, err
 	}

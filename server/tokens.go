@@ -27,6 +27,7 @@ const (
 	listShardsToken
 	listStreamsToken
 	listConsumersToken
+	listChannelsToken
 )
 
 // tagLen is the length of a token's tag, in bytes (128 bits of HMAC).

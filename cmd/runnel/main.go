@@ -1,15 +1,40 @@
 // Command runnel runs runnel's Kinesis API server: a local Amazon Kinesis
 // Data Streams endpoint for any AWS SDK or the AWS CLI.
 //
-//	runnel serve [-addr 127.0.0.1:4567] [-limits kinesis|off] [-shard-quota N] [-region R] [-account ID] [-log-level info]
+//	runnel serve [-addr 127.0.0.1:4567] [-limits kinesis|off] [-shard-quota N] [-region R] [-account ID]
+//	             [-tls | -tls-cert FILE -tls-key FILE] [-credentials FILE] [-log-level info]
 //
 // It listens on a loopback address unless told otherwise, logs with
 // log/slog to standard error, and shuts down gracefully on SIGINT or
 // SIGTERM.
+//
+// It serves every account and region a client signs for, each from its
+// own cluster made with the same flags: the region of the request's
+// signature, and the account of its access key (from -credentials, or the
+// key itself when it is a 12-digit account id, or else -account).
+//
+// With -tls it serves HTTPS (HTTP/2 or HTTP/1.1, by ALPN) with a new
+// self-signed certificate for 127.0.0.1, ::1 and localhost (and the host
+// of -addr), and logs the file its PEM is in, for clients to trust:
+//
+//	aws --endpoint-url https://127.0.0.1:4567 --ca-bundle /tmp/runnel-ca-….pem kinesis list-streams
+//
+// -tls-cert and -tls-key serve a certificate and key of PEM files instead.
+//
+// With -credentials it verifies the AWS Signature Version 4 of every
+// request against the access keys of a file, one a line:
+//
+//	# ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID]
+//	AKIDEXAMPLE wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY 111122223333
+//
+// Blank lines and lines that start with # are skipped; a key without an
+// account id is for the account of -account.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +44,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +72,10 @@ Serves the Amazon Kinesis Data Streams API from an in-process runnel
 cluster. Point any AWS SDK or the AWS CLI at it:
 
   aws --endpoint-url http://127.0.0.1:4567 kinesis list-streams
+
+With -tls, trust the certificate file it logs:
+
+  aws --endpoint-url https://127.0.0.1:4567 --ca-bundle FILE kinesis list-streams
 
 Flags:
 `
@@ -77,20 +109,67 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 	default:
 		return fmt.Errorf("-limits %q must be kinesis or off", *cfg.limits)
 	}
-	c := runnel.NewCluster(runnel.WithRegion(*cfg.region), runnel.WithAccountID(*cfg.account),
-		runnel.WithShardQuota(*cfg.shardQuota), runnel.WithLogger(log), runnel.WithStreamDefaults(runnel.WithLimits(limits)))
+	var creds []server.Credential
+	if *cfg.credentials != "" {
+		var err error
+		if creds, err = readCredentials(*cfg.credentials); err != nil {
+			return err
+		}
+	}
+	tlsConfig, err := loadTLS(cfg)
+	if err != nil {
+		return err
+	}
+
+	clusterOptions := func(account, region string) []runnel.ClusterOption {
+		return []runnel.ClusterOption{runnel.WithRegion(region), runnel.WithAccountID(account),
+			runnel.WithShardQuota(*cfg.shardQuota), runnel.WithLogger(log), runnel.WithStreamDefaults(runnel.WithLimits(limits))}
+	}
+	c := runnel.NewCluster(clusterOptions(*cfg.account, *cfg.region)...)
 	defer c.Close()
+	newCluster := func(account, region string) (*runnel.Cluster, error) {
+		log.Info("runnel: serving another account and region", "account", account, "region", region)
+		return runnel.NewCluster(clusterOptions(account, region)...), nil
+	}
+	opts := []server.Option{server.WithLogger(log), server.WithClusters(newCluster)}
+	signatures := "not verified"
+	if creds != nil {
+		opts = append(opts, server.WithCredentials(creds...))
+		signatures = fmt.Sprintf("verified, %d access keys", len(creds))
+	}
+	srv := server.New(c, opts...)
+	defer srv.Close() // after Shutdown too: it closes the clusters the server made
+
+	var caBundle string // the file of a self-signed certificate
+	if tlsConfig != nil && *cfg.tls {
+		if caBundle, err = writeCertificate(tlsConfig.Certificates[0]); err != nil {
+			return err
+		}
+		defer os.Remove(caBundle)
+	}
 	l, err := net.Listen("tcp", *cfg.addr)
 	if err != nil {
 		return err
 	}
-	srv := server.New(c, server.WithLogger(log))
-	log.Info("runnel: serving the Kinesis API", "addr", "http://"+l.Addr().String(), "region", *cfg.region, "limits", *cfg.limits)
+	scheme := "http://"
+	if tlsConfig != nil {
+		scheme = "https://"
+	}
+	log.Info("runnel: serving the Kinesis API", "addr", scheme+l.Addr().String(), "region", *cfg.region, "account", *cfg.account, "limits", *cfg.limits, "signatures", signatures)
+	if caBundle != "" {
+		log.Info("runnel: serving TLS with a self-signed certificate; clients trust it with its PEM file (aws --ca-bundle)", "ca-bundle", caBundle)
+	}
 	if ready != nil {
 		ready <- l.Addr().String()
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
+	go func() {
+		if tlsConfig != nil {
+			done <- srv.ServeTLS(l, tlsConfig)
+			return
+		}
+		done <- srv.Serve(l)
+	}()
 	select {
 	case err := <-done:
 		return err
@@ -112,6 +191,8 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 type serveConfig struct {
 	addr, limits, region, account, logLevel *string
 	shardQuota                              *int
+	tls                                     *bool
+	tlsCert, tlsKey, credentials            *string
 }
 
 type flagSet struct {
@@ -123,11 +204,114 @@ func serveFlags(out io.Writer) flagSet {
 	fs := flag.NewFlagSet("runnel serve", flag.ContinueOnError)
 	fs.SetOutput(out)
 	return flagSet{fs, serveConfig{
-		addr:       fs.String("addr", "127.0.0.1:4567", "the address to listen on (loopback by default)"),
-		limits:     fs.String("limits", "kinesis", "per-shard throughput limits of new streams: kinesis or off"),
-		region:     fs.String("region", "us-east-1", "the region named in ARNs"),
-		account:    fs.String("account", "000000000000", "the account id named in ARNs"),
-		logLevel:   fs.String("log-level", "info", "debug, info, warn or error"),
-		shardQuota: fs.Int("shard-quota", 20_000, "the most open shards of all streams"),
+		addr:        fs.String("addr", "127.0.0.1:4567", "the address to listen on (loopback by default)"),
+		limits:      fs.String("limits", "kinesis", "per-shard throughput limits of new streams: kinesis or off"),
+		region:      fs.String("region", "us-east-1", "the default region, of unsigned requests: the region named in its ARNs"),
+		account:     fs.String("account", "000000000000", "the default account id, of unsigned requests and of access keys that name no account"),
+		logLevel:    fs.String("log-level", "info", "debug, info, warn or error"),
+		shardQuota:  fs.Int("shard-quota", 20_000, "the most open shards of all streams (of each account and region)"),
+		tls:         fs.Bool("tls", false, "serve HTTPS with a new self-signed certificate, whose PEM file is logged (for aws --ca-bundle)"),
+		tlsCert:     fs.String("tls-cert", "", "serve HTTPS with the certificate (chain) of this PEM `file`; with -tls-key"),
+		tlsKey:      fs.String("tls-key", "", "the PEM `file` of the private key of -tls-cert"),
+		credentials: fs.String("credentials", "", "verify the signature of every request against the access keys of this `file`: lines of ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID]"),
 	}}
+}
+
+// loadTLS returns the TLS configuration the flags ask for, or nil for
+// plain HTTP.
+func loadTLS(cfg serveConfig) (*tls.Config, error) {
+	switch {
+	case *cfg.tls && (*cfg.tlsCert != "" || *cfg.tlsKey != ""):
+		return nil, errors.New("-tls makes a certificate, and -tls-cert and -tls-key give one: use one or the other")
+	case (*cfg.tlsCert == "") != (*cfg.tlsKey == ""):
+		return nil, errors.New("-tls-cert and -tls-key go together")
+	case *cfg.tlsCert != "":
+		cert, err := tls.LoadX509KeyPair(*cfg.tlsCert, *cfg.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-cert %s -tls-key %s: %w", *cfg.tlsCert, *cfg.tlsKey, err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
+	case *cfg.tls:
+		hosts := []string{"127.0.0.1", "::1", "localhost"}
+		if host, _, err := net.SplitHostPort(*cfg.addr); err == nil && host != "" && !slices.Contains(hosts, host) {
+			if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+				hosts = append(hosts, host)
+			}
+		}
+		cert, err := server.SelfSignedCertificate(hosts...)
+		if err != nil {
+			return nil, fmt.Errorf("-tls: %w", err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
+	}
+	return nil, nil
+}
+
+// writeCertificate writes a certificate as PEM to a new file in the
+// temporary directory, for clients to trust, and returns its name.
+func writeCertificate(cert tls.Certificate) (string, error) {
+	f, err := os.CreateTemp("", "runnel-ca-*.pem")
+	if err != nil {
+		return "", fmt.Errorf("-tls: writing the certificate: %w", err)
+	}
+	for _, der := range cert.Certificate {
+		if err == nil {
+			err = pem.Encode(f, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("-tls: writing the certificate to %s: %w", f.Name(), err)
+	}
+	return f.Name(), nil
+}
+
+// accountID is the shape of an AWS account id.
+var accountID = regexp.MustCompile(`^[0-9]{12}$`)
+
+// readCredentials reads the access keys of a -credentials file: one a
+// line, as ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID] separated by
+// spaces or tabs. Blank lines and lines that start with # are skipped.
+// An error names the file and the line, never a secret.
+func readCredentials(name string) ([]server.Credential, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("-credentials: %w", err)
+	}
+	var creds []server.Credential
+	lines := make(map[string]int) // the line of each access key
+	for i, line := range strings.Split(string(b), "\n") {
+		n := i + 1
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("-credentials %s line %d: %s", name, n, fmt.Sprintf(format, args...))
+		}
+		f := strings.Fields(line)
+		switch {
+		case len(f) < 2 || len(f) > 3:
+			return nil, bad("%d fields; a line is ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID]", len(f))
+		case strings.ContainsAny(f[0], "/,="):
+			return nil, bad("the access key id %q has a slash, a comma or an equals sign", f[0])
+		case len(f) == 3 && !accountID.MatchString(f[2]):
+			return nil, bad("the account id %q is not 12 digits", f[2])
+		case lines[f[0]] != 0:
+			return nil, bad("the access key id %q is on line %d already", f[0], lines[f[0]])
+		}
+		lines[f[0]] = n
+		c := server.Credential{AccessKeyID: f[0], SecretAccessKey: f[1]}
+		if len(f) == 3 {
+			c.AccountID = f[2]
+		}
+		creds = append(creds, c)
+	}
+	if len(creds) == 0 {
+		return nil, fmt.Errorf("-credentials %s has no access keys", name)
+	}
+	return creds, nil
 }

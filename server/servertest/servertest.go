@@ -1,9 +1,12 @@
 // Package servertest starts a Kinesis API server for a Go test, in the
 // spirit of net/http/httptest: one line gives an aws.Config for the AWS
-// SDK for Go v2 that talks to a runnel Cluster on a loopback port.
+// SDK for Go v2 that talks to a runnel Cluster on a loopback port, over
+// plain HTTP (New) or TLS (NewTLS).
 package servertest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
@@ -20,19 +23,45 @@ type Server struct {
 	// Cluster is the cluster the server serves; the test may use it
 	// directly too (to inject faults, read Stats, …).
 	Cluster *runnel.Cluster
-	// URL is the server's endpoint, "http://127.0.0.1:<port>".
+	// URL is the server's endpoint, "http://127.0.0.1:<port>", or
+	// "https://127.0.0.1:<port>" for NewTLS.
 	URL string
 	// Region is the region of the cluster's ARNs and of Config.
 	Region string
+	// Certificate is the self-signed certificate that a server of NewTLS
+	// serves, and that Client and Config trust; nil for New.
+	Certificate *x509.Certificate
 
-	srv  *server.Server
-	done chan error
+	srv    *server.Server
+	client *http.Client // trusts Certificate; nil for New
+	done   chan error
 }
 
 // New starts a server of a new Cluster (made with opts) on a loopback port
-// and stops both at t.Cleanup.
+// and stops both at t.Cleanup. It speaks HTTP/1.1 and plain-text HTTP/2.
 func New(t testing.TB, opts ...runnel.ClusterOption) *Server {
 	t.Helper()
+	return start(t, false, opts)
+}
+
+// NewTLS is New over TLS, with a new self-signed certificate for
+// 127.0.0.1: it serves HTTP/2 or HTTP/1.1, as the client picks by ALPN.
+// Its Config and Client trust the certificate.
+func NewTLS(t testing.TB, opts ...runnel.ClusterOption) *Server {
+	t.Helper()
+	return start(t, true, opts)
+}
+
+// start starts a server, over TLS if useTLS is set.
+func start(t testing.TB, useTLS bool, opts []runnel.ClusterOption) *Server {
+	t.Helper()
+	var cert tls.Certificate
+	if useTLS {
+		var err error
+		if cert, err = server.SelfSignedCertificate("127.0.0.1"); err != nil {
+			t.Fatalf("servertest: making a certificate: %v", err)
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("servertest: listening on a loopback port: %v", err)
@@ -40,23 +69,53 @@ func New(t testing.TB, opts ...runnel.ClusterOption) *Server {
 	const region = "us-east-1"
 	c := runnel.NewCluster(append([]runnel.ClusterOption{runnel.WithRegion(region)}, opts...)...)
 	s := &Server{Cluster: c, URL: "http://" + l.Addr().String(), Region: region, srv: server.New(c), done: make(chan error, 1)}
-	go func() { s.done <- s.srv.Serve(l) }()
+	if useTLS {
+		s.URL = "https://" + l.Addr().String()
+		s.Certificate = cert.Leaf
+		roots := x509.NewCertPool()
+		roots.AddCert(cert.Leaf)
+		p := new(http.Protocols)
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Protocols: p}}
+		go func() { s.done <- s.srv.ServeTLS(l, &tls.Config{Certificates: []tls.Certificate{cert}}) }()
+	} else {
+		go func() { s.done <- s.srv.Serve(l) }()
+	}
 	t.Cleanup(func() {
 		s.srv.Close()
 		if err := <-s.done; !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("servertest: the server stopped with %v", err)
+		}
+		if s.client != nil {
+			s.client.CloseIdleConnections()
 		}
 		c.Close()
 	})
 	return s
 }
 
+// Client returns an HTTP client for the server: for NewTLS, one that
+// trusts its certificate and offers HTTP/2 and HTTP/1.1 by ALPN; for New,
+// http.DefaultClient.
+func (s *Server) Client() *http.Client {
+	if s.client != nil {
+		return s.client
+	}
+	return http.DefaultClient
+}
+
 // Config returns an aws.Config for the server: its endpoint, its region
-// and static credentials. Pass it to kinesis.NewFromConfig.
+// and static credentials, and for NewTLS an HTTP client that trusts the
+// server's certificate. Pass it to kinesis.NewFromConfig.
 func (s *Server) Config() aws.Config {
-	return aws.Config{
+	cfg := aws.Config{
 		Region:       s.Region,
 		BaseEndpoint: aws.String(s.URL),
 		Credentials:  credentials.NewStaticCredentialsProvider("runnel", "runnel", ""),
 	}
+	if s.client != nil {
+		cfg.HTTPClient = s.client
+	}
+	return cfg
 }

@@ -1,0 +1,385 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runnel-go/runnel"
+)
+
+// Channels deliver a stream's records to Amazon S3 in Kinesis. The server
+// keeps them as resources (create, describe, list, update, delete, tags)
+// with their configuration as given, and delivers nothing: there is no S3
+// here. They live in the server's memory, per account and region.
+func init() {
+	for name, op := range map[string]operation{
+		"CreateChannel":   createChannel,
+		"DescribeChannel": describeChannel,
+		"ListChannels":    listChannels,
+		"UpdateChannel":   updateChannel,
+		"DeleteChannel":   deleteChannel,
+	} {
+		operations[name] = op
+	}
+}
+
+// maxChannels bounds the channels of an account and region.
+const maxChannels = 100
+
+// channels are the channels of one account and region.
+type channels struct {
+	mu     sync.Mutex
+	byARN  map[string]*channel // guarded by mu
+	prefix string              // arn:aws:kinesis:<region>:<account>:channel/
+}
+
+// channel is one channel; its fields are guarded by its channels' mu.
+type channel struct {
+	desc channelDescription
+	tags runnel.TagSet
+}
+
+type channelStreamConfiguration struct {
+	StreamARN               string
+	RecordConfiguration     map[string]any `json:",omitempty"`
+	StreamCreationTimestamp *epochSeconds  `json:",omitempty"` // in descriptions only
+}
+
+type channelEncryption struct {
+	EncryptionType string
+	KeyId          string `json:",omitempty"`
+}
+
+type channelDescription struct {
+	ChannelARN                       string
+	ChannelCreationTimestamp         epochSeconds
+	ChannelId                        string
+	ChannelName                      string
+	ChannelStatus                    string
+	ServiceExecutionRoleARN          string
+	StreamConfigurationList          []channelStreamConfiguration
+	EncryptionConfiguration          *channelEncryption `json:",omitempty"`
+	LoggingConfiguration             map[string]any     `json:",omitempty"`
+	S3DestinationConfiguration       map[string]any     `json:",omitempty"`
+	S3TablesDestinationConfiguration map[string]any     `json:",omitempty"`
+}
+
+type createChannelInput struct {
+	ChannelName                      string
+	ServiceExecutionRoleARN          string
+	StreamConfigurationList          []channelStreamConfiguration
+	EncryptionConfiguration          *channelEncryption
+	LoggingConfiguration             map[string]any
+	S3DestinationConfiguration       map[string]any
+	S3TablesDestinationConfiguration map[string]any
+	Tags                             map[string]string
+}
+
+// channelsOf returns the channels of a cluster's account and region.
+func (s *Server) channelsOf(c *runnel.Cluster) *channels {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.channels == nil {
+		s.channels = make(map[*runnel.Cluster]*channels)
+	}
+	ch := s.channels[c]
+	if ch == nil {
+		ch = &channels{byARN: make(map[string]*channel), prefix: "arn:aws:kinesis:" + c.Region() + ":" + c.AccountID() + ":channel/"}
+		s.channels[c] = ch
+	}
+	return ch
+}
+
+// isChannelARN reports whether an ARN names a channel.
+func isChannelARN(arn string) bool { return strings.Contains(arn, ":channel/") }
+
+// get returns the channel of an ARN; the caller holds mu.
+func (cs *channels) get(op, arn string) (*channel, error) {
+	if ch := cs.byARN[arn]; ch != nil {
+		return ch, nil
+	}
+	return nil, &runnel.Error{Op: op, Kind: runnel.ErrResourceNotFound, Msg: fmt.Sprintf("channel %.300q does not exist", arn)}
+}
+
+// newChannelID returns a channel id: 17 characters of a-z and 0-9.
+func newChannelID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 17)
+	rand.Read(b) // never fails (crypto/rand)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+func createChannel(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "CreateChannel"
+	var in createChannelInput
+	if err := req.decode(op, &in); err != nil {
+		return nil, err
+	}
+	if err := runnel.ValidateName("channel", in.ChannelName); err != nil {
+		return nil, err
+	}
+	switch {
+	case !strings.HasPrefix(in.ServiceExecutionRoleARN, "arn:aws") || !strings.Contains(in.ServiceExecutionRoleARN, ":role/"):
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("ServiceExecutionRoleARN %.300q is not an IAM role ARN", in.ServiceExecutionRoleARN)}
+	case len(in.StreamConfigurationList) != 1:
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("StreamConfigurationList has %d streams; a channel reads exactly one", len(in.StreamConfigurationList))}
+	case in.StreamConfigurationList[0].RecordConfiguration == nil:
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "the stream configuration's RecordConfiguration is required"}
+	case (in.S3DestinationConfiguration == nil) == (in.S3TablesDestinationConfiguration == nil):
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "give exactly one of S3DestinationConfiguration and S3TablesDestinationConfiguration"}
+	case in.EncryptionConfiguration != nil && in.EncryptionConfiguration.EncryptionType != string(runnel.EncryptionKMS):
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("EncryptionType %.40q must be KMS", in.EncryptionConfiguration.EncryptionType)}
+	}
+	src := in.StreamConfigurationList[0]
+	st, err := req.stream(op, streamRef{StreamARN: src.StreamARN})
+	if err != nil {
+		return nil, err
+	}
+	created := epochSeconds(st.CreationTime())
+	src.StreamCreationTimestamp = &created
+	var tags runnel.TagSet
+	if len(in.Tags) > 0 {
+		if err := tags.Tag(in.Tags); err != nil {
+			return nil, err
+		}
+	}
+	cs := s.channelsOf(req.cluster)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, ch := range cs.byARN {
+		if ch.desc.ChannelName == in.ChannelName {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrResourceInUse, Msg: fmt.Sprintf("channel %s already exists", in.ChannelName)}
+		}
+	}
+	if len(cs.byARN) >= maxChannels {
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrLimitExceeded, Msg: fmt.Sprintf("the account has %d channels in this region, the most; %s would be one more", maxChannels, in.ChannelName)}
+	}
+	id := newChannelID()
+	ch := &channel{tags: tags, desc: channelDescription{
+		ChannelARN:                       cs.prefix + id,
+		ChannelCreationTimestamp:         epochSeconds(req.cluster.Now()),
+		ChannelId:                        id,
+		ChannelName:                      in.ChannelName,
+		ChannelStatus:                    "ACTIVE", // at once, as runnel's streams
+		ServiceExecutionRoleARN:          in.ServiceExecutionRoleARN,
+		StreamConfigurationList:          []channelStreamConfiguration{src},
+		EncryptionConfiguration:          in.EncryptionConfiguration,
+		LoggingConfiguration:             in.LoggingConfiguration,
+		S3DestinationConfiguration:       in.S3DestinationConfiguration,
+		S3TablesDestinationConfiguration: in.S3TablesDestinationConfiguration,
+	}}
+	cs.byARN[ch.desc.ChannelARN] = ch
+	return struct{ ChannelDescription channelDescription }{ch.desc}, nil
+}
+
+func describeChannel(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "DescribeChannel"
+	var in struct{ ChannelARN string }
+	if err := req.decode(op, &in); err != nil {
+		return nil, err
+	}
+	cs := s.channelsOf(req.cluster)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ch, err := cs.get(op, in.ChannelARN)
+	if err != nil {
+		return nil, err
+	}
+	return struct{ ChannelDescription channelDescription }{ch.desc}, nil
+}
+
+type updateChannelInput struct {
+	ChannelARN                       string
+	LoggingConfiguration             map[string]any
+	S3DestinationConfiguration       map[string]any
+	S3TablesDestinationConfiguration map[string]any
+}
+
+// updateChannel merges the given configuration into the channel's: the
+// fields given replace those of the same name.
+func updateChannel(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "UpdateChannel"
+	var in updateChannelInput
+	if err := req.decode(op, &in); err != nil {
+		return nil, err
+	}
+	cs := s.channelsOf(req.cluster)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ch, err := cs.get(op, in.ChannelARN)
+	if err != nil {
+		return nil, err
+	}
+	d := &ch.desc
+	switch {
+	case in.S3DestinationConfiguration != nil && d.S3DestinationConfiguration == nil:
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("channel %s delivers to S3 Tables, not to an S3 bucket", d.ChannelName)}
+	case in.S3TablesDestinationConfiguration != nil && d.S3TablesDestinationConfiguration == nil:
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("channel %s delivers to an S3 bucket, not to S3 Tables", d.ChannelName)}
+	}
+	merge := func(dst *map[string]any, src map[string]any) {
+		if src == nil {
+			return
+		}
+		*dst = maps.Clone(*dst)
+		if *dst == nil {
+			*dst = make(map[string]any)
+		}
+		maps.Copy(*dst, src)
+	}
+	merge(&d.LoggingConfiguration, in.LoggingConfiguration)
+	merge(&d.S3DestinationConfiguration, in.S3DestinationConfiguration)
+	merge(&d.S3TablesDestinationConfiguration, in.S3TablesDestinationConfiguration)
+	return struct{ ChannelDescription channelDescription }{ch.desc}, nil
+}
+
+func deleteChannel(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "DeleteChannel"
+	var in struct{ ChannelARN string }
+	if err := req.decode(op, &in); err != nil {
+		return nil, err
+	}
+	cs := s.channelsOf(req.cluster)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if _, err := cs.get(op, in.ChannelARN); err != nil {
+		return nil, err
+	}
+	delete(cs.byARN, in.ChannelARN)
+	return struct{}{}, nil
+}
+
+type channelStreamFilter struct {
+	StreamARN               string
+	StreamCreationTimestamp *epochSeconds
+}
+
+type listChannelsInput struct {
+	MaxResults   *int
+	NextToken    string
+	StreamFilter []channelStreamFilter
+}
+
+type channelSummary struct {
+	ChannelARN               string
+	ChannelCreationTimestamp epochSeconds
+	ChannelDestinationType   string
+	ChannelId                string
+	ChannelName              string
+	ChannelStatus            string
+	Streams                  []channelStreamConfiguration
+}
+
+// listChannels lists the channels by name, MaxResults (default and most
+// 100) a page; a NextToken names the last channel of the page before.
+func listChannels(ctx context.Context, s *Server, req request) (any, error) {
+	const op = "ListChannels"
+	var in listChannelsInput
+	if err := req.decode(op, &in); err != nil {
+		return nil, err
+	}
+	limit := 100
+	if in.MaxResults != nil {
+		if *in.MaxResults < 1 {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("MaxResults %d must be at least 1", *in.MaxResults)}
+		}
+		limit = min(*in.MaxResults, 100) // Kinesis returns at most 100
+	}
+	after := ""
+	if in.NextToken != "" {
+		var err error
+		if after, err = s.open(op, "NextToken", listChannelsToken, req.cluster, in.NextToken); err != nil {
+			return nil, err
+		}
+	}
+	cs := s.channelsOf(req.cluster)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	all := slices.SortedFunc(maps.Values(cs.byARN), func(a, b *channel) int { return cmp.Compare(a.desc.ChannelName, b.desc.ChannelName) })
+	out := struct {
+		ChannelSummaries []channelSummary
+		NextToken        string `json:",omitempty"`
+	}{ChannelSummaries: []channelSummary{}}
+	for _, ch := range all {
+		d := ch.desc
+		if d.ChannelName <= after || !matchesStreamFilter(d, in.StreamFilter) {
+			continue
+		}
+		if len(out.ChannelSummaries) == limit {
+			out.NextToken = s.seal(listChannelsToken, req.cluster, out.ChannelSummaries[limit-1].ChannelName)
+			break
+		}
+		dest := "S3"
+		if d.S3TablesDestinationConfiguration != nil {
+			dest = "S3_TABLES"
+		}
+		var streams []channelStreamConfiguration
+		for _, sc := range d.StreamConfigurationList {
+			streams = append(streams, channelStreamConfiguration{StreamARN: sc.StreamARN, StreamCreationTimestamp: sc.StreamCreationTimestamp})
+		}
+		out.ChannelSummaries = append(out.ChannelSummaries, channelSummary{
+			ChannelARN: d.ChannelARN, ChannelCreationTimestamp: d.ChannelCreationTimestamp, ChannelDestinationType: dest,
+			ChannelId: d.ChannelId, ChannelName: d.ChannelName, ChannelStatus: d.ChannelStatus, Streams: streams,
+		})
+	}
+	return out, nil
+}
+
+// matchesStreamFilter reports whether a channel reads one of the filter's
+// streams (every channel, with no filter).
+func matchesStreamFilter(d channelDescription, filter []channelStreamFilter) bool {
+	if len(filter) == 0 {
+		return true
+	}
+	for _, f := range filter {
+		for _, sc := range d.StreamConfigurationList {
+			if sc.StreamARN == f.StreamARN && (f.StreamCreationTimestamp == nil || sc.StreamCreationTimestamp == nil ||
+				time.Time(*f.StreamCreationTimestamp).UnixMilli() == time.Time(*sc.StreamCreationTimestamp).UnixMilli()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// tag, untag and tags serve TagResource, UntagResource and
+// ListTagsForResource for channels.
+func (cs *channels) tag(op, arn string, tags map[string]string) error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ch, err := cs.get(op, arn)
+	if err != nil {
+		return err
+	}
+	return ch.tags.Tag(tags)
+}
+
+func (cs *channels) untag(op, arn string, keys []string) error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ch, err := cs.get(op, arn)
+	if err != nil {
+		return err
+	}
+	return ch.tags.Untag(keys)
+}
+
+func (cs *channels) tags(op, arn string) ([]runnel.Tag, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ch, err := cs.get(op, arn)
+	if err != nil {
+		return nil, err
+	}
+	return ch.tags.List(), nil
+}
