@@ -108,11 +108,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Amzn-RequestId", fmt.Sprintf("runnel-%016x", s.requests.Add(1)))
-	op, err := s.decodeTarget(r)
-	if err != nil {
-		s.writeError(w, r, err, 0)
-		return
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	switch {
 	case err != nil:
@@ -122,7 +117,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &runnel.Error{Op: "Read", Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("the request body is larger than %d bytes", maxBody)}, http.StatusRequestEntityTooLarge)
 		return
 	}
-	if err := s.authenticate(r, body); err != nil {
+	if err := s.authenticate(r, body); err != nil { // before the target, as AWS checks
+		s.writeError(w, r, err, 0)
+		return
+	}
+	op, err := s.decodeTarget(r)
+	if err != nil {
 		s.writeError(w, r, err, 0)
 		return
 	}

@@ -3,16 +3,21 @@
 // against an in-process engine. It speaks the API as the SDKs send it:
 // POST / with X-Amz-Target: Kinesis_20131202.<Operation> and a JSON 1.1 or
 // CBOR 1.1 body, over HTTP/1.1 and plain-text HTTP/2 (h2c with prior
-// knowledge), and SubscribeToShard as an AWS event stream.
+// knowledge) with Serve, or HTTPS with HTTP/2 by ALPN with ServeTLS, and
+// SubscribeToShard as an AWS event stream.
+//
+// It serves every operation of the Kinesis API model. Channels, account
+// settings and resource policies are kept and returned, not acted on; the
+// few request fields that are not served (StreamId, DryRun) are refused,
+// not ignored. It serves one cluster per account and region
+// (WithClusters), can verify AWS Signature Version 4 (WithCredentials),
+// hands out iterators and NextTokens that are authenticated with a key of
+// its own (WithTokenKey), and can serve Prometheus metrics (WithMetrics)
+// and a control API for tests in any language (WithControlAPI).
 //
 // The package is a nested module, so that users of the core runnel
 // package never pull its dependencies. Package servertest starts a server
 // for a Go test in one line and returns an aws.Config for it.
-//
-// This is the first part of the server: the stream, shard, record,
-// iterator, resharding, retention and stream-consumer operations.
-// Operations not served yet answer UnknownOperationException, and request
-// fields not served yet are refused.
 package server
 
 import (
@@ -137,5 +142,6 @@ func (s *Server) Close() error {
 
 // Shutdown stops the server gracefully: no new connections, event streams
 // end (their clients see the stream close, and subscribe again elsewhere),
-// and other in-flight requests finish, until ctx ends.
+// and other in-flight requests finish, until ctx ends. Call Close after it
+// to close the clusters the server made (WithClusters).
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }

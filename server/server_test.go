@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/runnel-go/runnel"
+	"github.com/runnel-go/runnel/server"
 	"github.com/runnel-go/runnel/server/servertest"
 )
 
@@ -269,4 +271,27 @@ func TestHTTP2(t *testing.T) {
 	assert.Equal(t, 2, resp.ProtoMajor, "served over HTTP/2")
 	_, err = srv.Cluster.Stream("h2")
 	assert.NoError(t, err)
+}
+
+// TestServertestStart starts a test server with server options: the
+// control API, on a clock the cluster follows, and metrics.
+func TestServertestStart(t *testing.T) {
+	clock := new(server.Clock)
+	srv := servertest.Start(t, servertest.Options{
+		Cluster: []runnel.ClusterOption{clock.ClusterOption()},
+		Server:  []server.Option{server.WithMetrics(), server.WithControlAPI("secret", clock)},
+	})
+	resp, err := http.Get(srv.URL + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "secret", srv.API.ControlToken())
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/runnel/clock/advance", strings.NewReader(`{"seconds":60}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer secret")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.InDelta(t, time.Minute.Seconds(), srv.Cluster.Now().Sub(time.Now()).Seconds(), 5, "the cluster follows the clock")
 }

@@ -2,7 +2,9 @@
 // Data Streams endpoint for any AWS SDK or the AWS CLI.
 //
 //	runnel serve [-addr 127.0.0.1:4567] [-limits kinesis|off] [-shard-quota N] [-region R] [-account ID]
-//	             [-tls | -tls-cert FILE -tls-key FILE] [-credentials FILE] [-log-level info]
+//	             [-tls | -tls-cert FILE -tls-key FILE] [-credentials FILE] [-metrics=true]
+//	             [-control] [-control-token T] [-stream-delay D] [-consumer-delay D] [-reshard-delay D]
+//	             [-log-level info]
 //
 // It listens on a loopback address unless told otherwise, logs with
 // log/slog to standard error, and shuts down gracefully on SIGINT or
@@ -29,6 +31,16 @@
 //
 // Blank lines and lines that start with # are skipped; a key without an
 // account id is for the account of -account.
+//
+// It serves metrics in the Prometheus text format at /metrics (unless
+// -metrics=false). With -control (or -control-token) it serves the control
+// API for tests under /runnel/ to loopback clients with the token, which it
+// logs when it made one: inject faults, move the clock forward, read stats.
+//
+// -stream-delay, -consumer-delay and -reshard-delay make streams CREATING
+// and DELETING, consumers CREATING and DELETING, and resharding streams
+// UPDATING for that long, as Kinesis takes seconds; by default every
+// change is done at once.
 package main
 
 import (
@@ -121,9 +133,25 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 		return err
 	}
 
+	for name, d := range map[string]time.Duration{"-stream-delay": *cfg.streamDelay, "-consumer-delay": *cfg.consumerDelay, "-reshard-delay": *cfg.reshardDelay} {
+		if d < 0 {
+			return fmt.Errorf("%s %v must not be negative", name, d)
+		}
+	}
+	control := *cfg.control || *cfg.controlToken != ""
+	var clock *server.Clock // the control API moves it forward
+	if control {
+		clock = new(server.Clock)
+	}
 	clusterOptions := func(account, region string) []runnel.ClusterOption {
-		return []runnel.ClusterOption{runnel.WithRegion(region), runnel.WithAccountID(account),
-			runnel.WithShardQuota(*cfg.shardQuota), runnel.WithLogger(log), runnel.WithStreamDefaults(runnel.WithLimits(limits))}
+		opts := []runnel.ClusterOption{runnel.WithRegion(region), runnel.WithAccountID(account),
+			runnel.WithShardQuota(*cfg.shardQuota), runnel.WithLogger(log), runnel.WithStreamDefaults(
+				runnel.WithLimits(limits), runnel.WithStreamStatusDelay(*cfg.streamDelay),
+				runnel.WithConsumerStatusDelay(*cfg.consumerDelay), runnel.WithReshardDuration(*cfg.reshardDelay))}
+		if clock != nil {
+			opts = append(opts, clock.ClusterOption())
+		}
+		return opts
 	}
 	c := runnel.NewCluster(clusterOptions(*cfg.account, *cfg.region)...)
 	defer c.Close()
@@ -136,6 +164,12 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 	if creds != nil {
 		opts = append(opts, server.WithCredentials(creds...))
 		signatures = fmt.Sprintf("verified, %d access keys", len(creds))
+	}
+	if *cfg.metrics {
+		opts = append(opts, server.WithMetrics())
+	}
+	if control {
+		opts = append(opts, server.WithControlAPI(*cfg.controlToken, clock))
 	}
 	srv := server.New(c, opts...)
 	defer srv.Close() // after Shutdown too: it closes the clusters the server made
@@ -156,6 +190,9 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 		scheme = "https://"
 	}
 	log.Info("runnel: serving the Kinesis API", "addr", scheme+l.Addr().String(), "region", *cfg.region, "account", *cfg.account, "limits", *cfg.limits, "signatures", signatures)
+	if control && *cfg.controlToken == "" {
+		log.Info("runnel: serving the control API to loopback clients with a new token (Authorization: Bearer <token>)", "token", srv.ControlToken())
+	}
 	if caBundle != "" {
 		log.Info("runnel: serving TLS with a self-signed certificate; clients trust it with its PEM file (aws --ca-bundle)", "ca-bundle", caBundle)
 	}
@@ -189,10 +226,13 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 
 // serveConfig holds serve's flags.
 type serveConfig struct {
-	addr, limits, region, account, logLevel *string
-	shardQuota                              *int
-	tls                                     *bool
-	tlsCert, tlsKey, credentials            *string
+	addr, limits, region, account, logLevel  *string
+	shardQuota                               *int
+	tls                                      *bool
+	tlsCert, tlsKey, credentials             *string
+	metrics, control                         *bool
+	controlToken                             *string
+	streamDelay, consumerDelay, reshardDelay *time.Duration
 }
 
 type flagSet struct {
@@ -204,16 +244,22 @@ func serveFlags(out io.Writer) flagSet {
 	fs := flag.NewFlagSet("runnel serve", flag.ContinueOnError)
 	fs.SetOutput(out)
 	return flagSet{fs, serveConfig{
-		addr:        fs.String("addr", "127.0.0.1:4567", "the address to listen on (loopback by default)"),
-		limits:      fs.String("limits", "kinesis", "per-shard throughput limits of new streams: kinesis or off"),
-		region:      fs.String("region", "us-east-1", "the default region, of unsigned requests: the region named in its ARNs"),
-		account:     fs.String("account", "000000000000", "the default account id, of unsigned requests and of access keys that name no account"),
-		logLevel:    fs.String("log-level", "info", "debug, info, warn or error"),
-		shardQuota:  fs.Int("shard-quota", 20_000, "the most open shards of all streams (of each account and region)"),
-		tls:         fs.Bool("tls", false, "serve HTTPS with a new self-signed certificate, whose PEM file is logged (for aws --ca-bundle)"),
-		tlsCert:     fs.String("tls-cert", "", "serve HTTPS with the certificate (chain) of this PEM `file`; with -tls-key"),
-		tlsKey:      fs.String("tls-key", "", "the PEM `file` of the private key of -tls-cert"),
-		credentials: fs.String("credentials", "", "verify the signature of every request against the access keys of this `file`: lines of ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID]"),
+		addr:          fs.String("addr", "127.0.0.1:4567", "the address to listen on (loopback by default)"),
+		limits:        fs.String("limits", "kinesis", "per-shard throughput limits of new streams: kinesis or off"),
+		region:        fs.String("region", "us-east-1", "the default region, of unsigned requests: the region named in its ARNs"),
+		account:       fs.String("account", "000000000000", "the default account id, of unsigned requests and of access keys that name no account"),
+		logLevel:      fs.String("log-level", "info", "debug, info, warn or error"),
+		shardQuota:    fs.Int("shard-quota", 20_000, "the most open shards of all streams (of each account and region)"),
+		tls:           fs.Bool("tls", false, "serve HTTPS with a new self-signed certificate, whose PEM file is logged (for aws --ca-bundle)"),
+		tlsCert:       fs.String("tls-cert", "", "serve HTTPS with the certificate (chain) of this PEM `file`; with -tls-key"),
+		tlsKey:        fs.String("tls-key", "", "the PEM `file` of the private key of -tls-cert"),
+		credentials:   fs.String("credentials", "", "verify the signature of every request against the access keys of this `file`: lines of ACCESS_KEY_ID SECRET_ACCESS_KEY [ACCOUNT_ID]"),
+		metrics:       fs.Bool("metrics", true, "serve Prometheus metrics at /metrics"),
+		control:       fs.Bool("control", false, "serve the control API for tests (faults, the clock, stats) under /runnel/ to loopback clients, with a new token it logs"),
+		controlToken:  fs.String("control-token", "", "serve the control API with this `token` (implies -control)"),
+		streamDelay:   fs.Duration("stream-delay", 0, "how long streams are CREATING and DELETING"),
+		consumerDelay: fs.Duration("consumer-delay", 0, "how long stream consumers are CREATING and DELETING"),
+		reshardDelay:  fs.Duration("reshard-delay", 0, "how long each split or merge keeps a stream UPDATING"),
 	}}
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -425,5 +426,75 @@ func TestServeAccounts(t *testing.T) {
 	_, out = apiCall(t, http.DefaultClient, url, "ListStreams", `{}`, nil)
 	if names := out["StreamNames"]; fmt.Sprint(names) != "[]" {
 		t.Errorf("the default cluster (eu-west-1) lists %v", names)
+	}
+}
+
+// TestServeMetricsAndControl shows /metrics on by default, and the control
+// API with its logged token: moving the clock forward expires an iterator.
+func TestServeMetricsAndControl(t *testing.T) {
+	addr, logs := startServe(t, "-control")
+	url := "http://" + addr
+	apiCall(t, http.DefaultClient, url, "CreateStream", `{"StreamName":"s","ShardCount":1}`, nil)
+	apiCall(t, http.DefaultClient, url, "PutRecord", `{"StreamName":"s","PartitionKey":"k","Data":"AA=="}`, nil)
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `kinesis_incoming_records_total{account="000000000000",region="us-east-1",stream="s"} 1`; !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s:\n%s", want, body)
+	}
+
+	m := regexp.MustCompile(`token=(\S+)`).FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no control token logged:\n%s", logs.String())
+	}
+	control := func(path, body, token string) int {
+		req, err := http.NewRequest(http.MethodPost, url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	_, it := apiCall(t, http.DefaultClient, url, "GetShardIterator", `{"StreamName":"s","ShardId":"shardId-000000000000","ShardIteratorType":"TRIM_HORIZON"}`, nil)
+	if code := control("/runnel/clock/advance", `{"seconds":301}`, "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("a wrong token: %d", code)
+	}
+	if code := control("/runnel/clock/advance", `{"seconds":301}`, m[1]); code != http.StatusOK {
+		t.Fatalf("advancing the clock: %d", code)
+	}
+	code, out := apiCall(t, http.DefaultClient, url, "GetRecords", fmt.Sprintf(`{"ShardIterator":%q}`, it["ShardIterator"]), nil)
+	if code != http.StatusBadRequest || out["__type"] != "ExpiredIteratorException" {
+		t.Errorf("GetRecords after the clock moved 301 s: %d %v", code, out)
+	}
+}
+
+// TestServeDelays shows -stream-delay: a new stream is CREATING first.
+func TestServeDelays(t *testing.T) {
+	addr, _ := startServe(t, "-stream-delay", "1h", "-metrics=false")
+	url := "http://" + addr
+	apiCall(t, http.DefaultClient, url, "CreateStream", `{"StreamName":"s","ShardCount":1}`, nil)
+	_, out := apiCall(t, http.DefaultClient, url, "DescribeStreamSummary", `{"StreamName":"s"}`, nil)
+	if status := out["StreamDescriptionSummary"].(map[string]any)["StreamStatus"]; status != "CREATING" {
+		t.Errorf("StreamStatus %v, want CREATING", status)
+	}
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Error("/metrics served with -metrics=false")
+	}
+	var logs syncBuffer
+	if err := run(t.Context(), []string{"serve", "-reshard-delay", "-1s"}, &logs, nil); err == nil {
+		t.Error("a negative delay is taken")
 	}
 }

@@ -31,8 +31,9 @@ type Server struct {
 	// Certificate is the self-signed certificate that a server of NewTLS
 	// serves, and that Client and Config trust; nil for New.
 	Certificate *x509.Certificate
+	// API is the Kinesis API server itself (for its ControlToken, …).
+	API *server.Server
 
-	srv    *server.Server
 	client *http.Client // trusts Certificate; nil for New
 	done   chan error
 }
@@ -41,7 +42,7 @@ type Server struct {
 // and stops both at t.Cleanup. It speaks HTTP/1.1 and plain-text HTTP/2.
 func New(t testing.TB, opts ...runnel.ClusterOption) *Server {
 	t.Helper()
-	return start(t, false, opts)
+	return Start(t, Options{Cluster: opts})
 }
 
 // NewTLS is New over TLS, with a new self-signed certificate for
@@ -49,12 +50,25 @@ func New(t testing.TB, opts ...runnel.ClusterOption) *Server {
 // Its Config and Client trust the certificate.
 func NewTLS(t testing.TB, opts ...runnel.ClusterOption) *Server {
 	t.Helper()
-	return start(t, true, opts)
+	return Start(t, Options{Cluster: opts, TLS: true})
 }
 
-// start starts a server, over TLS if useTLS is set.
-func start(t testing.TB, useTLS bool, opts []runnel.ClusterOption) *Server {
+// Options configure Start.
+type Options struct {
+	// Cluster are the options of the server's cluster.
+	Cluster []runnel.ClusterOption
+	// Server are the server's options: server.WithMetrics,
+	// server.WithControlAPI, server.WithCredentials, …
+	Server []server.Option
+	// TLS serves TLS, as NewTLS does.
+	TLS bool
+}
+
+// Start starts a server as New and NewTLS do, with options for the
+// server too.
+func Start(t testing.TB, o Options) *Server {
 	t.Helper()
+	useTLS, opts := o.TLS, o.Cluster
 	var cert tls.Certificate
 	if useTLS {
 		var err error
@@ -68,7 +82,8 @@ func start(t testing.TB, useTLS bool, opts []runnel.ClusterOption) *Server {
 	}
 	const region = "us-east-1"
 	c := runnel.NewCluster(append([]runnel.ClusterOption{runnel.WithRegion(region)}, opts...)...)
-	s := &Server{Cluster: c, URL: "http://" + l.Addr().String(), Region: region, srv: server.New(c), done: make(chan error, 1)}
+	srv := server.New(c, o.Server...)
+	s := &Server{Cluster: c, URL: "http://" + l.Addr().String(), Region: region, API: srv, done: make(chan error, 1)}
 	if useTLS {
 		s.URL = "https://" + l.Addr().String()
 		s.Certificate = cert.Leaf
@@ -78,12 +93,12 @@ func start(t testing.TB, useTLS bool, opts []runnel.ClusterOption) *Server {
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
 		s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Protocols: p}}
-		go func() { s.done <- s.srv.ServeTLS(l, &tls.Config{Certificates: []tls.Certificate{cert}}) }()
+		go func() { s.done <- s.API.ServeTLS(l, &tls.Config{Certificates: []tls.Certificate{cert}}) }()
 	} else {
-		go func() { s.done <- s.srv.Serve(l) }()
+		go func() { s.done <- s.API.Serve(l) }()
 	}
 	t.Cleanup(func() {
-		s.srv.Close()
+		s.API.Close()
 		if err := <-s.done; !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("servertest: the server stopped with %v", err)
 		}
