@@ -3,8 +3,8 @@ module github.com/runnel-go/runnel/cmd/runnel
 go 1.26.0
 
 require (
-	github.com/runnel-go/runnel v0.0.0
-	github.com/runnel-go/runnel/server v0.0.0
+	github.com/runnel-go/runnel v0.0.0-00010101000000-000000000000
+	github.com/runnel-go/runnel/server v0.0.0-00010101000000-000000000000
 )
 
 require (
@@ -13,9 +13,4 @@ require (
 	github.com/google/btree v1.1.3 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 	golang.org/x/time v0.16.0 // indirect
-)
-
-replace (
-	github.com/runnel-go/runnel => ../../
-	github.com/runnel-go/runnel/server => ../../server
 )
