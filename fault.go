@@ -250,17 +250,21 @@ func (c *Cluster) InjectFault(f Fault) (remove func(), err error) {
 		r.remaining.Store(-1)
 	}
 	c.faults.update(func(rules []*faultRule) []*faultRule { return append(rules, r) })
-	return func() {
-		c.faults.update(func(rules []*faultRule) []*faultRule {
-			out := rules[:0:0]
-			for _, x := range rules {
-				if x != r {
-					out = append(out, x)
-				}
+	return func() { c.faults.remove(r) }, nil
+}
+
+// remove uninstalls a rule (once it is spent, or when its remover is
+// called; a second time does nothing).
+func (fs *faultSet) remove(r *faultRule) {
+	fs.update(func(rules []*faultRule) []*faultRule {
+		out := rules[:0:0]
+		for _, x := range rules {
+			if x != r {
+				out = append(out, x)
 			}
-			return out
-		})
-	}, nil
+		}
+		return out
+	})
 }
 
 func (fs *faultSet) update(fn func([]*faultRule) []*faultRule) {
@@ -303,6 +307,9 @@ func (fs *faultSet) find(op, stream string, shard uint64, record bool, key strin
 			continue
 		}
 		if r.take() {
+			if r.remaining.Load() == 0 {
+				fs.remove(r) // spent: the paths without faults get fast again
+			}
 			return r
 		}
 	}

@@ -402,3 +402,18 @@ func TestStreamsMeetNoFaults(t *testing.T) {
 	require.ErrorIs(t, err, ErrInternalFailure)
 	assert.Equal(t, []*Stream{s}, c.Streams())
 }
+
+// TestSpentFaultIsRemoved checks that a fault whose Times have all fired is
+// uninstalled, so that the paths without faults are fast again.
+func TestSpentFaultIsRemoved(t *testing.T) {
+	c, s := newTestStream(t)
+	remove, err := c.InjectFault(Fault{Op: OpPutRecord, Err: ErrInternalFailure, Times: 2})
+	require.NoError(t, err)
+	for range 2 {
+		_, err := s.PutRecord(context.Background(), PutRecordInput{PartitionKey: "k", Data: []byte("x")})
+		require.ErrorIs(t, err, ErrInternalFailure)
+	}
+	assert.False(t, c.faults.active(), "the spent fault is gone")
+	putString(t, s, "k", "x")
+	remove() // does nothing now
+}
