@@ -138,9 +138,9 @@ func (c *Clock) ClusterOption() runnel.ClusterOption { return runnel.WithClock(c
 //
 // Faults installed through the API are listed and removed through it;
 // those installed with Cluster.InjectFault are not listed, and the API
-// cannot remove them. A fault whose times have all fired is uninstalled by the engine but stays
-// listed, doing nothing, until it is removed or cleared. Reading stats meets no
-// injected fault.
+// cannot remove them. A fault whose times have all fired is uninstalled
+// by the engine but stays listed, doing nothing, until it is removed or
+// cleared. Reading stats meets no injected fault.
 func WithControlAPI(token string, clock *Clock) Option {
 	return func(s *Server) {
 		if token == "" {
