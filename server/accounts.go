@@ -180,19 +180,26 @@ func init() {
 	operations["UpdateAccountSettings"] = updateAccountSettings
 }
 
-// settingsOfAccount returns the settings of a cluster's account and region.
-func (s *Server) settingsOfAccount(c *runnel.Cluster) *accountSettings {
+// kept is what the server keeps of an account and region beyond its
+// cluster, which the engine does not model: its settings and channels.
+type kept struct {
+	settings accountSettings
+	channels channels
+}
+
+// keptOf returns what the server keeps of a cluster's account and region.
+func (s *Server) keptOf(c *runnel.Cluster) *kept {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.settings == nil {
-		s.settings = make(map[*runnel.Cluster]*accountSettings)
+	k := s.kept[c]
+	if k == nil {
+		if s.kept == nil {
+			s.kept = make(map[*runnel.Cluster]*kept)
+		}
+		k = &kept{channels: channels{byARN: make(map[string]*channel), prefix: "arn:aws:kinesis:" + c.Region() + ":" + c.AccountID() + ":channel/"}}
+		s.kept[c] = k
 	}
-	a := s.settings[c]
-	if a == nil {
-		a = new(accountSettings)
-		s.settings[c] = a
-	}
-	return a
+	return k
 }
 
 // view returns the commitment as of now: one whose end has come is
@@ -212,7 +219,7 @@ func describeAccountSettings(ctx context.Context, s *Server, req request) (any, 
 	if err := req.decode("DescribeAccountSettings", &struct{}{}); err != nil {
 		return nil, err
 	}
-	a := s.settingsOfAccount(req.cluster)
+	a := &s.keptOf(req.cluster).settings
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return struct{ MinimumThroughputBillingCommitment billingCommitment }{a.view(req.cluster.Now())}, nil
@@ -231,7 +238,7 @@ func updateAccountSettings(ctx context.Context, s *Server, req request) (any, er
 	if in.MinimumThroughputBillingCommitment == nil {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "MinimumThroughputBillingCommitment is required"}
 	}
-	a := s.settingsOfAccount(req.cluster)
+	a := &s.keptOf(req.cluster).settings
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := req.cluster.Now()

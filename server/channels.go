@@ -83,29 +83,20 @@ type createChannelInput struct {
 }
 
 // channelsOf returns the channels of a cluster's account and region.
-func (s *Server) channelsOf(c *runnel.Cluster) *channels {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.channels == nil {
-		s.channels = make(map[*runnel.Cluster]*channels)
-	}
-	ch := s.channels[c]
-	if ch == nil {
-		ch = &channels{byARN: make(map[string]*channel), prefix: "arn:aws:kinesis:" + c.Region() + ":" + c.AccountID() + ":channel/"}
-		s.channels[c] = ch
-	}
-	return ch
-}
+func (s *Server) channelsOf(c *runnel.Cluster) *channels { return &s.keptOf(c).channels }
 
 // isChannelARN reports whether an ARN names a channel.
 func isChannelARN(arn string) bool { return strings.Contains(arn, ":channel/") }
 
-// get returns the channel of an ARN; the caller holds mu.
-func (cs *channels) get(op, arn string) (*channel, error) {
-	if ch := cs.byARN[arn]; ch != nil {
-		return ch, nil
+// with runs fn on the channel of an ARN, under the channels' lock.
+func (cs *channels) with(op, arn string, fn func(*channel) error) error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ch := cs.byARN[arn]
+	if ch == nil {
+		return &runnel.Error{Op: op, Kind: runnel.ErrResourceNotFound, Msg: fmt.Sprintf("channel %.300q does not exist", arn)}
 	}
-	return nil, &runnel.Error{Op: op, Kind: runnel.ErrResourceNotFound, Msg: fmt.Sprintf("channel %.300q does not exist", arn)}
+	return fn(ch)
 }
 
 // newChannelID returns a channel id: 17 characters of a-z and 0-9.
@@ -188,14 +179,12 @@ func describeChannel(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	cs := s.channelsOf(req.cluster)
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	ch, err := cs.get(op, in.ChannelARN)
-	if err != nil {
-		return nil, err
-	}
-	return struct{ ChannelDescription channelDescription }{ch.desc}, nil
+	var out channelDescription
+	err := s.channelsOf(req.cluster).with(op, in.ChannelARN, func(ch *channel) error {
+		out = ch.desc
+		return nil
+	})
+	return struct{ ChannelDescription channelDescription }{out}, err
 }
 
 type updateChannelInput struct {
@@ -213,19 +202,24 @@ func updateChannel(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	cs := s.channelsOf(req.cluster)
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	ch, err := cs.get(op, in.ChannelARN)
-	if err != nil {
-		return nil, err
-	}
-	d := &ch.desc
+	var out channelDescription
+	err := s.channelsOf(req.cluster).with(op, in.ChannelARN, func(ch *channel) error {
+		if err := mergeChannel(op, &ch.desc, in); err != nil {
+			return err
+		}
+		out = ch.desc
+		return nil
+	})
+	return struct{ ChannelDescription channelDescription }{out}, err
+}
+
+// mergeChannel merges an update into a channel's description.
+func mergeChannel(op string, d *channelDescription, in updateChannelInput) error {
 	switch {
 	case in.S3DestinationConfiguration != nil && d.S3DestinationConfiguration == nil:
-		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("channel %s delivers to S3 Tables, not to an S3 bucket", d.ChannelName)}
+		return &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("channel %s delivers to S3 Tables, not to an S3 bucket", d.ChannelName)}
 	case in.S3TablesDestinationConfiguration != nil && d.S3TablesDestinationConfiguration == nil:
-		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("channel %s delivers to an S3 bucket, not to S3 Tables", d.ChannelName)}
+		return &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("channel %s delivers to an S3 bucket, not to S3 Tables", d.ChannelName)}
 	}
 	merge := func(dst *map[string]any, src map[string]any) {
 		if src == nil {
@@ -240,7 +234,7 @@ func updateChannel(ctx context.Context, s *Server, req request) (any, error) {
 	merge(&d.LoggingConfiguration, in.LoggingConfiguration)
 	merge(&d.S3DestinationConfiguration, in.S3DestinationConfiguration)
 	merge(&d.S3TablesDestinationConfiguration, in.S3TablesDestinationConfiguration)
-	return struct{ ChannelDescription channelDescription }{ch.desc}, nil
+	return nil
 }
 
 func deleteChannel(ctx context.Context, s *Server, req request) (any, error) {
@@ -250,13 +244,10 @@ func deleteChannel(ctx context.Context, s *Server, req request) (any, error) {
 		return nil, err
 	}
 	cs := s.channelsOf(req.cluster)
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if _, err := cs.get(op, in.ChannelARN); err != nil {
-		return nil, err
-	}
-	delete(cs.byARN, in.ChannelARN)
-	return struct{}{}, nil
+	return struct{}{}, cs.with(op, in.ChannelARN, func(ch *channel) error {
+		delete(cs.byARN, in.ChannelARN)
+		return nil
+	})
 }
 
 type channelStreamFilter struct {
@@ -355,31 +346,18 @@ func matchesStreamFilter(d channelDescription, filter []channelStreamFilter) boo
 // tag, untag and tags serve TagResource, UntagResource and
 // ListTagsForResource for channels.
 func (cs *channels) tag(op, arn string, tags map[string]string) error {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	ch, err := cs.get(op, arn)
-	if err != nil {
-		return err
-	}
-	return ch.tags.Tag(tags)
+	return cs.with(op, arn, func(ch *channel) error { return ch.tags.Tag(tags) })
 }
 
 func (cs *channels) untag(op, arn string, keys []string) error {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	ch, err := cs.get(op, arn)
-	if err != nil {
-		return err
-	}
-	return ch.tags.Untag(keys)
+	return cs.with(op, arn, func(ch *channel) error { return ch.tags.Untag(keys) })
 }
 
 func (cs *channels) tags(op, arn string) ([]runnel.Tag, error) {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	ch, err := cs.get(op, arn)
-	if err != nil {
-		return nil, err
-	}
-	return ch.tags.List(), nil
+	var out []runnel.Tag
+	err := cs.with(op, arn, func(ch *channel) error {
+		out = ch.tags.List()
+		return nil
+	})
+	return out, err
 }

@@ -165,11 +165,7 @@ func describeStream(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum, err := st.Describe(ctx)
-	if err != nil {
-		return nil, err
-	}
-	set, err := settingsOf(ctx, st)
+	sum, set, err := describe(ctx, st)
 	if err != nil {
 		return nil, err
 	}

@@ -249,13 +249,9 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 		if err != nil {
 			continue // deleted meanwhile
 		}
-		sum, err := st.Describe(ctx)
+		sum, set, err := describe(ctx, st)
 		if err != nil {
-			continue
-		}
-		set, err := settingsOf(ctx, st)
-		if err != nil {
-			continue
+			continue // deleted meanwhile
 		}
 		out.StreamNames = append(out.StreamNames, name)
 		out.StreamSummaries = append(out.StreamSummaries, streamSummary{
@@ -293,11 +289,7 @@ func describeStreamSummary(ctx context.Context, s *Server, req request) (any, er
 	if err != nil {
 		return nil, err
 	}
-	sum, err := st.Describe(ctx)
-	if err != nil {
-		return nil, err
-	}
-	set, err := settingsOf(ctx, st)
+	sum, set, err := describe(ctx, st)
 	if err != nil {
 		return nil, err
 	}

@@ -55,11 +55,10 @@ type Server struct {
 	// streams are the running event streams (SubscribeToShard); their
 	// context ends when the server shuts down or closes.
 	mu          sync.Mutex
-	clusters    map[tenant]*runnel.Cluster           // guarded by mu: the clusters made for other accounts and regions
-	channels    map[*runnel.Cluster]*channels        // guarded by mu: each account's and region's channels
-	settings    map[*runnel.Cluster]*accountSettings // guarded by mu: each account's and region's settings
-	closed      bool                                 // guarded by mu: no event stream starts, no cluster is made
-	streams     sync.WaitGroup                       // added to under mu, while not closed
+	clusters    map[tenant]*runnel.Cluster // guarded by mu: the clusters made for other accounts and regions
+	kept        map[*runnel.Cluster]*kept  // guarded by mu: what the server keeps of each account and region
+	closed      bool                       // guarded by mu: no event stream starts, no cluster is made
+	streams     sync.WaitGroup             // added to under mu, while not closed
 	streamsCtx  context.Context
 	stopStreams context.CancelFunc
 }

@@ -43,6 +43,17 @@ type warmThroughput struct {
 	CurrentMiBps int
 }
 
+// describe returns what the descriptions of a stream report: its summary
+// and its settings.
+func describe(ctx context.Context, st *runnel.Stream) (runnel.StreamSummary, streamSettings, error) {
+	sum, err := st.Describe(ctx)
+	if err != nil {
+		return sum, streamSettings{}, err
+	}
+	set, err := settingsOf(ctx, st)
+	return sum, set, err
+}
+
 // settingsOf reads the settings a description of st reports.
 func settingsOf(ctx context.Context, st *runnel.Stream) (streamSettings, error) {
 	set, err := st.Settings(ctx)
