@@ -110,18 +110,29 @@ type Clock interface {
 	Now() time.Time
 }
 
+// AdvancingClock is a Clock that can jump ahead of the system clock (a
+// test server's "advance the clock"). The cluster's own waits then end
+// when the clock reaches their end, not only when the system clock's time
+// has passed: status delays, resharding durations, subscription lifetimes
+// and heartbeats, and the background sweep.
+type AdvancingClock interface {
+	Clock
+	// Advanced returns a channel that is closed when the clock next jumps
+	// ahead.
+	Advanced() <-chan struct{}
+}
+
 // systemClock is the system's clock (a synctest bubble's inside one).
 type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
 
 // WithClock sets the cluster's clock. Default: the system clock, which is
-// the virtual clock inside a testing/synctest bubble. A clock that runs
-// ahead of the system clock (a test server's "advance the clock") makes
-// records, iterators and tokens age at once. Waits still take the system
-// clock's time: a GetRecords or SubscribeToShard wait, a status delay, the
-// background sweep and the token buckets, whose refills are measured on
-// the clock but whose waits are not.
+// the virtual clock inside a testing/synctest bubble (the way to move time
+// in a Go test). A clock that runs ahead of the system clock makes records,
+// iterators and tokens age at once; an AdvancingClock also ends the
+// cluster's waits as it jumps. Injected fault latencies and the Producer's
+// and Consumer's timers keep the system clock.
 func WithClock(clock Clock) ClusterOption {
 	return func(c *clusterConfig) {
 		if clock != nil {
@@ -135,6 +146,45 @@ func (c *Cluster) Now() time.Time { return c.cfg.clock.Now() }
 
 // now is the cluster's time.
 func (c *Cluster) now() time.Time { return c.cfg.clock.Now() }
+
+// advanced returns a channel closed when the cluster's clock next jumps
+// ahead, or nil (never ready) for a clock that does not jump.
+func (c *Cluster) advanced() <-chan struct{} {
+	if a, ok := c.cfg.clock.(AdvancingClock); ok {
+		return a.Advanced()
+	}
+	return nil
+}
+
+// waitUntil waits until the cluster's clock reaches deadline: with a timer
+// for what is left, woken when the clock jumps. It returns false if stop
+// is closed first.
+func (c *Cluster) waitUntil(deadline time.Time, stop <-chan struct{}) bool {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		jumped := c.advanced() // before the clock is read, so that no jump is missed
+		left := deadline.Sub(c.now())
+		if left <= 0 {
+			return true
+		}
+		if t == nil {
+			t = time.NewTimer(left)
+		} else {
+			t.Reset(left)
+		}
+		select {
+		case <-t.C:
+		case <-jumped:
+		case <-stop:
+			return false
+		}
+	}
+}
 
 // now is the stream's cluster's time.
 func (s *Stream) now() time.Time { return s.cluster.now() }
@@ -168,10 +218,11 @@ func (c *Cluster) sweep() {
 		case <-c.stop:
 			return
 		case <-t.C:
-			now := c.now()
-			for _, s := range c.snapshot() {
-				s.expire(now)
-			}
+		case <-c.advanced():
+		}
+		now := c.now()
+		for _, s := range c.snapshot() {
+			s.expire(now)
 		}
 	}
 }
@@ -253,9 +304,14 @@ func validateName(op, what, name string) *Error {
 	return nil
 }
 
+// maxCreatingStreams is how many streams may be CREATING at once.
+const maxCreatingStreams = 5
+
 // CreateStream creates a stream and returns it ACTIVE (Kinesis takes a few
-// seconds in CREATING; runnel is done at once). An existing name is an
-// ErrResourceInUse; more shards than the quota leaves is an ErrLimitExceeded.
+// seconds in CREATING; runnel is done at once, unless
+// WithStreamStatusDelay says otherwise). An existing name is an
+// ErrResourceInUse; more shards than the quota leaves, or a sixth stream
+// CREATING at once, is an ErrLimitExceeded.
 func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamOption) (*Stream, error) {
 	const op = "CreateStream"
 	if err := validateStreamName(op, name); err != nil {
@@ -278,6 +334,17 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 	}
 	if q := c.cfg.streamQuota; q > 0 && len(c.streams) >= q {
 		return nil, errorf(op, ErrLimitExceeded, "stream %s would be stream %d; the stream quota is %d", name, len(c.streams)+1, q)
+	}
+	if cfg.statusDelay > 0 {
+		creating := 0
+		for _, s := range c.streams {
+			if s.state.Load() == streamCreating {
+				creating++
+			}
+		}
+		if creating >= maxCreatingStreams {
+			return nil, errorf(op, ErrLimitExceeded, "%d streams are CREATING, the most at once; create %s when one is ACTIVE", creating, name)
+		}
 	}
 	if err := c.checkShardQuotaLocked(op, name, cfg.shardCount, true); err != nil {
 		return nil, err
@@ -359,7 +426,7 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 	s.cmu.Lock()
 	if names := s.registeredConsumersLocked(); len(names) > 0 && !cfg.enforceConsumerDeletion {
 		s.cmu.Unlock()
-		return errorf(op, ErrResourceInUse, "stream %s has %d registered consumers (%s); deregister them or enforce consumer deletion", name, len(names), strings.Join(names, ", "))
+		return errorf(op, ErrResourceInUse, "stream %s has registered consumers (%s); deregister them or enforce consumer deletion", name, strings.Join(names, ", "))
 	}
 	c.mu.Lock()
 	if c.streams[name] != s { // deleted meanwhile, or the cluster closed
@@ -370,15 +437,16 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 		}
 		return errClusterClosed(op)
 	}
-	if s.state.Load() == streamDeleting {
+	if st := s.state.Load(); st == streamCreating || st == streamDeleting {
 		c.mu.Unlock()
 		s.cmu.Unlock()
-		return errorf(op, ErrResourceInUse, "stream %s is DELETING already", name)
+		return s.live(op) // ResourceInUse: only an ACTIVE stream is deleted
 	}
 	c.openShards -= s.quotaShards
 	s.quotaShards = 0
 	if d := s.cfg.statusDelay; d > 0 {
 		// DELETING: described, and its name taken, until the delay ends.
+		s.state.Store(streamDeleting) // before the timer, which stores streamDeleted
 		err := c.afterLocked(op, d, func() {
 			c.mu.Lock()
 			if c.streams[name] == s {
@@ -387,18 +455,15 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 			c.mu.Unlock()
 			s.end(streamDeleted)
 		})
-		if err != nil {
-			c.mu.Unlock()
-			s.cmu.Unlock()
-			return err
-		}
-		s.state.Store(streamDeleting)
 		c.mu.Unlock()
 		s.cmu.Unlock()
+		if err != nil {
+			return err // the cluster is closed: so is the stream
+		}
 		s.mu.Lock()
 		s.status = StatusDeleting
 		s.mu.Unlock()
-		s.end(streamDeleting)
+		s.wakeAll()
 		return nil
 	}
 	delete(c.streams, name)

@@ -3,6 +3,7 @@ package runnel
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -125,5 +126,75 @@ func TestWithClock(t *testing.T) {
 
 		clock.ahead.Add(int64(24 * time.Hour))
 		assert.Empty(t, readAll(t, s, shard0, StartingPosition{Type: TrimHorizon}), "records expire on the cluster's clock")
+	})
+}
+
+// jumpingClock is an AdvancingClock for tests.
+type jumpingClock struct {
+	aheadClock
+	mu     sync.Mutex
+	jumped chan struct{}
+}
+
+func (c *jumpingClock) Advanced() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.jumped == nil {
+		c.jumped = make(chan struct{})
+	}
+	return c.jumped
+}
+
+func (c *jumpingClock) jump(d time.Duration) {
+	c.ahead.Add(int64(d))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.jumped != nil {
+		close(c.jumped)
+		c.jumped = nil
+	}
+}
+
+// TestAdvancingClockEndsWaits checks that the cluster's waits follow an
+// AdvancingClock: a status delay and a subscription's lifetime end when the
+// clock jumps past them, without the system clock's time passing.
+func TestAdvancingClockEndsWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clock := new(jumpingClock)
+		c := NewCluster(WithClock(clock))
+		defer c.Close()
+		ctx := context.Background()
+		s, err := c.CreateStream(ctx, "s", WithShardCount(1), WithStreamStatusDelay(time.Hour))
+		require.NoError(t, err)
+		start := time.Now()
+		clock.jump(time.Hour)
+		synctest.Wait()
+		sum, err := s.Describe(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, StatusActive, sum.StreamStatus, "ACTIVE once the clock passed the delay")
+		assert.Zero(t, time.Since(start), "without waiting")
+
+		cons, err := s.RegisterStreamConsumer(ctx, RegisterStreamConsumerInput{ConsumerName: "app"})
+		require.NoError(t, err)
+		sub, err := s.SubscribeToShard(ctx, SubscribeToShardInput{ConsumerARN: cons.ConsumerARN, ShardID: shard0, StartingPosition: StartingPosition{Type: Latest}})
+		require.NoError(t, err)
+		defer sub.Close()
+		_, err = sub.Next(ctx) // the first, idle event
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() {
+			_, err := sub.Next(ctx)
+			done <- err
+		}()
+		synctest.Wait()
+		clock.jump(5 * time.Minute)
+		synctest.Wait()
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, ErrSubscriptionEnded)
+		default:
+			t.Fatal("the subscription outlived its 5 minutes on the clock")
+		}
+		assert.Zero(t, time.Since(start))
 	})
 }

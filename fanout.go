@@ -595,6 +595,8 @@ func (sub *subscription) wait(ctx context.Context, now, until time.Time) error {
 		return nil
 	case <-sub.timer.C:
 		return nil
+	case <-sub.s.cluster.advanced(): // the clock jumped: until may have come
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}

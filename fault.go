@@ -1,6 +1,7 @@
 package runnel
 
 import (
+	"cmp"
 	"context"
 	"strconv"
 	"sync"
@@ -89,8 +90,6 @@ var operationNames = [numOperations]string{
 	OpDeleteResourcePolicy:                   "DeleteResourcePolicy",
 }
 
-// String returns the operation's Kinesis name ("PutRecords"), "" for
-// AnyOperation, or "Operation(n)" for a value that names none.
 // ParseOperation returns the Operation of a Kinesis operation's name
 // ("PutRecords"); "" is AnyOperation. A name that is not one of runnel's
 // operations is an ErrInvalidArgument.
@@ -103,6 +102,8 @@ func ParseOperation(name string) (Operation, error) {
 	return AnyOperation, errorf("ParseOperation", ErrInvalidArgument, "operation %.60q is not one of runnel's operations", name)
 }
 
+// String returns the operation's Kinesis name ("PutRecords"), "" for
+// AnyOperation, or "Operation(n)" for a value that names none.
 func (o Operation) String() string {
 	if o < numOperations {
 		return operationNames[o]
@@ -321,6 +322,9 @@ func (fs *faultSet) find(op, stream string, shard uint64, record bool, key strin
 // error that has none).
 func (r *faultRule) failure(op, msg string) error {
 	kind := sentinelOf(r.Err)
+	if kind == ErrProvisionedThroughputExceeded {
+		msg = "Rate exceeded: " + msg // as Kinesis words its throttles
+	}
 	e := &Error{Op: op, Kind: kind, Msg: msg}
 	if kind != r.Err {
 		e.Err = r.Err
@@ -345,7 +349,7 @@ func (fs *faultSet) apply(ctx context.Context, op, stream string, shard uint64) 
 	if r.Err == nil {
 		return nil
 	}
-	return r.failure(op, "injected fault")
+	return r.failure(op, "injected fault on "+cmp.Or(stream, "the cluster"))
 }
 
 // recordFaults fires the record-level faults of a write before anything is
@@ -367,7 +371,7 @@ func (fs *faultSet) recordFaults(ctx context.Context, op, stream string, shards 
 			if injected == nil {
 				injected = make([]error, len(entries))
 			}
-			injected[i] = r.failure(op, "injected fault on record "+strconv.Itoa(i)+" (shard "+sh.id+")")
+			injected[i] = r.failure(op, "injected fault on record "+strconv.Itoa(i)+" (shard "+sh.id+" of stream "+stream+")")
 		}
 	}
 	if latency > 0 {

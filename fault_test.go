@@ -129,7 +129,7 @@ func TestFaultCustomError(t *testing.T) {
 	assert.ErrorIs(t, err, boom)
 	assert.ErrorIs(t, err, ErrInternalFailure, "an error without a Kinesis name is an internal failure")
 	assert.Equal(t, "InternalFailureException", ErrorName(err))
-	assert.Equal(t, "runnel: DescribeStreamSummary: InternalFailureException: injected fault: boom", err.Error())
+	assert.Equal(t, "runnel: DescribeStreamSummary: InternalFailureException: injected fault on test: boom", err.Error())
 }
 
 func TestFaultRecordPredicate(t *testing.T) {

@@ -49,7 +49,7 @@ func (s *Stream) SplitShard(ctx context.Context, shardToSplit string, newStartin
 		}
 		r := p.open[i].hashRange
 		if newStartingHashKey.Cmp(r.StartingHashKey.add(1)) <= 0 || newStartingHashKey.Cmp(r.EndingHashKey) >= 0 {
-			return errorf(op, ErrInvalidArgument, "NewStartingHashKey %s must be above %s (the shard's StartingHashKey + 1) and below its EndingHashKey %s",
+			return errorf(op, ErrInvalidArgument, "NewStartingHashKey %s must be above %s (the shard's StartingHashKey + 1) and below %s (its EndingHashKey)",
 				newStartingHashKey, r.StartingHashKey.add(1), r.EndingHashKey)
 		}
 		p.split(i, newStartingHashKey)
@@ -186,8 +186,8 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 		live := s.live(op) == nil
 		if live {
 			s.commit(p, s.now())
+			s.status = StatusActive
 		}
-		s.status = StatusActive
 		s.mu.Unlock()
 		if live {
 			s.logReshard(op, p)
@@ -217,9 +217,9 @@ func (c *Cluster) reserveShards(op string, s *Stream, delta int) error {
 	return nil
 }
 
-// after runs fn after d (virtual time in a synctest bubble), unless the
-// cluster closes first; Close waits for a running fn. It returns ErrClosed
-// if the cluster is closed already.
+// after runs fn when d has passed on the cluster's clock (virtual time in
+// a synctest bubble), unless the cluster closes first; Close waits for a
+// running fn. It returns ErrClosed if the cluster is closed already.
 func (c *Cluster) after(op string, d time.Duration, fn func()) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -231,13 +231,10 @@ func (c *Cluster) afterLocked(op string, d time.Duration, fn func()) error {
 	if c.closed {
 		return errClusterClosed(op)
 	}
+	deadline := c.now().Add(d)
 	c.wg.Go(func() {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
+		if c.waitUntil(deadline, c.stop) {
 			fn()
-		case <-c.stop:
 		}
 	})
 	return nil

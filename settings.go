@@ -117,10 +117,14 @@ func checkWarmThroughput(op string, mibps int, mode StreamMode) *Error {
 	return nil
 }
 
-// checkDistribution is the one validator of a record distribution.
-func checkDistribution(op string, d RecordDistribution) *Error {
-	if d != DistributionUserPartitionKey && d != DistributionAuto {
+// checkDistribution is the one validator of a record distribution for a
+// stream of a mode: AUTO is for ON_DEMAND streams only, as in Kinesis.
+func checkDistribution(op string, d RecordDistribution, mode StreamMode) *Error {
+	switch {
+	case d != DistributionUserPartitionKey && d != DistributionAuto:
 		return errorf(op, ErrValidation, "record distribution strategy %.40q must be USER_PARTITION_KEY or AUTO", d)
+	case d == DistributionAuto && mode != ModeOnDemand:
+		return errorf(op, ErrInvalidArgument, "record distribution strategy AUTO is for ON_DEMAND streams, not %s ones", mode)
 	}
 	return nil
 }
@@ -281,7 +285,11 @@ func (s *Stream) changeMonitoring(ctx context.Context, op string, metrics []stri
 		out.Current = slices.Clone(s.set.metrics)
 		var desired []string
 		for _, m := range shardLevelMetrics {
-			if on := slices.Contains(s.set.metrics, m); (on && !(named[m] && !enable)) || (named[m] && enable) {
+			on := slices.Contains(s.set.metrics, m)
+			if named[m] {
+				on = enable
+			}
+			if on {
 				desired = append(desired, m)
 			}
 		}
@@ -312,6 +320,9 @@ func (s *Stream) UpdateStreamMode(ctx context.Context, mode StreamMode, warmMiBp
 		case len(recent) >= maxModeSwitches:
 			return errorf(op, ErrLimitExceeded, "stream %s switched mode %d times in the last 24 hours; the limit is %d", s.name, len(recent), maxModeSwitches)
 		}
+		if err := checkDistribution(op, s.set.distribution, mode); err != nil {
+			return err
+		}
 		s.set.modeSwitches = append(recent, now)
 		s.set.mode, s.set.warmMiBps = mode, warmMiBps
 		return nil
@@ -335,10 +346,10 @@ func (s *Stream) UpdateWarmThroughput(ctx context.Context, mibps int) error {
 // (UpdateStreamRecordDistributionStrategy).
 func (s *Stream) UpdateRecordDistribution(ctx context.Context, d RecordDistribution) error {
 	const op = "UpdateStreamRecordDistributionStrategy"
-	if err := checkDistribution(op, d); err != nil {
-		return err
-	}
 	return s.update(ctx, op, func() error {
+		if err := checkDistribution(op, d, s.set.mode); err != nil {
+			return err
+		}
 		s.set.distribution = d
 		s.autoRoute.Store(d == DistributionAuto)
 		return nil
@@ -444,10 +455,10 @@ func (c *Cluster) withResource(ctx context.Context, op, arn string, fn func(reso
 	if err := s.begin(ctx, op, noShard); err != nil {
 		return err
 	}
-	if !s.isARN(arn, consumer) {
-		return errorf(op, ErrResourceNotFound, "%s does not exist", clip(arn, 300))
-	}
 	if consumer == "" {
+		if arn != s.arn { // another region's or account's
+			return errorf(op, ErrResourceNotFound, "%s does not exist", clip(arn, 300))
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return fn(resource{name: "stream " + s.name, policy: &s.set.policy, tags: &s.tags})
@@ -459,15 +470,6 @@ func (c *Cluster) withResource(ctx context.Context, op, arn string, fn func(reso
 		return errorf(op, ErrResourceNotFound, "consumer %s does not exist", clip(arn, 300))
 	}
 	return fn(resource{name: "consumer " + consumer + " of stream " + s.name, policy: &sc.policy, tags: &sc.tags})
-}
-
-// isARN reports whether arn is the stream's own ARN, or has its prefix when
-// it names a consumer.
-func (s *Stream) isARN(arn, consumer string) bool {
-	if consumer == "" {
-		return arn == s.arn
-	}
-	return len(arn) > len(s.arn) && arn[:len(s.arn)] == s.arn
 }
 
 // streamARNPattern is the shape of a stream ARN.

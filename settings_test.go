@@ -115,9 +115,12 @@ func TestStreamMode(t *testing.T) {
 // TestAutoDistribution checks that an AUTO stream spreads the records of
 // one partition key evenly over its shards.
 func TestAutoDistribution(t *testing.T) {
-	_, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited()))
+	c, s := newTestStream(t, WithShardCount(4), WithLimits(Unlimited()), WithStreamMode(ModeOnDemand))
 	ctx := context.Background()
 	require.NoError(t, s.UpdateRecordDistribution(ctx, DistributionAuto))
+	assert.ErrorIs(t, s.UpdateStreamMode(ctx, ModeProvisioned, 0), ErrInvalidArgument, "AUTO is for ON_DEMAND streams")
+	_, err := c.CreateStream(ctx, "provisioned-auto", WithRecordDistribution(DistributionAuto))
+	assert.ErrorIs(t, err, ErrInvalidArgument, "AUTO on a PROVISIONED stream")
 	assert.ErrorIs(t, s.UpdateRecordDistribution(ctx, "RANDOM"), ErrValidation)
 	counts := map[string]int{}
 	for i := range 400 {
@@ -130,6 +133,7 @@ func TestAutoDistribution(t *testing.T) {
 	}
 	out, err := s.PutRecords(ctx, PutRecordsInput{Records: entries})
 	require.NoError(t, err)
+	assert.Equal(t, EncryptionNone, out.EncryptionType)
 	for _, r := range out.Records {
 		counts[r.ShardID]++
 	}

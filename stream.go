@@ -25,7 +25,8 @@ const (
 type StreamStatus string
 
 // The stream states. runnel creates and deletes streams at once, so streams
-// are seen ACTIVE, or UPDATING while they reshard.
+// are seen ACTIVE, or UPDATING while they reshard, unless
+// WithStreamStatusDelay makes them CREATING and DELETING for a while.
 const (
 	StatusCreating StreamStatus = "CREATING"
 	StatusActive   StreamStatus = "ACTIVE"
@@ -264,7 +265,7 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 	if err := checkWarmThroughput(op, cfg.warmMiBps, cfg.mode); err != nil {
 		return cfg, err
 	}
-	if err := checkDistribution(op, cfg.distribution); err != nil {
+	if err := checkDistribution(op, cfg.distribution, cfg.mode); err != nil {
 		return cfg, err
 	}
 	for _, k := range slices.Sorted(maps.Keys(cfg.tags)) {
@@ -357,7 +358,12 @@ func (s *Stream) live(op string) error {
 		if state == streamDeleting {
 			status = StatusDeleting
 		}
-		return errorf(op, ErrResourceNotFound, "stream %s is %s, not ACTIVE", s.name, status)
+		switch op {
+		case "PutRecord", "PutRecords", "GetShardIterator", "GetRecords", "SubscribeToShard":
+			// The data operations know no ResourceInUse in Kinesis.
+			return errorf(op, ErrResourceNotFound, "stream %s is %s, not ACTIVE", s.name, status)
+		}
+		return errorf(op, ErrResourceInUse, "stream %s is %s; the operation needs it ACTIVE", s.name, status)
 	case streamDeleted:
 		return errorf(op, ErrResourceNotFound, "stream %s was deleted", s.name)
 	case streamClosed:
@@ -392,6 +398,12 @@ func (s *Stream) begin(ctx context.Context, op string, shard uint64) error {
 // the error.
 func (s *Stream) end(state uint32) {
 	s.state.Store(state)
+	s.wakeAll()
+}
+
+// wakeAll wakes every reader waiting at a shard's tip and every
+// subscription, so that they look at the stream's state again.
+func (s *Stream) wakeAll() {
 	s.signalSubscriptions()
 	for _, sh := range s.shards.Load().all {
 		sh.mu.Lock()
@@ -425,6 +437,7 @@ type PutRecordInput struct {
 type PutRecordOutput struct {
 	ShardID        string         // the shard that stored the record
 	SequenceNumber SequenceNumber // the record's number in it
+	EncryptionType EncryptionType // the stream's encryption when it arrived
 }
 
 // PutRecord writes one record to the shard its hash key maps to. Beyond the
@@ -463,7 +476,7 @@ func (s *Stream) PutRecord(ctx context.Context, in PutRecordInput) (PutRecordOut
 		sh.put(op, now, cutoff, ws[:], res[:])
 		switch res[0].Err {
 		case nil:
-			return PutRecordOutput{ShardID: sh.id, SequenceNumber: res[0].SequenceNumber}, nil
+			return PutRecordOutput{ShardID: sh.id, SequenceNumber: res[0].SequenceNumber, EncryptionType: s.EncryptionAt(now)}, nil
 		case errShardClosed:
 			// Resharded after routing: route again with the new map.
 			m = s.shards.Load()
@@ -508,6 +521,7 @@ type PutRecordsInput struct {
 type PutRecordsOutput struct {
 	FailedRecordCount int                // entries whose Err is set
 	Records           []PutRecordsResult // one per entry, in request order
+	EncryptionType    EncryptionType     // the stream's encryption when they arrived
 }
 
 // PutRecords writes 1 to 500 records. Each record succeeds or fails on its
@@ -670,7 +684,7 @@ func (s *Stream) putRouted(ctx context.Context, op string, sc *putScratch, entri
 	}
 	now := s.now() // after any injected latency
 	cutoff := s.cutoffMs(now)
-	out := PutRecordsOutput{Records: make([]PutRecordsResult, len(entries))}
+	out := PutRecordsOutput{Records: make([]PutRecordsResult, len(entries)), EncryptionType: s.EncryptionAt(now)}
 	results := out.Records
 	pending := sc.pending[:0]
 	for i := range entries {

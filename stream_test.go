@@ -767,8 +767,16 @@ func TestStreamStatusDelay(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, StatusCreating, sum.StreamStatus)
 		_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: []byte("x")})
-		assert.ErrorIs(t, err, ErrResourceNotFound)
+		assert.ErrorIs(t, err, ErrResourceNotFound, "a data operation")
 		assert.ErrorContains(t, err, "CREATING")
+		assert.ErrorIs(t, s.AddTags(ctx, map[string]string{"k": "v"}), ErrResourceInUse, "a control operation")
+		assert.ErrorIs(t, c.DeleteStream(ctx, "slow"), ErrResourceInUse, "only an ACTIVE stream is deleted")
+		for i := range 4 {
+			_, err := c.CreateStream(ctx, fmt.Sprint("more-", i), WithShardCount(1), WithStreamStatusDelay(10*time.Second))
+			require.NoError(t, err)
+		}
+		_, err = c.CreateStream(ctx, "sixth", WithShardCount(1), WithStreamStatusDelay(10*time.Second))
+		assert.ErrorIs(t, err, ErrLimitExceeded, "at most 5 streams CREATING at once")
 
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
@@ -787,7 +795,7 @@ func TestStreamStatusDelay(t *testing.T) {
 		assert.ErrorIs(t, err, ErrResourceInUse, "the name is taken while DELETING")
 		assert.ErrorIs(t, c.DeleteStream(ctx, "slow"), ErrResourceInUse)
 		quota, used := c.ShardQuota()
-		assert.Zero(t, used, "a DELETING stream's shards no longer count (quota %d)", quota)
+		assert.Equal(t, 4, used, "a DELETING stream's shards no longer count, the other streams' do (quota %d)", quota)
 
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
@@ -798,5 +806,30 @@ func TestStreamStatusDelay(t *testing.T) {
 
 		_, err = c.CreateStream(ctx, "bad", WithStreamStatusDelay(-time.Second))
 		assert.ErrorIs(t, err, ErrInvalidArgument)
+	})
+}
+
+// TestDeleteWhileResharding checks that a stream deleted while a delayed
+// reshard is pending stays DELETING when the reshard's time comes.
+func TestDeleteWhileResharding(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := NewCluster()
+		defer c.Close()
+		ctx := context.Background()
+		s, err := c.CreateStream(ctx, "s", WithShardCount(2), WithReshardDuration(time.Minute), WithStreamStatusDelay(time.Hour))
+		require.NoError(t, err)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		_, err = s.UpdateShardCount(ctx, 4)
+		require.NoError(t, err)
+		sum, err := s.Describe(ctx)
+		require.NoError(t, err)
+		require.Equal(t, StatusUpdating, sum.StreamStatus)
+		require.NoError(t, c.DeleteStream(ctx, "s"))
+		time.Sleep(10 * time.Minute) // past the reshard's time, within the delete's
+		synctest.Wait()
+		sum, err = s.Describe(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, StatusDeleting, sum.StreamStatus, "the reshard's end does not make a DELETING stream ACTIVE")
 	})
 }

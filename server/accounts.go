@@ -215,6 +215,22 @@ func (a *accountSettings) view(now time.Time) billingCommitment {
 	return *c
 }
 
+// checkWarmThroughput refuses a warm throughput for an account without the
+// minimum throughput billing commitment, as Kinesis does.
+func (s *Server) checkWarmThroughput(op string, req request, mibps int) error {
+	if mibps == 0 {
+		return nil
+	}
+	a := &s.keptOf(req.cluster).settings
+	a.mu.Lock()
+	status := a.view(req.cluster.Now()).Status
+	a.mu.Unlock()
+	if status == "DISABLED" {
+		return &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("warm throughput %d MiB/s needs the account's minimum throughput billing commitment (UpdateAccountSettings)", mibps)}
+	}
+	return nil
+}
+
 func describeAccountSettings(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode("DescribeAccountSettings", &struct{}{}); err != nil {
 		return nil, err

@@ -70,14 +70,28 @@ const maxClockOffset = 100 * 365 * 24 * time.Hour
 // which c.ClusterOption returns: pass that to runnel.NewCluster for the
 // cluster given to New, and in the function given to WithClusters for the
 // others. Moving it forward ages records, iterators, NextTokens and
-// subscriptions at once (see runnel.WithClock for what it does not
-// shorten: waits still take the system clock's time).
+// subscriptions at once, and ends the cluster's waits that it passes
+// (status delays, resharding durations): it is a runnel.AdvancingClock.
 //
 // The zero value is ready to use. A Clock is safe for concurrent use and
 // must not be copied after first use. It goes back only if the system's
 // wall clock does.
 type Clock struct {
 	offset atomic.Int64 // nanoseconds ahead of the system clock; never decreases
+
+	mu     sync.Mutex
+	jumped chan struct{} // closed at the next Advance; guarded by mu
+}
+
+// Advanced returns a channel that is closed when the clock is next moved
+// forward.
+func (c *Clock) Advanced() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.jumped == nil {
+		c.jumped = make(chan struct{})
+	}
+	return c.jumped
 }
 
 // Now returns the system clock's time plus the offset.
@@ -101,6 +115,12 @@ func (c *Clock) Advance(d time.Duration) error {
 				Msg: fmt.Sprintf("advancing the clock by %v would put it %v ahead of the system clock; the most is %v", d, time.Duration(cur)+d, maxClockOffset)}
 		}
 		if c.offset.CompareAndSwap(cur, cur+int64(d)) {
+			c.mu.Lock()
+			if c.jumped != nil {
+				close(c.jumped)
+				c.jumped = nil
+			}
+			c.mu.Unlock()
 			return nil
 		}
 	}

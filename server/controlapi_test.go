@@ -760,3 +760,15 @@ func FuzzControlAPI(f *testing.F) {
 		}
 	})
 }
+
+// TestControlUnknownPath checks that an unknown path under the control
+// API's prefix is a 404 that lists the endpoints.
+func TestControlUnknownPath(t *testing.T) {
+	c := runnel.NewCluster()
+	t.Cleanup(func() { c.Close() })
+	s := server.New(c, server.WithControlAPI("t", nil))
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/runnel/nope", strings.NewReader("{}")))
+	assert.Equal(t, http.StatusNotFound, w.Code)
+	assert.Contains(t, w.Body.String(), "/runnel/clock/advance")
+}

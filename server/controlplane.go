@@ -196,13 +196,18 @@ func describeLimits(ctx context.Context, s *Server, req request) (any, error) {
 		return nil, err
 	}
 	quota, used := req.cluster.ShardQuota()
-	// Every stream is described as PROVISIONED: none counts as on-demand.
+	onDemand := 0
+	for _, st := range req.cluster.Streams() {
+		if set, err := st.Settings(ctx); err == nil && set.Mode == runnel.ModeOnDemand {
+			onDemand++
+		}
+	}
 	return struct {
 		ShardLimit               int
 		OpenShardCount           int
 		OnDemandStreamCount      int
 		OnDemandStreamCountLimit int
-	}{quota, used, 0, onDemandStreamLimit}, nil
+	}{quota, used, onDemand, onDemandStreamLimit}, nil
 }
 
 // consumerRef names a consumer by stream ARN and name, or by its ARN.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -145,7 +146,11 @@ func createStream(ctx context.Context, s *Server, req request) (any, error) {
 	case mode == runnel.ModeOnDemand && in.ShardCount != nil:
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("ShardCount %d cannot be given for an ON_DEMAND stream", *in.ShardCount)}
 	}
-	opts := []runnel.StreamOption{runnel.WithStreamMode(mode), runnel.WithWarmThroughput(derefOr(in.WarmThroughputMiBps, 0))}
+	warm := derefOr(in.WarmThroughputMiBps, 0)
+	if err := s.checkWarmThroughput(op, req, warm); err != nil {
+		return nil, err
+	}
+	opts := []runnel.StreamOption{runnel.WithStreamMode(mode), runnel.WithWarmThroughput(warm)}
 	if in.ShardCount != nil {
 		opts = append(opts, runnel.WithShardCount(*in.ShardCount))
 	}
@@ -250,8 +255,11 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 			continue // deleted meanwhile
 		}
 		sum, set, err := describe(ctx, st)
-		if err != nil {
+		switch {
+		case errors.Is(err, runnel.ErrResourceNotFound):
 			continue // deleted meanwhile
+		case err != nil:
+			return nil, err
 		}
 		out.StreamNames = append(out.StreamNames, name)
 		out.StreamSummaries = append(out.StreamSummaries, streamSummary{
@@ -455,7 +463,7 @@ func putRecord(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return putRecordOutput{ShardId: out.ShardID, SequenceNumber: out.SequenceNumber.String(), EncryptionType: string(st.Encryption())}, nil
+	return putRecordOutput{ShardId: out.ShardID, SequenceNumber: out.SequenceNumber.String(), EncryptionType: string(out.EncryptionType)}, nil
 }
 
 type putRecordsEntry struct {
@@ -503,7 +511,7 @@ func putRecords(ctx context.Context, s *Server, req request) (any, error) {
 		FailedRecordCount int
 		Records           []putRecordsResult
 		EncryptionType    string
-	}{out.FailedRecordCount, results, string(st.Encryption())}, nil
+	}{out.FailedRecordCount, results, string(out.EncryptionType)}, nil
 }
 
 type getShardIteratorInput struct {

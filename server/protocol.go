@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -99,6 +101,9 @@ func (r request) decode(op string, in any) error {
 // data with the largest record size) in base64, with room for the JSON.
 const maxBody = 10<<20*4/3 + 1<<20
 
+// errBodyTooLarge refuses a request body over maxBody.
+var errBodyTooLarge = &runnel.Error{Op: "Read", Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("the request body is larger than %d bytes", maxBody)}
+
 // ServeHTTP answers one Kinesis API request (POST /), or a request to one
 // of the server's own endpoints that options have added (WithMetrics,
 // WithControlAPI).
@@ -107,14 +112,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r) // the server's own endpoints: metrics, the control API
 		return
 	}
+	if strings.HasPrefix(r.URL.Path, controlPrefix) {
+		own := slices.Sorted(maps.Keys(s.paths))
+		s.writeError(w, r, &runnel.Error{Op: r.Method, Kind: runnel.ErrUnknownOperation, Msg: fmt.Sprintf("no endpoint %.100q: the server's own are %v (the control API needs WithControlAPI, or runnel serve -control)", r.URL.Path, own)}, http.StatusNotFound)
+		return
+	}
 	w.Header().Set("X-Amzn-RequestId", fmt.Sprintf("runnel-%016x", s.requests.Add(1)))
+	if r.ContentLength > maxBody { // refused before it is read
+		s.writeError(w, r, errBodyTooLarge, http.StatusRequestEntityTooLarge)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	switch {
 	case err != nil:
 		s.writeError(w, r, &runnel.Error{Op: "Read", Kind: runnel.ErrSerialization, Msg: "reading the request body failed", Err: err}, 0)
 		return
 	case len(body) > maxBody:
-		s.writeError(w, r, &runnel.Error{Op: "Read", Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("the request body is larger than %d bytes", maxBody)}, http.StatusRequestEntityTooLarge)
+		s.writeError(w, r, errBodyTooLarge, http.StatusRequestEntityTooLarge)
 		return
 	}
 	if err := s.authenticate(r, body); err != nil { // before the target, as AWS checks
@@ -146,7 +160,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer s.streams.Done()
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
-		defer context.AfterFunc(s.streamsCtx, cancel)()
+		// Shutdown and Close end the stream, also one blocked writing to a
+		// client that stopped reading: its write fails at once.
+		rc := http.NewResponseController(w)
+		defer context.AfterFunc(s.streamsCtx, func() {
+			cancel()
+			rc.SetWriteDeadline(time.Now())
+		})()
 		st.stream(ctx, s, w, c)
 		return
 	}

@@ -109,6 +109,7 @@ func New(c *runnel.Cluster, opts ...Option) *Server {
 		Handler:           s,
 		Protocols:         p,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute, // an idle keep-alive connection is not held forever
 		MaxHeaderBytes:    64 << 10,
 	}
 	s.http.RegisterOnShutdown(s.stopStreams) // event streams would never finish on their own

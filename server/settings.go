@@ -164,7 +164,11 @@ func updateStreamMode(ctx context.Context, s *Server, req request) (any, error) 
 	if in.StreamModeDetails == nil {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "StreamModeDetails is required"}
 	}
-	return struct{}{}, st.UpdateStreamMode(ctx, runnel.StreamMode(in.StreamModeDetails.StreamMode), derefOr(in.WarmThroughputMiBps, 0))
+	warm := derefOr(in.WarmThroughputMiBps, 0)
+	if err := s.checkWarmThroughput(op, req, warm); err != nil {
+		return nil, err
+	}
+	return struct{}{}, st.UpdateStreamMode(ctx, runnel.StreamMode(in.StreamModeDetails.StreamMode), warm)
 }
 
 // derefOr returns *p, or def when p is nil.
@@ -189,6 +193,9 @@ func updateWarmThroughput(ctx context.Context, s *Server, req request) (any, err
 	}
 	if in.WarmThroughputMiBps == nil {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "WarmThroughputMiBps is required"}
+	}
+	if err := s.checkWarmThroughput(op, req, *in.WarmThroughputMiBps); err != nil {
+		return nil, err
 	}
 	if err := st.UpdateWarmThroughput(ctx, *in.WarmThroughputMiBps); err != nil {
 		return nil, err

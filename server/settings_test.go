@@ -42,7 +42,7 @@ func TestEveryOperationServed(t *testing.T) {
 		var e struct {
 			Type string `json:"__type"`
 		}
-		json.Unmarshal(b, &e)
+		require.NoError(t, json.Unmarshal(b, &e), "%s: %s", op, b)
 		assert.NotEqual(t, "UnknownOperationException", e.Type, "%s is not served", op)
 	}
 }
@@ -143,7 +143,16 @@ func TestSDKStreamModes(t *testing.T) {
 	ctx := t.Context()
 	od := aws.String("od")
 	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: od, WarmThroughputMiBps: aws.Int32(10)})
+	var invalid *types.InvalidArgumentException
+	require.ErrorAs(t, err, &invalid, "warm throughput without the billing commitment")
+	assert.Contains(t, invalid.ErrorMessage(), "billing commitment")
+	_, err = k.UpdateAccountSettings(ctx, &kinesis.UpdateAccountSettingsInput{MinimumThroughputBillingCommitment: &types.MinimumThroughputBillingCommitmentInput{Status: types.MinimumThroughputBillingCommitmentInputStatusEnabled}})
+	require.NoError(t, err)
+	_, err = k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: od, WarmThroughputMiBps: aws.Int32(10)})
 	require.NoError(t, err, "no ShardCount: ON_DEMAND")
+	limits, err := k.DescribeLimits(ctx, &kinesis.DescribeLimitsInput{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, aws.ToInt32(limits.OnDemandStreamCount))
 	d, err := k.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: od})
 	require.NoError(t, err)
 	sum := d.StreamDescriptionSummary
@@ -156,7 +165,6 @@ func TestSDKStreamModes(t *testing.T) {
 	assert.EqualValues(t, 20, aws.ToInt32(warm.WarmThroughput.TargetMiBps))
 
 	_, err = k.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{StreamName: od, TargetShardCount: aws.Int32(8), ScalingType: types.ScalingTypeUniformScaling})
-	var invalid *types.InvalidArgumentException
 	require.ErrorAs(t, err, &invalid)
 	assert.Contains(t, invalid.ErrorMessage(), "ON_DEMAND")
 
@@ -182,8 +190,11 @@ func TestSDKRecordDistributionAndSize(t *testing.T) {
 	k, _ := client(t)
 	ctx := t.Context()
 	name := aws.String("auto")
-	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: name, ShardCount: aws.Int32(4), RecordDistributionStrategy: types.RecordDistributionStrategyAuto})
-	require.NoError(t, err)
+	_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("p"), ShardCount: aws.Int32(1), RecordDistributionStrategy: types.RecordDistributionStrategyAuto})
+	var refused *types.InvalidArgumentException
+	require.ErrorAs(t, err, &refused, "AUTO is for ON_DEMAND streams")
+	_, err = k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: name, RecordDistributionStrategy: types.RecordDistributionStrategyAuto})
+	require.NoError(t, err, "ON_DEMAND, 4 shards")
 	entries := make([]types.PutRecordsRequestEntry, 100)
 	for i := range entries {
 		entries[i] = types.PutRecordsRequestEntry{PartitionKey: aws.String("one-key"), Data: []byte("x")}

@@ -128,6 +128,9 @@ func (sc subscription) stream(ctx context.Context, s *Server, w http.ResponseWri
 	rc := http.NewResponseController(w)
 	enc := eventstream.NewEncoder()
 	send := func(msg eventstream.Message) bool {
+		if ctx.Err() != nil {
+			return false // ended: a deadline set now would undo Shutdown's
+		}
 		rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
 		if err := enc.Encode(w, msg); err != nil {
 			s.log.Debug("runnel server: event stream closed by the client", "err", err)

@@ -22,9 +22,13 @@ func init() {
 	}
 }
 
-// maxTagsPerCall is the most tags one AddTagsToStream or
-// RemoveTagsFromStream call takes.
-const maxTagsPerCall = 10
+// The most tags one call takes: AddTagsToStream adds at most 10, the
+// other calls (RemoveTagsFromStream, TagResource, UntagResource) take a
+// resource's 50.
+const (
+	maxTagsAdded   = 10
+	maxTagsPerCall = runnel.MaxTagsPerStream
+)
 
 type wireTag struct {
 	Key   string
@@ -39,10 +43,10 @@ func wireTags(tags []runnel.Tag) []wireTag {
 	return out
 }
 
-// checkTagCount keeps a call to Kinesis's 1 to 10 tags.
-func checkTagCount(op string, n int) error {
-	if n < 1 || n > maxTagsPerCall {
-		return &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("%d tags: a call takes 1 to %d", n, maxTagsPerCall)}
+// checkTagCount keeps a call to Kinesis's 1 to most tags.
+func checkTagCount(op string, n, most int) error {
+	if n < 1 || n > most {
+		return &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("%d tags: %s takes 1 to %d", n, op, most)}
 	}
 	return nil
 }
@@ -59,7 +63,7 @@ func addTagsToStream(ctx context.Context, s *Server, req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTagCount(op, len(in.Tags)); err != nil {
+	if err := checkTagCount(op, len(in.Tags), maxTagsAdded); err != nil {
 		return nil, err
 	}
 	return struct{}{}, st.AddTags(ctx, in.Tags)
@@ -77,7 +81,7 @@ func removeTagsFromStream(ctx context.Context, s *Server, req request) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTagCount(op, len(in.TagKeys)); err != nil {
+	if err := checkTagCount(op, len(in.TagKeys), maxTagsPerCall); err != nil {
 		return nil, err
 	}
 	return struct{}{}, st.RemoveTags(ctx, in.TagKeys)
@@ -130,7 +134,7 @@ func tagResource(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	if err := checkTagCount(op, len(in.Tags)); err != nil {
+	if err := checkTagCount(op, len(in.Tags), maxTagsPerCall); err != nil {
 		return nil, err
 	}
 	if isChannelARN(in.ResourceARN) {
@@ -150,7 +154,7 @@ func untagResource(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	if err := checkTagCount(op, len(in.TagKeys)); err != nil {
+	if err := checkTagCount(op, len(in.TagKeys), maxTagsPerCall); err != nil {
 		return nil, err
 	}
 	if isChannelARN(in.ResourceARN) {

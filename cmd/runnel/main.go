@@ -97,7 +97,11 @@ Flags:
 func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string) error {
 	if len(args) == 0 || args[0] != "serve" {
 		fmt.Fprint(logw, usage)
-		serveFlags(io.Discard).PrintDefaults()
+		fs := serveFlags(logw)
+		fs.PrintDefaults()
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
+			return flag.ErrHelp
+		}
 		return errors.New("the only command is serve")
 	}
 	fs := serveFlags(logw)

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -111,6 +112,12 @@ func TestServeUsage(t *testing.T) {
 		var logs syncBuffer
 		if err := run(t.Context(), args, &logs, nil); err == nil {
 			t.Errorf("%q: no error", args)
+		}
+	}
+	for _, help := range []string{"-h", "--help", "help"} {
+		var logs syncBuffer
+		if err := run(t.Context(), []string{help}, &logs, nil); !errors.Is(err, flag.ErrHelp) || !strings.Contains(logs.String(), "-addr") {
+			t.Errorf("runnel %s: %v, and the usage %q", help, err, logs.String())
 		}
 	}
 	if d := serveFlags(nil).Lookup("addr").DefValue; !strings.HasPrefix(d, "127.0.0.1:") {

@@ -83,7 +83,7 @@ func Start(t testing.TB, o Options) *Server {
 	const region = "us-east-1"
 	c := runnel.NewCluster(append([]runnel.ClusterOption{runnel.WithRegion(region)}, opts...)...)
 	srv := server.New(c, o.Server...)
-	s := &Server{Cluster: c, URL: "http://" + l.Addr().String(), Region: region, API: srv, done: make(chan error, 1)}
+	s := &Server{Cluster: c, URL: "http://" + l.Addr().String(), Region: c.Region(), API: srv, done: make(chan error, 1)}
 	if useTLS {
 		s.URL = "https://" + l.Addr().String()
 		s.Certificate = cert.Leaf
