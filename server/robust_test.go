@@ -1127,3 +1127,51 @@ func TestRobustManyConnections(t *testing.T) {
 		return fmt.Sprintf("%d goroutines run; %d did before the server", runtime.NumGoroutine(), base)
 	})
 }
+
+// TestRobustShutdownEndsStalledSubscriber checks that Shutdown ends an
+// event stream blocked writing to a client that stopped reading, at once,
+// as it ends one waiting for records (TestShutdownEndsSubscriptions),
+// rather than waiting for the write to time out. In virtual time.
+func TestRobustShutdownEndsStalledSubscriber(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, l, arn, stop := rbPipeServer(t)
+		defer stop()
+		client, _ := rbPipeSubscribe(t, l, arn)
+		defer client.Close()
+		synctest.Wait() // the server waits to write the initial response
+		assert.Len(t, rbStacks(rbHandler), 1, "the subscription is served")
+
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := srv.Shutdown(ctx)
+		assert.NoError(t, err, "Shutdown with a stalled subscriber")
+		assert.Less(t, time.Since(start), time.Second, "Shutdown waited for the stalled stream's write to time out")
+	})
+}
+
+// TestRobustIdleConnectionsTimeOut checks that a keep-alive connection
+// that has had its request and then stays idle is closed (IdleTimeout), so
+// that clients leaving connections idle cannot make the server's
+// goroutines grow without bound. (A new connection that sends nothing is
+// closed after the ReadHeaderTimeout: TestRobustSlowHeadersTimeOut.) In
+// virtual time.
+func TestRobustIdleConnectionsTimeOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, l, _, stop := rbPipeServer(t)
+		defer stop()
+		client, server := l.dial()
+		defer client.Close()
+		go client.Write(rbRequest{target: targetPrefix + "ListStreams", contentType: jsonContentType, body: []byte("{}")}.wire())
+		resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+		require.NoError(t, err)
+		_, err = io.Copy(io.Discard, resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.False(t, resp.Close)
+
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		assert.True(t, server.isClosed(), "an idle keep-alive connection is still open after an hour")
+	})
+}
