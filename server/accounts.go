@@ -175,11 +175,6 @@ type billingCommitment struct {
 // minCommitment is how long a billing commitment lasts at least.
 const minCommitment = 24 * time.Hour
 
-func init() {
-	operations["DescribeAccountSettings"] = describeAccountSettings
-	operations["UpdateAccountSettings"] = updateAccountSettings
-}
-
 // kept is what the server keeps of an account and region beyond its
 // cluster, which the engine does not model: its settings and channels.
 type kept struct {

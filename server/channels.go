@@ -18,17 +18,6 @@ import (
 // keeps them as resources (create, describe, list, update, delete, tags)
 // with their configuration as given, and delivers nothing: there is no S3
 // here. They live in the server's memory, per account and region.
-func init() {
-	for name, op := range map[string]operation{
-		"CreateChannel":   createChannel,
-		"DescribeChannel": describeChannel,
-		"ListChannels":    listChannels,
-		"UpdateChannel":   updateChannel,
-		"DeleteChannel":   deleteChannel,
-	} {
-		operations[name] = op
-	}
-}
 
 // maxChannels bounds the channels of an account and region.
 const maxChannels = 100

@@ -14,23 +14,6 @@ import (
 
 // The control-plane operations: resharding, retention, limits, the legacy
 // DescribeStream, and the registration of enhanced fan-out consumers.
-func init() {
-	for name, op := range map[string]operation{
-		"SplitShard":                    splitShard,
-		"MergeShards":                   mergeShards,
-		"UpdateShardCount":              updateShardCount,
-		"IncreaseStreamRetentionPeriod": changeRetention(+1),
-		"DecreaseStreamRetentionPeriod": changeRetention(-1),
-		"DescribeStream":                describeStream,
-		"DescribeLimits":                describeLimits,
-		"RegisterStreamConsumer":        registerStreamConsumer,
-		"DescribeStreamConsumer":        describeStreamConsumer,
-		"ListStreamConsumers":           listStreamConsumers,
-		"DeregisterStreamConsumer":      deregisterStreamConsumer,
-	} {
-		operations[name] = op
-	}
-}
 
 type splitShardInput struct {
 	streamRef

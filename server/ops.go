@@ -18,6 +18,7 @@ type operation func(ctx context.Context, s *Server, req request) (any, error)
 
 // operations are the operations served, by name.
 var operations = map[string]operation{
+	// streams, records and iterators (ops.go)
 	"CreateStream":          createStream,
 	"DeleteStream":          deleteStream,
 	"ListStreams":           listStreams,
@@ -27,6 +28,54 @@ var operations = map[string]operation{
 	"PutRecords":            putRecords,
 	"GetShardIterator":      getShardIterator,
 	"GetRecords":            getRecords,
+
+	// resharding, retention, limits, DescribeStream and stream consumers (controlplane.go)
+	"SplitShard":                    splitShard,
+	"MergeShards":                   mergeShards,
+	"UpdateShardCount":              updateShardCount,
+	"IncreaseStreamRetentionPeriod": changeRetention(+1),
+	"DecreaseStreamRetentionPeriod": changeRetention(-1),
+	"DescribeStream":                describeStream,
+	"DescribeLimits":                describeLimits,
+	"RegisterStreamConsumer":        registerStreamConsumer,
+	"DescribeStreamConsumer":        describeStreamConsumer,
+	"ListStreamConsumers":           listStreamConsumers,
+	"DeregisterStreamConsumer":      deregisterStreamConsumer,
+
+	// enhanced fan-out (subscribe.go)
+	"SubscribeToShard": subscribeToShard,
+
+	// tags (tags.go)
+	"AddTagsToStream":      addTagsToStream,
+	"RemoveTagsFromStream": removeTagsFromStream,
+	"ListTagsForStream":    listTagsForStream,
+	"TagResource":          tagResource,
+	"UntagResource":        untagResource,
+	"ListTagsForResource":  listTagsForResource,
+
+	// stream settings and resource policies (settings.go)
+	"StartStreamEncryption":                  changeEncryption(true),
+	"StopStreamEncryption":                   changeEncryption(false),
+	"EnableEnhancedMonitoring":               changeMonitoring(true),
+	"DisableEnhancedMonitoring":              changeMonitoring(false),
+	"UpdateStreamMode":                       updateStreamMode,
+	"UpdateStreamWarmThroughput":             updateWarmThroughput,
+	"UpdateStreamRecordDistributionStrategy": updateDistribution,
+	"UpdateMaxRecordSize":                    updateMaxRecordSize,
+	"PutResourcePolicy":                      putResourcePolicy,
+	"GetResourcePolicy":                      getResourcePolicy,
+	"DeleteResourcePolicy":                   deleteResourcePolicy,
+
+	// account settings (accounts.go)
+	"DescribeAccountSettings": describeAccountSettings,
+	"UpdateAccountSettings":   updateAccountSettings,
+
+	// channels (channels.go)
+	"CreateChannel":   createChannel,
+	"DescribeChannel": describeChannel,
+	"ListChannels":    listChannels,
+	"UpdateChannel":   updateChannel,
+	"DeleteChannel":   deleteChannel,
 }
 
 // errNotYet refuses a request field the server does not serve yet, rather

@@ -10,23 +10,6 @@ import (
 // The operations on a stream's settings: encryption, enhanced monitoring,
 // the capacity mode, warm throughput, the record distribution strategy,
 // the maximum record size, and resource policies.
-func init() {
-	for name, op := range map[string]operation{
-		"StartStreamEncryption":                  changeEncryption(true),
-		"StopStreamEncryption":                   changeEncryption(false),
-		"EnableEnhancedMonitoring":               changeMonitoring(true),
-		"DisableEnhancedMonitoring":              changeMonitoring(false),
-		"UpdateStreamMode":                       updateStreamMode,
-		"UpdateStreamWarmThroughput":             updateWarmThroughput,
-		"UpdateStreamRecordDistributionStrategy": updateDistribution,
-		"UpdateMaxRecordSize":                    updateMaxRecordSize,
-		"PutResourcePolicy":                      putResourcePolicy,
-		"GetResourcePolicy":                      getResourcePolicy,
-		"DeleteResourcePolicy":                   deleteResourcePolicy,
-	} {
-		operations[name] = op
-	}
-}
 
 // streamSettings are the settings the descriptions of a stream report.
 type streamSettings struct {

@@ -11,8 +11,6 @@ import (
 	"github.com/runnel-go/runnel"
 )
 
-func init() { operations["SubscribeToShard"] = subscribeToShard }
-
 // eventStreamContentType is the content type of an event-stream response.
 const eventStreamContentType = "application/vnd.amazon.eventstream"
 

@@ -9,18 +9,6 @@ import (
 
 // The tag operations: of streams by name (AddTagsToStream, …), and of
 // streams, consumers and channels by ARN (TagResource, …).
-func init() {
-	for name, op := range map[string]operation{
-		"AddTagsToStream":      addTagsToStream,
-		"RemoveTagsFromStream": removeTagsFromStream,
-		"ListTagsForStream":    listTagsForStream,
-		"TagResource":          tagResource,
-		"UntagResource":        untagResource,
-		"ListTagsForResource":  listTagsForResource,
-	} {
-		operations[name] = op
-	}
-}
 
 // The most tags one call takes: AddTagsToStream adds at most 10, the
 // other calls (RemoveTagsFromStream, TagResource, UntagResource) take a
