@@ -221,11 +221,17 @@ func (s *Stream) StopEncryption(ctx context.Context, keyID string) error {
 }
 
 // setEncryption records that the records arriving from now on are of type
-// t. The caller holds mu.
+// t, and forgets the changes that no retained record arrived under. The
+// caller holds mu.
 func (s *Stream) setEncryption(t EncryptionType) {
 	old := *s.encryption.Load()
-	now := s.now().UnixMilli()
-	changes := append(slices.Clip(old), encryptionChange{fromMs: now, typ: t})
+	now := s.now()
+	cutoff := s.cutoffMs(now)
+	first := 0
+	for first+1 < len(old) && old[first+1].fromMs <= cutoff {
+		first++
+	}
+	changes := append(slices.Clip(old[first:]), encryptionChange{fromMs: now.UnixMilli(), typ: t})
 	s.encryption.Store(&changes)
 }
 

@@ -39,6 +39,13 @@ func TestEncryption(t *testing.T) {
 		assert.Equal(t, EncryptionNone, s.Encryption())
 		assert.ErrorIs(t, s.StopEncryption(ctx, "alias/aws/kinesis"), ErrInvalidArgument, "not encrypted")
 
+		for range 100 { // the history of changes stays as long as retention needs
+			require.NoError(t, s.StartEncryption(ctx, "alias/aws/kinesis"))
+			require.NoError(t, s.StopEncryption(ctx, "alias/aws/kinesis"))
+			time.Sleep(time.Hour)
+		}
+		assert.LessOrEqual(t, len(*s.encryption.Load()), 2*25+2, "a day's changes and the one before")
+
 		remove, err := c.InjectFault(Fault{Op: OpStartStreamEncryption, Err: ErrKMSNotFound})
 		require.NoError(t, err)
 		assert.ErrorIs(t, s.StartEncryption(ctx, "alias/missing"), ErrKMSNotFound)

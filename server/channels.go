@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -133,6 +134,11 @@ func createChannel(ctx context.Context, s *Server, req request) (any, error) {
 			return nil, err
 		}
 	}
+	if err := checkChannelSize(op, channelDescription{ChannelName: in.ChannelName, StreamConfigurationList: in.StreamConfigurationList,
+		LoggingConfiguration: in.LoggingConfiguration, S3DestinationConfiguration: in.S3DestinationConfiguration,
+		S3TablesDestinationConfiguration: in.S3TablesDestinationConfiguration}); err != nil {
+		return nil, err
+	}
 	cs := s.channelsOf(req.cluster)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -176,11 +182,17 @@ func describeChannel(ctx context.Context, s *Server, req request) (any, error) {
 	return struct{ ChannelDescription channelDescription }{out}, err
 }
 
+// freshnessUpdate is the one field of a destination that UpdateChannel
+// changes.
+type freshnessUpdate struct {
+	DataFreshnessInSeconds *int
+}
+
 type updateChannelInput struct {
 	ChannelARN                       string
-	LoggingConfiguration             map[string]any
-	S3DestinationConfiguration       map[string]any
-	S3TablesDestinationConfiguration map[string]any
+	LoggingConfiguration             *struct{ CloudWatchLogs map[string]any }
+	S3DestinationConfiguration       *freshnessUpdate
+	S3TablesDestinationConfiguration *freshnessUpdate
 }
 
 // updateChannel merges the given configuration into the channel's: the
@@ -210,19 +222,43 @@ func mergeChannel(op string, d *channelDescription, in updateChannelInput) error
 	case in.S3TablesDestinationConfiguration != nil && d.S3TablesDestinationConfiguration == nil:
 		return &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("channel %s delivers to an S3 bucket, not to S3 Tables", d.ChannelName)}
 	}
-	merge := func(dst *map[string]any, src map[string]any) {
-		if src == nil {
-			return
-		}
+	// The description is replaced, not changed: a response being encoded
+	// may hold the old one.
+	set := func(dst *map[string]any, key string, v any) {
 		*dst = maps.Clone(*dst)
 		if *dst == nil {
 			*dst = make(map[string]any)
 		}
-		maps.Copy(*dst, src)
+		(*dst)[key] = v
 	}
-	merge(&d.LoggingConfiguration, in.LoggingConfiguration)
-	merge(&d.S3DestinationConfiguration, in.S3DestinationConfiguration)
-	merge(&d.S3TablesDestinationConfiguration, in.S3TablesDestinationConfiguration)
+	if u := in.LoggingConfiguration; u != nil && u.CloudWatchLogs != nil {
+		logs, _ := d.LoggingConfiguration["CloudWatchLogs"].(map[string]any)
+		logs = maps.Clone(logs)
+		if logs == nil {
+			logs = make(map[string]any)
+		}
+		maps.Copy(logs, u.CloudWatchLogs)
+		set(&d.LoggingConfiguration, "CloudWatchLogs", logs)
+	}
+	if u := in.S3DestinationConfiguration; u != nil && u.DataFreshnessInSeconds != nil {
+		set(&d.S3DestinationConfiguration, "DataFreshnessInSeconds", *u.DataFreshnessInSeconds)
+	}
+	if u := in.S3TablesDestinationConfiguration; u != nil && u.DataFreshnessInSeconds != nil {
+		set(&d.S3TablesDestinationConfiguration, "DataFreshnessInSeconds", *u.DataFreshnessInSeconds)
+	}
+	return checkChannelSize(op, *d)
+}
+
+// maxChannelConfig bounds the configuration a channel keeps, encoded.
+const maxChannelConfig = 64 << 10
+
+// checkChannelSize refuses a channel whose configuration is over
+// maxChannelConfig, so that clients cannot make the server hold much.
+func checkChannelSize(op string, d channelDescription) error {
+	b, err := json.Marshal(d)
+	if err != nil || len(b) > maxChannelConfig {
+		return &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("channel %s's configuration is %d bytes; the most is %d", d.ChannelName, len(b), maxChannelConfig)}
+	}
 	return nil
 }
 
