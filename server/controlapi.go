@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
@@ -300,32 +299,16 @@ func (a *controlAPI) authorize(r *http.Request) error {
 // writeError answers err as a JSON error body: the error table's name and
 // status (unless status is set) and the error's message.
 func (a *controlAPI) writeError(w http.ResponseWriter, r *http.Request, err error, status int) {
-	name, tableStatus := errorName(err)
-	if status == 0 {
-		status = tableStatus
-	}
-	if status >= 500 {
-		a.s.log.Error("runnel server: control request failed", "path", r.URL.Path, "err", err)
-	} else {
-		a.s.log.Debug("runnel server: control request refused", "path", r.URL.Path, "err", err)
-	}
-	b, _ := json.Marshal(wireError{Type: name, Message: message(err)})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Amzn-ErrorType", name)
-	w.WriteHeader(status)
-	w.Write(b)
+	a.s.writeErrorIn(w, r, controlCodec, err, status)
 }
+
+// controlCodec is the control API's: plain JSON.
+var controlCodec = &codec{contentType: "application/json", unmarshal: unmarshalJSON, marshal: json.Marshal}
 
 // decodeControl decodes a request body strictly into in; an empty body is
 // an empty object.
 func decodeControl(op string, body []byte, in any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil
-	}
-	if err := unmarshalJSON(body, in); err != nil {
-		return &runnel.Error{Op: op, Kind: runnel.ErrSerialization, Msg: "the request body is not a valid " + op + " request", Err: err}
-	}
-	return nil
+	return request{body: body, codec: controlCodec}.decode(op, in)
 }
 
 // clusterSelector names a cluster in a request: by account and region,
@@ -562,28 +545,20 @@ func (a *controlAPI) advanceClock(_ *http.Request, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Advance checks the duration; here only that it converts without
+	// overflow (a NaN or a huge number of seconds).
 	var d time.Duration
-	switch {
-	case (in.Seconds == nil) == (in.Milliseconds == nil):
+	switch sec, ms := in.Seconds, in.Milliseconds; {
+	case (sec == nil) == (ms == nil):
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "give either seconds or milliseconds to advance the clock by, not both or neither"}
-	case in.Seconds != nil:
-		sec := *in.Seconds
-		switch {
-		case sec < 0:
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("seconds %v is negative: the clock never goes back", sec)}
-		case sec > maxClockOffset.Seconds():
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("seconds %v is more than %v", sec, maxClockOffset)}
-		}
-		d = time.Duration(math.Round(sec * float64(time.Second)))
+	case sec != nil && !(math.Abs(*sec) <= maxClockOffset.Seconds()):
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("seconds %v is not a number of seconds up to %v", *sec, maxClockOffset)}
+	case sec != nil:
+		d = time.Duration(math.Round(*sec * float64(time.Second)))
+	case *ms < -maxClockOffset.Milliseconds() || *ms > maxClockOffset.Milliseconds():
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("milliseconds %d is more than %v", *ms, maxClockOffset)}
 	default:
-		ms := *in.Milliseconds
-		switch {
-		case ms < 0:
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("milliseconds %d is negative: the clock never goes back", ms)}
-		case ms > maxClockOffset.Milliseconds():
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("milliseconds %d is more than %v", ms, maxClockOffset)}
-		}
-		d = time.Duration(ms) * time.Millisecond
+		d = time.Duration(*ms) * time.Millisecond
 	}
 	if err := c.Advance(d); err != nil {
 		return nil, err

@@ -203,6 +203,11 @@ type wireError struct {
 // __type and X-Amzn-ErrorType, its message, and its HTTP status (the error
 // table's, unless status is set).
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, status int) {
+	s.writeErrorIn(w, r, codecOf(r), err, status)
+}
+
+// writeErrorIn is writeError with the codec c.
+func (s *Server) writeErrorIn(w http.ResponseWriter, r *http.Request, c *codec, err error, status int) {
 	name, tableStatus := errorName(err)
 	if status == 0 {
 		status = tableStatus
@@ -215,7 +220,6 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, s
 	} else {
 		s.log.Debug("runnel server: request refused", "target", r.Header.Get("X-Amz-Target"), "err", err)
 	}
-	c := codecOf(r)
 	b, _ := c.marshal(wireError{Type: name, Message: message(err)})
 	w.Header().Set("Content-Type", c.contentType)
 	w.Header().Set("X-Amzn-ErrorType", name)
