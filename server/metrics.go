@@ -119,9 +119,12 @@ type metrics struct {
 	mu sync.Mutex
 	// tick counts observations: a scrape prunes only what was observed
 	// before it began, and so before its snapshot of the clusters.
-	tick   uint64                       // guarded by mu
-	ages   map[gaugeShard]gaugeValue    // guarded by mu: GetRecords's MillisBehindLatest
-	behind map[gaugeConsumer]gaugeValue // guarded by mu: SubscribeToShardEvent's MillisBehindLatest
+	tick uint64 // guarded by mu
+	// pruneAt is the size of the gauge maps at which boundLocked scans
+	// them next; guarded by mu.
+	pruneAt int
+	ages    map[gaugeShard]gaugeValue    // guarded by mu: GetRecords's MillisBehindLatest
+	behind  map[gaugeConsumer]gaugeValue // guarded by mu: SubscribeToShardEvent's MillisBehindLatest
 }
 
 // metrics returns the server's metrics, or nil without WithMetrics. Its
@@ -163,6 +166,7 @@ func (m *metrics) iteratorAge(st *runnel.Stream, shard string, ms int64) {
 	defer m.mu.Unlock()
 	m.tick++
 	m.ages[k] = gaugeValue{value: ms, tick: m.tick}
+	m.boundLocked(time.Now())
 }
 
 // millisBehindLatest observes the MillisBehindLatest of a SubscribeToShard
@@ -179,6 +183,33 @@ func (m *metrics) millisBehindLatest(st *runnel.Stream, shard, consumer string, 
 	defer m.mu.Unlock()
 	m.tick++
 	m.behind[k] = gaugeValue{value: ms, tick: m.tick, at: now}
+	m.boundLocked(now)
+}
+
+// maxGauges is how many gauge entries the metrics keep before they drop,
+// without waiting for a scrape, those of streams that are gone and of
+// consumers without an event for consumerGaugeTTL.
+const maxGauges = 10_000
+
+// boundLocked keeps the gauge maps bounded when nobody scrapes: past
+// maxGauges entries, and again each time they have doubled since, it drops
+// the stale ones (so a scan costs at most one per as many observations).
+// The caller holds mu.
+func (m *metrics) boundLocked(now time.Time) {
+	if n := len(m.ages) + len(m.behind); n <= max(maxGauges, m.pruneAt) {
+		return
+	}
+	defer func() { m.pruneAt = 2 * (len(m.ages) + len(m.behind)) }()
+	for k := range m.ages {
+		if k.stream.Value() == nil {
+			delete(m.ages, k)
+		}
+	}
+	for k, g := range m.behind {
+		if k.stream.Value() == nil || now.Sub(g.at) > consumerGaugeTTL {
+			delete(m.behind, k)
+		}
+	}
 }
 
 // counterValues are a shard's or a stream's counters, indexed like

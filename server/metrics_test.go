@@ -14,6 +14,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"weak"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -701,4 +702,21 @@ func TestMetricsTextEscaping(t *testing.T) {
 	var w metricsWriter
 	w.sample("bare", 7)
 	assert.Equal(t, "bare 7\n", w.buf.String(), "a sample without labels has no braces")
+}
+
+// TestMetricsGaugesBounded checks that the gauge maps stay bounded when
+// nobody scrapes: past maxGauges entries, stale consumer gauges go.
+func TestMetricsGaugesBounded(t *testing.T) {
+	c := runnel.NewCluster()
+	t.Cleanup(func() { c.Close() })
+	st, err := c.CreateStream(t.Context(), "s", runnel.WithShardCount(1))
+	require.NoError(t, err)
+	s := New(c, WithMetrics())
+	m := s.metrics()
+	old := time.Now().Add(-2 * consumerGaugeTTL)
+	for i := range maxGauges + 1 {
+		m.behind[gaugeConsumer{gaugeShard{weak.Make(st), "shardId-000000000000"}, fmt.Sprint("arn-", i)}] = gaugeValue{at: old}
+	}
+	m.millisBehindLatest(st, "shardId-000000000000", "arn-new", 7)
+	assert.Len(t, m.behind, 1, "the stale gauges are dropped without a scrape")
 }
