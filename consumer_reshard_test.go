@@ -777,7 +777,11 @@ func TestConsumerReshardOrderNoLoss(t *testing.T) {
 		{"three workers start after the resharding", crScenario{workers: 3, ops: 12, late: true}},
 	} {
 		reps := crRunSeeds(t, tc.name, tc.sc)
-		if tc.sc.workers > 1 && len(reps) == len(crSeeds) {
+		// Workers that start together after the resharding balance by
+		// stealing or not as the goroutines happen to be scheduled (under
+		// the race detector on a busy machine, none may move in any seed),
+		// so only the scenarios that move leases mid-stream must.
+		if tc.sc.workers > 1 && !tc.sc.late && len(reps) == len(crSeeds) {
 			moves := 0
 			for _, rep := range reps {
 				moves += rep.moves
