@@ -162,11 +162,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		// Shutdown and Close end the stream, also one blocked writing to a
 		// client that stopped reading: its write fails at once.
+		// The callback touches w, so the handler waits for it if it began.
 		rc := http.NewResponseController(w)
-		defer context.AfterFunc(s.streamsCtx, func() {
+		ended := make(chan struct{})
+		stop := context.AfterFunc(s.streamsCtx, func() {
+			defer close(ended)
 			cancel()
 			rc.SetWriteDeadline(time.Now())
-		})()
+		})
+		defer func() {
+			if !stop() {
+				<-ended
+			}
+		}()
 		st.stream(ctx, s, w, c)
 		return
 	}
