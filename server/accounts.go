@@ -106,19 +106,19 @@ func (s *Server) clusterOf(r *http.Request) (*runnel.Cluster, error) {
 		return nil, &runnel.Error{Op: "Authorize", Kind: runnel.ErrInternalFailure, Msg: fmt.Sprintf("making the cluster of account %s in %s gave no cluster", t.account, t.region)}
 	}
 	s.mu.Lock()
-	kept, err := s.madeClusterLocked(t)
-	if kept == nil && err == nil {
+	got, err := s.madeClusterLocked(t)
+	if got == nil && err == nil {
 		if s.clusters == nil {
 			s.clusters = make(map[tenant]*runnel.Cluster)
 		}
 		s.clusters[t] = c
-		kept = c
+		got = c
 	}
 	s.mu.Unlock()
-	if kept != c {
+	if got != c {
 		c.Close() // another request made the tenant's cluster first, or the server closed meanwhile
 	}
-	return kept, err
+	return got, err
 }
 
 // madeCluster returns the cluster made for t already, or the error that
