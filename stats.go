@@ -29,7 +29,9 @@ type ShardStats struct {
 }
 
 // StreamStats is a snapshot of a stream's counters: the sum over its shards
-// (Total, with ShardID empty) and each listed shard in shard-id order.
+// (Total, with ShardID empty), and each listed shard in shard-id order.
+// Total's counters count the shards no longer listed too, so they never go
+// down.
 type StreamStats struct {
 	StreamName string       // the stream
 	Total      ShardStats   // the sums over its shards
@@ -39,27 +41,23 @@ type StreamStats struct {
 // Stats returns a snapshot of the stream's counters. Each shard's figures
 // are consistent; the shards are read one after another.
 func (s *Stream) Stats() StreamStats {
+	s.mu.Lock() // the shard map and the counts of the shards dropped from it, together
 	m := s.shards.Load()
+	gone := s.goneCounts
+	s.mu.Unlock()
 	cutoff := s.cutoffMs(s.now())
 	st := StreamStats{StreamName: s.name, Shards: make([]ShardStats, 0, len(m.all))}
+	t := &st.Total
+	t.addCounters(gone)
 	for _, sh := range m.all {
-		ss, listed := sh.stats(cutoff)
+		ss, counts, listed := sh.stats(cutoff)
+		t.addCounters(counts) // a shard gone since is no longer listed, still counted
 		if !listed {
-			continue // gone: no longer listed
+			continue
 		}
-		t := &st.Total
 		t.RecordsRetained += ss.RecordsRetained
 		t.BytesRetained += ss.BytesRetained
 		t.MemoryBytes += ss.MemoryBytes
-		t.RecordsPut += ss.RecordsPut
-		t.BytesPut += ss.BytesPut
-		t.GetCalls += ss.GetCalls
-		t.RecordsRead += ss.RecordsRead
-		t.BytesRead += ss.BytesRead
-		t.RecordsPushed += ss.RecordsPushed
-		t.BytesPushed += ss.BytesPushed
-		t.WriteThrottles += ss.WriteThrottles
-		t.ReadThrottles += ss.ReadThrottles
 		if !ss.OldestArrival.IsZero() && (t.OldestArrival.IsZero() || ss.OldestArrival.Before(t.OldestArrival)) {
 			t.OldestArrival = ss.OldestArrival
 		}
@@ -71,13 +69,26 @@ func (s *Stream) Stats() StreamStats {
 	return st
 }
 
-// stats returns the shard's counters, and false if it is gone (closed, and
-// all its records expired before cutoffMs).
-func (s *shardState) stats(cutoffMs int64) (ShardStats, bool) {
+// addCounters adds a shard's counters to st.
+func (st *ShardStats) addCounters(c shardCounters) {
+	st.RecordsPut += c.recordsPut
+	st.BytesPut += c.bytesPut
+	st.GetCalls += c.getCalls
+	st.RecordsRead += c.recordsRead
+	st.BytesRead += c.bytesRead
+	st.RecordsPushed += c.recordsPushed
+	st.BytesPushed += c.bytesPushed
+	st.WriteThrottles += c.writeThrottles
+	st.ReadThrottles += c.readThrottles
+}
+
+// stats returns the shard's statistics and counters, and false if it is
+// gone (closed, and all its records expired before cutoffMs).
+func (s *shardState) stats(cutoffMs int64) (ShardStats, shardCounters, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.goneLocked(cutoffMs) {
-		return ShardStats{}, false
+		return ShardStats{}, s.counters, false
 	}
 	records, bytes := s.store.size()
 	st := ShardStats{
@@ -86,19 +97,11 @@ func (s *shardState) stats(cutoffMs int64) (ShardStats, bool) {
 		RecordsRetained: records,
 		BytesRetained:   bytes,
 		MemoryBytes:     s.store.memory(),
-		RecordsPut:      s.counters.recordsPut,
-		BytesPut:        s.counters.bytesPut,
-		GetCalls:        s.counters.getCalls,
-		RecordsRead:     s.counters.recordsRead,
-		BytesRead:       s.counters.bytesRead,
-		RecordsPushed:   s.counters.recordsPushed,
-		BytesPushed:     s.counters.bytesPushed,
-		WriteThrottles:  s.counters.writeThrottles,
-		ReadThrottles:   s.counters.readThrottles,
 	}
+	st.addCounters(s.counters)
 	if records > 0 {
 		oldest, newest := s.store.oldestNewest()
 		st.OldestArrival, st.NewestArrival = msTime(oldest), msTime(newest)
 	}
-	return st, true
+	return st, s.counters, true
 }

@@ -140,3 +140,29 @@ func TestStatsOfDeletedStream(t *testing.T) {
 	// Stats has no error result; a deleted stream reports its last figures.
 	assert.EqualValues(t, 1, s.Stats().Total.RecordsPut)
 }
+
+// TestStatsTotalsNeverGoDown checks that a stream's totals keep the counts
+// of a resharded parent once it is gone (closed and all its records
+// expired), before and after the sweep drops it from the listing.
+func TestStatsTotalsNeverGoDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(1), WithRetention(time.Hour), WithLimits(Unlimited()))
+		for range 5 {
+			putString(t, s, "k", "x")
+		}
+		require.NoError(t, s.SplitShard(context.Background(), shard0, HashKeyRange{EndingHashKey: MaxHashKey()}.Mid()))
+		putString(t, s, "k", "y")
+		before := s.Stats()
+		require.EqualValues(t, 6, before.Total.RecordsPut)
+		time.Sleep(2 * time.Hour) // the parent's records expire
+		st := s.Stats()
+		assert.Len(t, st.Shards, 2, "the gone parent is no longer listed")
+		assert.EqualValues(t, 6, st.Total.RecordsPut, "before the sweep")
+		time.Sleep(time.Minute) // the sweep drops the parent
+		synctest.Wait()
+		st = s.Stats()
+		assert.Len(t, st.Shards, 2)
+		assert.EqualValues(t, 6, st.Total.RecordsPut, "after the sweep")
+		assert.Equal(t, before.Total.BytesPut, st.Total.BytesPut)
+	})
+}

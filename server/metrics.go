@@ -81,9 +81,9 @@ const consumerGaugeTTL = time.Minute
 // The counters count from the stream's creation (a shard's from its
 // opening), where CloudWatch reports sums per minute: take rate() or
 // increase() of them. A shard's series end when it is gone (closed, and
-// all its records expired); a stream's counters keep the counts that its
-// gone shards had at the last scrape that saw them, so that they never go
-// down. The gauges exist only for what GetRecords and SubscribeToShard
+// all its records expired); a stream's counters keep its gone shards'
+// counts (runnel.StreamStats.Total does), so they never go down. The
+// gauges exist only for what GetRecords and SubscribeToShard
 // through this server have read, not for reads through the Go API. A
 // deleted stream's series, and the gauges it had, disappear at the next
 // scrape; a consumer's gauges disappear a minute after its last event.
@@ -96,10 +96,9 @@ const consumerGaugeTTL = time.Minute
 func WithMetrics() Option {
 	return func(s *Server) {
 		s.paths[metricsPath] = &metrics{
-			srv:     s,
-			carried: make(map[weak.Pointer[runnel.Stream]]*carriedCounts),
-			ages:    make(map[gaugeShard]gaugeValue),
-			behind:  make(map[gaugeConsumer]gaugeValue),
+			srv:    s,
+			ages:   make(map[gaugeShard]gaugeValue),
+			behind: make(map[gaugeConsumer]gaugeValue),
 		}
 	}
 }
@@ -113,8 +112,7 @@ func WithMetrics() Option {
 type metrics struct {
 	srv *Server
 
-	scrapeMu sync.Mutex                                     // serializes scrapes
-	carried  map[weak.Pointer[runnel.Stream]]*carriedCounts // guarded by scrapeMu: each stream's counts of gone shards
+	scrapeMu sync.Mutex // serializes scrapes
 
 	mu sync.Mutex
 	// tick counts observations: a scrape prunes only what was observed
@@ -212,34 +210,6 @@ func (m *metrics) boundLocked(now time.Time) {
 	}
 }
 
-// counterValues are a shard's or a stream's counters, indexed like
-// counterMetrics.
-type counterValues [len(counterMetrics)]int64
-
-// counterValuesOf returns the counters of a shard's statistics.
-func counterValuesOf(st runnel.ShardStats) counterValues {
-	var c counterValues
-	for i, m := range counterMetrics {
-		c[i] = m.of(st)
-	}
-	return c
-}
-
-// add adds o to c.
-func (c *counterValues) add(o counterValues) {
-	for i := range c {
-		c[i] += o[i]
-	}
-}
-
-// carriedCounts is what the scrapes remember of a stream's counters: the
-// counts of its shards that are gone, and each listed shard's counts at the
-// last scrape, to tell which go.
-type carriedCounts struct {
-	gone counterValues
-	last map[string]counterValues
-}
-
 // counterMetric is a counter family at the stream and at the shard level.
 type counterMetric struct {
 	stream, shard string // the family names, without "kinesis_", "shard_" and "_total"
@@ -284,7 +254,6 @@ type streamMetrics struct {
 	key             weak.Pointer[runnel.Stream]
 	stats           runnel.StreamStats
 	listed          map[string]bool                  // its listed shards
-	totals          counterValues                    // its counters, with those of its gone shards
 	ages            map[string]int64                 // the GetRecords gauges, by shard
 	behind          map[string]map[string]gaugeValue // by consumer name, then shard
 }
@@ -310,7 +279,6 @@ func (m *metrics) scrape() []byte {
 	start := m.tick
 	m.mu.Unlock()
 	streams := m.snapshot()
-	m.carry(streams)
 	m.readGauges(streams, start, time.Now())
 	return writeMetrics(streams)
 }
@@ -333,38 +301,6 @@ func (m *metrics) snapshot() []*streamMetrics {
 		return cmp.Or(cmp.Compare(a.account, b.account), cmp.Compare(a.region, b.region), cmp.Compare(a.stats.StreamName, b.stats.StreamName))
 	})
 	return out
-}
-
-// carry sets each stream's totals: its listed shards' counts and those of
-// the shards gone since they were last scraped. It forgets the streams
-// that no longer exist. Called with scrapeMu held.
-func (m *metrics) carry(streams []*streamMetrics) {
-	seen := make(map[weak.Pointer[runnel.Stream]]bool, len(streams))
-	for _, s := range streams {
-		seen[s.key] = true
-		c := m.carried[s.key]
-		if c == nil {
-			c = new(carriedCounts)
-			m.carried[s.key] = c
-		}
-		last := make(map[string]counterValues, len(s.stats.Shards))
-		for _, sh := range s.stats.Shards {
-			last[sh.ShardID] = counterValuesOf(sh)
-		}
-		for id, n := range c.last {
-			if !s.listed[id] {
-				c.gone.add(n)
-			}
-		}
-		c.last = last
-		s.totals = counterValuesOf(s.stats.Total)
-		s.totals.add(c.gone)
-	}
-	for k := range m.carried {
-		if !seen[k] {
-			delete(m.carried, k)
-		}
-	}
 }
 
 // readGauges copies the gauges of the streams' listed shards into the
@@ -421,11 +357,11 @@ func (m *metrics) readGauges(streams []*streamMetrics, start uint64, now time.Ti
 // writeMetrics writes the streams' metrics in the text format.
 func writeMetrics(streams []*streamMetrics) []byte {
 	var w metricsWriter
-	for i, c := range counterMetrics {
+	for _, c := range counterMetrics {
 		name := "kinesis_" + c.stream + "_total"
 		w.family(name, "counter", "Kinesis "+c.cloudWatch+": "+c.what+", since the stream was created.")
 		for _, s := range streams {
-			w.sample(name, s.totals[i], "account", s.account, "region", s.region, "stream", s.stats.StreamName)
+			w.sample(name, c.of(s.stats.Total), "account", s.account, "region", s.region, "stream", s.stats.StreamName)
 		}
 	}
 	w.family(iteratorAgeName, "gauge", iteratorAgeHelp)
