@@ -58,12 +58,12 @@ var shardLevelMetrics = []string{
 
 // Kinesis's bounds of the settings.
 const (
-	maxKeyIDLen         = 2048
-	maxPolicyLen        = 20 << 10
-	maxModeSwitches     = 2 // in any 24 hours
-	maxWarmThroughput   = 10_240
-	minMaxRecordSize    = 1 << 20
-	defaultMaxPutRecord = 5 << 20
+	maxKeyIDLen              = 2048
+	maxPolicyLen             = 20 << 10
+	maxModeSwitches          = 2 // in any 24 hours
+	maxWarmThroughput        = 10_240
+	minMaxRecordSize         = 1 << 20
+	defaultMaxPutRecordsSize = 5 << 20
 )
 
 // encryptionChange is when a stream's encryption became what it is: the
@@ -379,7 +379,7 @@ func (s *Stream) UpdateMaxRecordSize(ctx context.Context, bytes int) error {
 	return s.update(ctx, op, func() error {
 		s.maxRecordSize.Store(int64(bytes))
 		if s.cfg.defaultRequestSize {
-			s.maxRequestSize.Store(int64(max(defaultMaxPutRecord, bytes)))
+			s.maxRequestSize.Store(int64(max(defaultMaxPutRecordsSize, bytes)))
 		}
 		for _, sh := range s.shards.Load().all {
 			sh.limits.setMaxRecordSize(s.cfg.limits, bytes)

@@ -258,7 +258,7 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 		o(&cfg)
 	}
 	if cfg.maxRequestSize == 0 {
-		cfg.maxRequestSize, cfg.defaultRequestSize = max(defaultMaxPutRecord, cfg.maxRecordSize), true
+		cfg.maxRequestSize, cfg.defaultRequestSize = max(defaultMaxPutRecordsSize, cfg.maxRecordSize), true
 	}
 	if err := checkMode(op, cfg.mode); err != nil {
 		return cfg, err
