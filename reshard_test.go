@@ -267,7 +267,7 @@ func TestSplitShardValidation(t *testing.T) {
 		{"malformed id", "shard-1", reshardBig(reshardMid(t, s0)), ErrResourceNotFound, []string{`"shard-1"`}},
 		{"id with letters", "shardId-00000000000x", reshardBig(reshardMid(t, s0)), ErrResourceNotFound, []string{"shardId-00000000000x"}},
 		{"id too long", "shardId-0000000000000", reshardBig(reshardMid(t, s0)), ErrResourceNotFound, []string{"shardId-0000000000000"}},
-		{"empty id", "", reshardBig(reshardMid(t, s0)), ErrResourceNotFound, []string{`""`}},
+		{"empty id", "", reshardBig(reshardMid(t, s0)), ErrValidation, []string{`""`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -221,9 +221,17 @@ func shardID(num uint64) string {
 	return string(appendPadded(b, num, seqShardWidth))
 }
 
-// parseShardID is the inverse of shardID.
+// maxShardIDLen is the longest shard id Kinesis's API takes.
+const maxShardIDLen = 128
+
+// parseShardID is the inverse of shardID. An id longer than Kinesis takes
+// (or empty) is an ErrValidation; another that is not one of runnel's
+// shard ids is an ErrResourceNotFound.
 func parseShardID(op, id string) (uint64, error) {
 	const prefix = "shardId-"
+	if n := len(id); n < 1 || n > maxShardIDLen {
+		return 0, errorf(op, ErrValidation, "shard id %.64q is %d characters; Kinesis takes 1 to %d", id, n, maxShardIDLen)
+	}
 	if len(id) != len(prefix)+seqShardWidth || id[:len(prefix)] != prefix {
 		return 0, errorf(op, ErrResourceNotFound, "shard %.64q does not exist: shard ids look like shardId-000000000000", id)
 	}

@@ -316,7 +316,7 @@ func TestGetShardIteratorValidation(t *testing.T) {
 		{name: "unknown shard", shard: "shardId-000000000099", from: StartingPosition{Type: TrimHorizon}, kind: ErrResourceNotFound, wantMsg: []string{"shardId-000000000099"}},
 		{name: "malformed shard id", shard: "shard-1", from: StartingPosition{Type: TrimHorizon}, kind: ErrResourceNotFound, wantMsg: []string{`"shard-1"`}},
 		{name: "shard id with letters", shard: "shardId-00000000000x", from: StartingPosition{Type: TrimHorizon}, kind: ErrResourceNotFound, wantMsg: []string{`"shardId-00000000000x"`}},
-		{name: "empty shard id", shard: "", from: StartingPosition{Type: TrimHorizon}, kind: ErrResourceNotFound, wantMsg: []string{`""`}},
+		{name: "empty shard id", shard: "", from: StartingPosition{Type: TrimHorizon}, kind: ErrValidation, wantMsg: []string{`""`}},
 		{name: "number of this shard", shard: "shardId-000000000001", from: StartingPosition{Type: AtSequenceNumber, SequenceNumber: other.SequenceNumber}},
 	}
 	for _, tt := range tests {

@@ -618,14 +618,17 @@ type getRecordsOutput struct {
 	ChildShards        []childShard `json:",omitempty"`
 }
 
+// maxIteratorLen is the longest ShardIterator Kinesis's API takes.
+const maxIteratorLen = 512
+
 func getRecords(ctx context.Context, s *Server, req request) (any, error) {
 	const op = "GetRecords"
 	var in getRecordsInput
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	if in.ShardIterator == "" {
-		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "ShardIterator is required"}
+	if n := len(in.ShardIterator); n < 1 || n > maxIteratorLen {
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("ShardIterator is %d characters; Kinesis takes 1 to %d", n, maxIteratorLen)}
 	}
 	text, err := s.open(op, "ShardIterator", iteratorToken, req.cluster, in.ShardIterator)
 	if err != nil {

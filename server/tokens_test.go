@@ -89,6 +89,9 @@ func TestTokensAuthenticated(t *testing.T) {
 			_, err := k.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: aws.String(forged)})
 			invalid(t, err, "ShardIterator")
 		}
+		_, err := k.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: aws.String(strings.Repeat("A", 513))})
+		var tooLong *types.ValidationException
+		require.ErrorAs(t, err, &tooLong, "longer than Kinesis's 512 characters")
 	})
 	t.Run("altered", func(t *testing.T) {
 		b := []byte(aws.ToString(it))
