@@ -183,8 +183,13 @@ func (s *Server) verifySignature(r *http.Request, body []byte, now time.Time) er
 	}
 	sum := sha256.Sum256(body)
 	payloadHash := hex.EncodeToString(sum[:])
-	if h := r.Header.Values("X-Amz-Content-Sha256"); len(h) > 0 && (len(h) > 1 || h[0] != payloadHash) {
-		return authError(runnel.ErrInvalidSignature, "the X-Amz-Content-Sha256 header %.80q is not the SHA-256 of the body, %s", strings.Join(h, ","), payloadHash)
+	switch h := r.Header.Values("X-Amz-Content-Sha256"); {
+	case len(h) == 1 && h[0] == unsignedPayload:
+		// The Java SDK v2 does not sign payloads over HTTPS: the signature
+		// covers the literal, as SigV4 has it.
+		payloadHash = unsignedPayload
+	case len(h) > 0 && (len(h) > 1 || h[0] != payloadHash):
+		return authError(runnel.ErrInvalidSignature, "the X-Amz-Content-Sha256 header %.80q is not the SHA-256 of the body, %s (chunked, STREAMING- payloads are not served)", strings.Join(h, ","), payloadHash)
 	}
 	canonical, err := canonicalRequest(r, a.signedHeaders, payloadHash)
 	if err != nil {
@@ -400,7 +405,10 @@ func signedValues(r *http.Request, name string) ([]string, bool) {
 }
 
 // trimHeaderValue trims a header value's surrounding white space and
-// turns each run of spaces in it into one, as the canonical form has it.
+// turns each run of spaces in it into one, as the canonical form has it
+// and the Go SDK signs. (botocore and the JavaScript and Java SDKs turn any
+// run of white space into a space: a signed header value with a tab in it
+// verifies only from the Go SDK.)
 func trimHeaderValue(v string) string {
 	v = strings.TrimSpace(v)
 	if !strings.Contains(v, "  ") {
@@ -415,6 +423,10 @@ func trimHeaderValue(v string) string {
 	}
 	return b.String()
 }
+
+// unsignedPayload is the X-Amz-Content-Sha256 of a request whose payload
+// the signature does not cover.
+const unsignedPayload = "UNSIGNED-PAYLOAD"
 
 // canonicalQuery returns the SigV4 canonical form of a query: each name
 // and value escaped, the pairs sorted.

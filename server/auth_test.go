@@ -542,3 +542,29 @@ func FuzzAuthorization(f *testing.F) {
 		require.True(t, known, "%q: %v", header, err)
 	})
 }
+
+// TestAuthUnsignedPayload checks that a request signed as the Java SDK v2
+// signs over HTTPS, with UNSIGNED-PAYLOAD for the payload's hash, verifies,
+// and that its signature still covers the rest.
+func TestAuthUnsignedPayload(t *testing.T) {
+	c := authCluster(t)
+	_, err := c.CreateStream(t.Context(), "s", runnel.WithShardCount(1))
+	require.NoError(t, err)
+	url, _ := authServe(t, c, WithCredentials(Credential{AccessKeyID: authKey, SecretAccessKey: authSecret}))
+	const put = `{"StreamName":"s","PartitionKey":"k","Data":"AAEC"}`
+	sign := func(secret string) *http.Request {
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(put))
+		require.NoError(t, err)
+		req.Header.Set("X-Amz-Target", targetPrefix+"PutRecord")
+		req.Header.Set("Content-Type", jsonContentType)
+		req.Header.Set("X-Amz-Content-Sha256", unsignedPayload)
+		creds := aws.Credentials{AccessKeyID: authKey, SecretAccessKey: secret}
+		require.NoError(t, v4.NewSigner().SignHTTP(context.Background(), creds, req, unsignedPayload, "kinesis", "us-east-1", time.Now()))
+		return req
+	}
+	status, body := authDo(t, sign(authSecret))
+	assert.Equal(t, http.StatusOK, status, "%+v", body)
+	status, body = authDo(t, sign("wrong"))
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Equal(t, "InvalidSignatureException", body.Type)
+}
