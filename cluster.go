@@ -422,7 +422,10 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 		return errorf(op, ErrResourceNotFound, "stream %.140q does not exist", name)
 	}
 	// The consumers are checked and the stream marked deleted under its
-	// cmu, so that no consumer registers in between.
+	// cmu, so that no consumer registers in between; under its mu too, so
+	// that no reshard or settings change runs meanwhile.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.cmu.Lock()
 	if names := s.registeredConsumersLocked(); len(names) > 0 && !cfg.enforceConsumerDeletion {
 		s.cmu.Unlock()
@@ -447,22 +450,22 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 	if d := s.cfg.statusDelay; d > 0 {
 		// DELETING: described, and its name taken, until the delay ends.
 		s.state.Store(streamDeleting) // before the timer, which stores streamDeleted
+		s.status = StatusDeleting
 		err := c.afterLocked(op, d, func() {
 			c.mu.Lock()
 			if c.streams[name] == s {
 				delete(c.streams, name)
 			}
 			c.mu.Unlock()
-			s.end(streamDeleted)
+			if s.state.CompareAndSwap(streamDeleting, streamDeleted) { // not if the cluster closed meanwhile
+				s.wakeAll()
+			}
 		})
 		c.mu.Unlock()
 		s.cmu.Unlock()
 		if err != nil {
 			return err // the cluster is closed: so is the stream
 		}
-		s.mu.Lock()
-		s.status = StatusDeleting
-		s.mu.Unlock()
 		s.wakeAll()
 		return nil
 	}

@@ -543,13 +543,14 @@ func (sub *subscription) Next(ctx context.Context) (SubscribeToShardEvent, error
 		if err := ctx.Err(); err != nil {
 			return SubscribeToShardEvent{}, ctxError(op, err)
 		}
+		jumped := sub.s.cluster.advanced() // before the clock is read, so that no jump is missed
 		now := sub.s.now()
 		if !now.Before(sub.ends) {
 			sub.finish(errorf(op, ErrSubscriptionEnded, "the subscription of %s to shard %s lasted its %v", sub.consumer, sub.sh.id, sub.s.cfg.subscriptionTTL))
 			continue
 		}
 		if d := sub.cs.budgetWait(now); d > 0 {
-			if err := sub.wait(ctx, now, earlier(now.Add(d), sub.ends)); err != nil {
+			if err := sub.wait(ctx, jumped, now, earlier(now.Add(d), sub.ends)); err != nil {
 				return SubscribeToShardEvent{}, ctxError(op, err)
 			}
 			continue
@@ -579,15 +580,16 @@ func (sub *subscription) Next(ctx context.Context) (SubscribeToShardEvent, error
 			}
 			return ev, nil
 		}
-		if err := sub.wait(ctx, now, earlier(beat, sub.ends)); err != nil {
+		if err := sub.wait(ctx, jumped, now, earlier(beat, sub.ends)); err != nil {
 			return SubscribeToShardEvent{}, ctxError(op, err)
 		}
 	}
 }
 
 // wait blocks until a writer (or the subscription's end) signals, until
-// the time until, or until ctx ends (its error).
-func (sub *subscription) wait(ctx context.Context, now, until time.Time) error {
+// the time until, until the clock jumps (jumped), or until ctx ends (its
+// error).
+func (sub *subscription) wait(ctx context.Context, jumped <-chan struct{}, now, until time.Time) error {
 	sub.timer.Reset(until.Sub(now))
 	defer sub.timer.Stop()
 	select {
@@ -595,7 +597,7 @@ func (sub *subscription) wait(ctx context.Context, now, until time.Time) error {
 		return nil
 	case <-sub.timer.C:
 		return nil
-	case <-sub.s.cluster.advanced(): // the clock jumped: until may have come
+	case <-jumped: // until may have come
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

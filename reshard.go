@@ -210,7 +210,7 @@ func (c *Cluster) reserveShards(op string, s *Stream, delta int) error {
 	if err := c.checkShardQuotaLocked(op, s.name, delta, false); err != nil {
 		return err
 	}
-	if c.streams[s.name] == s { // a deleted stream no longer counts
+	if c.streams[s.name] == s && s.state.Load() == streamLive { // a deleted or DELETING stream no longer counts
 		c.openShards += delta
 		s.quotaShards += delta
 	}

@@ -169,6 +169,9 @@ func (s *Stream) update(ctx context.Context, op string, change func() error) err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.live(op); err != nil { // deleted or closed meanwhile
+		return err
+	}
 	if s.status != StatusActive {
 		return errorf(op, ErrResourceInUse, "stream %s is %s, not ACTIVE", s.name, s.status)
 	}

@@ -314,7 +314,7 @@ func listChannels(ctx context.Context, s *Server, req request) (any, error) {
 	after := ""
 	if in.NextToken != "" {
 		var err error
-		if after, err = s.open(op, "NextToken", listChannelsToken, req.cluster, in.NextToken); err != nil {
+		if after, err = s.openPage(op, listChannelsToken, req.cluster, "", in.NextToken); err != nil {
 			return nil, err
 		}
 	}
@@ -332,7 +332,7 @@ func listChannels(ctx context.Context, s *Server, req request) (any, error) {
 			continue
 		}
 		if len(out.ChannelSummaries) == limit {
-			out.NextToken = s.seal(listChannelsToken, req.cluster, out.ChannelSummaries[limit-1].ChannelName)
+			out.NextToken = s.sealPage(listChannelsToken, req.cluster, "", out.ChannelSummaries[limit-1].ChannelName)
 			break
 		}
 		dest := "S3"

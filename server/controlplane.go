@@ -304,7 +304,7 @@ func listStreamConsumers(ctx context.Context, s *Server, req request) (any, erro
 		// A NextToken names the last consumer of the page before, by its
 		// place in the order (creation time, then name), which holds
 		// also when that consumer has been deregistered since.
-		last, err := s.open(op, "NextToken", listConsumersToken, req.cluster, in.NextToken)
+		last, err := s.openPage(op, listConsumersToken, req.cluster, consumersScope(st), in.NextToken)
 		if err != nil {
 			return nil, err
 		}
@@ -327,12 +327,18 @@ func listStreamConsumers(ctx context.Context, s *Server, req request) (any, erro
 	}{Consumers: []consumer{}}
 	if len(page) > limit {
 		last := page[limit-1]
-		page, out.NextToken = page[:limit], s.seal(listConsumersToken, req.cluster, fmt.Sprintf("%d/%s", last.ConsumerCreationTimestamp.UnixNano(), last.ConsumerName))
+		page, out.NextToken = page[:limit], s.sealPage(listConsumersToken, req.cluster, consumersScope(st), fmt.Sprintf("%d/%s", last.ConsumerCreationTimestamp.UnixNano(), last.ConsumerName))
 	}
 	for _, c := range page {
 		out.Consumers = append(out.Consumers, wireConsumer(c, false))
 	}
 	return out, nil
+}
+
+// consumersScope is what a ListStreamConsumers NextToken is for: its
+// stream, told apart from others of its name by its creation.
+func consumersScope(st *runnel.Stream) string {
+	return st.ARN() + "@" + strconv.FormatInt(st.CreationTime().UnixNano(), 10)
 }
 
 func deregisterStreamConsumer(ctx context.Context, s *Server, req request) (any, error) {

@@ -282,7 +282,7 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 		if in.ExclusiveStartStreamName != "" {
 			return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "NextToken cannot be combined with ExclusiveStartStreamName"}
 		}
-		if after, err = s.open(op, "NextToken", listStreamsToken, req.cluster, in.NextToken); err != nil {
+		if after, err = s.openPage(op, listStreamsToken, req.cluster, "", in.NextToken); err != nil {
 			return nil, err
 		}
 	}
@@ -296,7 +296,7 @@ func listStreams(ctx context.Context, s *Server, req request) (any, error) {
 	out := listStreamsOutput{StreamNames: []string{}, StreamSummaries: []streamSummary{}}
 	if len(names) > limit {
 		names, out.HasMoreStreams = names[:limit], true
-		out.NextToken = s.seal(listStreamsToken, req.cluster, names[limit-1])
+		out.NextToken = s.sealPage(listStreamsToken, req.cluster, "", names[limit-1])
 	}
 	for _, name := range names {
 		st, err := req.cluster.Stream(name)

@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/runnel-go/runnel"
 )
@@ -85,4 +87,36 @@ func (s *Server) open(op, field string, kind tokenKind, c *runnel.Cluster, token
 		}
 	}
 	return "", &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("%s %.60q is not valid: not issued by this server for this account, region and field, or altered", field, token)}
+}
+
+// pageTokenTTL is how long the NextToken of a listing the server pages
+// itself (ListStreams, ListStreamConsumers, ListChannels) stays valid, as
+// Kinesis's do.
+const pageTokenTTL = 300 * time.Second
+
+// sealPage returns the NextToken of a page that ends at position, for the
+// listing of scope (a stream's ARN and creation, for its consumers; "" for
+// a cluster's streams or channels), stamped with the cluster's time.
+func (s *Server) sealPage(kind tokenKind, c *runnel.Cluster, scope, position string) string {
+	return s.seal(kind, c, strconv.FormatInt(c.Now().UnixMilli(), 10)+"|"+scope+"|"+position)
+}
+
+// openPage returns the position of a NextToken made by sealPage for kind,
+// cluster and scope: an ErrInvalidArgument if it is not one (or of another
+// scope), an ErrExpiredNextToken if it is older than pageTokenTTL.
+func (s *Server) openPage(op string, kind tokenKind, c *runnel.Cluster, scope, token string) (string, error) {
+	text, err := s.open(op, "NextToken", kind, c, token)
+	if err != nil {
+		return "", err
+	}
+	issued, rest, _ := strings.Cut(text, "|")
+	scoped, position, ok := strings.Cut(rest, "|")
+	ms, perr := strconv.ParseInt(issued, 10, 64)
+	switch {
+	case !ok || perr != nil || scoped != scope:
+		return "", &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("NextToken %.60q is not one of this listing's", token)}
+	case c.Now().Sub(time.UnixMilli(ms)) > pageTokenTTL:
+		return "", &runnel.Error{Op: op, Kind: runnel.ErrExpiredNextToken, Msg: fmt.Sprintf("NextToken %.60q expired: it lives %v", token, pageTokenTTL)}
+	}
+	return position, nil
 }

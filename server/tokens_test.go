@@ -166,3 +166,44 @@ func TestTokensAuthenticated(t *testing.T) {
 		assert.ErrorAs(t, err, &expired)
 	})
 }
+
+// TestPageTokens checks the NextTokens of the listings the server pages
+// itself: a ListStreamConsumers token is its stream's only, and tokens
+// expire after 300 s, as Kinesis's do.
+func TestPageTokens(t *testing.T) {
+	ctx := t.Context()
+	clock := new(aheadClock)
+	c := runnel.NewCluster(runnel.WithClock(clock))
+	t.Cleanup(func() { c.Close() })
+	k := serve(t, c, "us-east-1")
+	arns := map[string]*string{}
+	for _, name := range []string{"a", "b"} {
+		_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(1)})
+		require.NoError(t, err)
+		d, err := k.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		require.NoError(t, err)
+		arns[name] = d.StreamDescriptionSummary.StreamARN
+		for _, cons := range []string{"x", "y"} {
+			_, err := k.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arns[name], ConsumerName: aws.String(cons)})
+			require.NoError(t, err)
+		}
+	}
+	page, err := k.ListStreamConsumers(ctx, &kinesis.ListStreamConsumersInput{StreamARN: arns["a"], MaxResults: aws.Int32(1)})
+	require.NoError(t, err)
+	require.NotNil(t, page.NextToken)
+	_, err = k.ListStreamConsumers(ctx, &kinesis.ListStreamConsumersInput{StreamARN: arns["b"], NextToken: page.NextToken})
+	var invalid *types.InvalidArgumentException
+	require.ErrorAs(t, err, &invalid, "stream a's token on stream b")
+	next, err := k.ListStreamConsumers(ctx, &kinesis.ListStreamConsumersInput{StreamARN: arns["a"], NextToken: page.NextToken})
+	require.NoError(t, err)
+	require.Len(t, next.Consumers, 1)
+
+	streams, err := k.ListStreams(ctx, &kinesis.ListStreamsInput{Limit: aws.Int32(1)})
+	require.NoError(t, err)
+	clock.ahead.Add(int64(301 * time.Second))
+	_, err = k.ListStreams(ctx, &kinesis.ListStreamsInput{NextToken: streams.NextToken})
+	var expired *types.ExpiredNextTokenException
+	assert.ErrorAs(t, err, &expired)
+	_, err = k.ListStreamConsumers(ctx, &kinesis.ListStreamConsumersInput{StreamARN: arns["a"], NextToken: page.NextToken})
+	assert.ErrorAs(t, err, &expired)
+}
