@@ -194,6 +194,7 @@ type faultRule struct {
 	op        string       // Op's name, "" for all
 	shard     uint64       // ShardID's number, or noShard
 	remaining atomic.Int64 // < 0: unlimited
+	fired     atomic.Int64 // how many times it fired
 }
 
 // noShard matches every shard in a fault rule, and names no shard in a
@@ -235,15 +236,43 @@ type faultSet struct {
 // Times or Latency, nothing to do) is not installed: InjectFault returns an
 // ErrInvalidArgument that says why.
 func (c *Cluster) InjectFault(f Fault) (remove func(), err error) {
-	shard, err := f.validate()
+	inj, err := c.InjectFaultTracked(f)
 	if err != nil {
 		return func() {}, err
+	}
+	return inj.Remove, nil
+}
+
+// InjectedFault is a fault installed by InjectFaultTracked: it tells how
+// often the fault has fired, and removes it. Its methods are safe for
+// concurrent use.
+type InjectedFault struct {
+	rule *faultRule
+	set  *faultSet
+}
+
+// Fired returns how many times the fault has fired (operations failed or
+// delayed, or records failed).
+func (f *InjectedFault) Fired() int { return int(f.rule.fired.Load()) }
+
+// Spent reports whether the fault has fired its Times and is uninstalled.
+func (f *InjectedFault) Spent() bool { return f.rule.remaining.Load() == 0 }
+
+// Remove uninstalls the fault; a second call does nothing.
+func (f *InjectedFault) Remove() { f.set.remove(f.rule) }
+
+// InjectFaultTracked is InjectFault for a caller that wants to know how
+// often the fault fired: a test server that lists its faults, say.
+func (c *Cluster) InjectFaultTracked(f Fault) (*InjectedFault, error) {
+	shard, err := f.validate()
+	if err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
-		return func() {}, errClusterClosed("InjectFault")
+		return nil, errClusterClosed("InjectFault")
 	}
 	r := &faultRule{Fault: f, op: f.Op.String(), shard: shard}
 	r.remaining.Store(int64(f.Times))
@@ -251,7 +280,7 @@ func (c *Cluster) InjectFault(f Fault) (remove func(), err error) {
 		r.remaining.Store(-1)
 	}
 	c.faults.update(func(rules []*faultRule) []*faultRule { return append(rules, r) })
-	return func() { c.faults.remove(r) }, nil
+	return &InjectedFault{rule: r, set: &c.faults}, nil
 }
 
 // remove uninstalls a rule (once it is spent, or when its remover is
@@ -308,6 +337,7 @@ func (fs *faultSet) find(op, stream string, shard uint64, record bool, key strin
 			continue
 		}
 		if r.take() {
+			r.fired.Add(1)
 			if r.remaining.Load() == 0 {
 				fs.remove(r) // spent: the paths without faults get fast again
 			}

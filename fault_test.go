@@ -417,3 +417,24 @@ func TestSpentFaultIsRemoved(t *testing.T) {
 	putString(t, s, "k", "x")
 	remove() // does nothing now
 }
+
+// TestInjectFaultTracked checks that a tracked fault counts its firings
+// and says when it is spent.
+func TestInjectFaultTracked(t *testing.T) {
+	c, s := newTestStream(t)
+	inj, err := c.InjectFaultTracked(Fault{Op: OpPutRecord, Err: ErrInternalFailure, Times: 2})
+	require.NoError(t, err)
+	assert.Zero(t, inj.Fired())
+	_, err = s.PutRecord(context.Background(), PutRecordInput{PartitionKey: "k", Data: []byte("x")})
+	require.ErrorIs(t, err, ErrInternalFailure)
+	assert.Equal(t, 1, inj.Fired())
+	assert.False(t, inj.Spent())
+	_, err = s.PutRecord(context.Background(), PutRecordInput{PartitionKey: "k", Data: []byte("x")})
+	require.ErrorIs(t, err, ErrInternalFailure)
+	assert.Equal(t, 2, inj.Fired())
+	assert.True(t, inj.Spent())
+	putString(t, s, "k", "x")
+	inj.Remove()
+	_, err = c.InjectFaultTracked(Fault{})
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+}

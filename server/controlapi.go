@@ -158,8 +158,8 @@ func (c *Clock) ClusterOption() runnel.ClusterOption { return runnel.WithClock(c
 // Faults installed through the API are listed and removed through it;
 // those installed with Cluster.InjectFault are not listed, and the API
 // cannot remove them. A fault whose times have all fired is uninstalled
-// by the engine but stays listed, doing nothing, until it is removed or
-// cleared. Reading stats meets no injected fault.
+// by the engine but stays listed, as spent, until it is removed or
+// cleared; the list tells how many times each fault fired. Reading stats meets no injected fault.
 func WithControlAPI(token string, clock *Clock) Option {
 	return func(s *Server) {
 		if token == "" {
@@ -205,9 +205,9 @@ type controlAPI struct {
 
 // controlFault is a fault installed through the control API.
 type controlFault struct {
-	seq    uint64 // the order of installation
-	listed listedFault
-	remove func()
+	seq      uint64 // the order of installation
+	listed   listedFault
+	injected *runnel.InjectedFault
 }
 
 // controlEndpoint is one endpoint of the control API.
@@ -354,10 +354,13 @@ type faultSpec struct {
 }
 
 // listedFault is an installed fault as the control API lists it: its id
-// and its spec, with the account and region of its cluster.
+// and its spec, with the account and region of its cluster, and how many
+// times it fired (spent: all its times).
 type listedFault struct {
 	FaultID string `json:"faultId"`
 	faultSpec
+	Fired int  `json:"fired"`
+	Spent bool `json:"spent"`
 }
 
 // fault converts a spec to a runnel.Fault, checking what the JSON adds:
@@ -422,14 +425,14 @@ func (a *controlAPI) injectFault(_ *http.Request, body []byte) (any, error) {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrLimitExceeded,
 			Msg: fmt.Sprintf("%d faults are installed through the control API, the most it holds; remove or clear some", len(a.faults))}
 	}
-	remove, err := c.InjectFault(f)
+	injected, err := c.InjectFaultTracked(f)
 	if err != nil {
 		return nil, err
 	}
 	a.nextID++
 	spec.Account, spec.Region = c.AccountID(), c.Region()
 	id := "fault-" + strconv.FormatUint(a.nextID, 10)
-	a.faults[id] = &controlFault{seq: a.nextID, listed: listedFault{FaultID: id, faultSpec: spec}, remove: remove}
+	a.faults[id] = &controlFault{seq: a.nextID, listed: listedFault{FaultID: id, faultSpec: spec}, injected: injected}
 	return struct {
 		FaultID string `json:"faultId"`
 	}{id}, nil
@@ -455,7 +458,7 @@ func (a *controlAPI) removeFault(_ *http.Request, body []byte) (any, error) {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrResourceNotFound,
 			Msg: fmt.Sprintf("fault %.64q is not installed: it was removed or cleared, or never injected", in.FaultID)}
 	}
-	f.remove()
+	f.injected.Remove()
 	return struct{}{}, nil
 }
 
@@ -477,6 +480,7 @@ func (a *controlAPI) listFaults(_ *http.Request, body []byte) (any, error) {
 	}{Faults: make([]listedFault, len(all))}
 	for i, f := range all {
 		out.Faults[i] = f.listed
+		out.Faults[i].Fired, out.Faults[i].Spent = f.injected.Fired(), f.injected.Spent()
 	}
 	return out, nil
 }
@@ -492,7 +496,7 @@ func (a *controlAPI) clearFaults(_ *http.Request, body []byte) (any, error) {
 	a.faults = make(map[string]*controlFault)
 	a.mu.Unlock()
 	for _, f := range all {
-		f.remove()
+		f.injected.Remove()
 	}
 	return struct {
 		Removed int `json:"removed"`

@@ -139,6 +139,8 @@ type controlListedFault struct {
 	Times                                                           int
 	LatencyMs                                                       int64
 	PartitionKeys                                                   []string
+	Fired                                                           int
+	Spent                                                           bool
 }
 
 // controlCounters, controlShardStats and controlStreamStats are the stats as the
@@ -226,8 +228,12 @@ func TestControlFaultOnShard(t *testing.T) {
 	var list struct{ Faults []controlListedFault }
 	cs.post(t, "/runnel/faults/list", nil, &list)
 	require.Len(t, list.Faults, 1)
+	got := list.Faults[0]
+	assert.Positive(t, got.Fired, "the list tells that the fault fired")
+	assert.False(t, got.Spent, "a fault without times is never spent")
+	got.Fired = 0
 	assert.Equal(t, controlListedFault{FaultID: id, Account: "000000000000", Region: "us-east-1", StreamName: "s", ShardID: "shardId-000000000001",
-		Error: "ProvisionedThroughputExceededException"}, list.Faults[0])
+		Error: "ProvisionedThroughputExceededException"}, got)
 
 	cs.post(t, "/runnel/faults/remove", map[string]any{"faultId": id}, nil)
 	require.NoError(t, controlPut(t, k, "s", controlShard1Key, "x"), "the fault is gone")
