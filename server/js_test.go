@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"os"
@@ -39,14 +41,18 @@ func TestJavaScriptSDK(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		http1 string
-	}{{"default handler, HTTP/2", "0"}, {"HTTP/1.1", "1"}} {
+		tls   bool
+	}{{"default handler, HTTP/2", "0", false}, {"HTTP/1.1", "1", false}, {"default handler, TLS with ALPN", "0", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			url, h2 := protocolCountingServer(t)
+			url, h2, caFile := protocolCountingServer(t, tc.tls)
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, node, "scenario.mjs")
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "RUNNEL_ENDPOINT="+url, "RUNNEL_HTTP1="+tc.http1)
+			if caFile != "" {
+				cmd.Env = append(cmd.Env, "NODE_EXTRA_CA_CERTS="+caFile) // node trusts the server's certificate
+			}
 			out, err := cmd.Output()
 			var stderr []byte
 			if ee, ok := err.(*exec.ExitError); ok {
@@ -84,16 +90,18 @@ func TestJavaScriptSDK(t *testing.T) {
 }
 
 // protocolCountingServer serves a new cluster as servertest does, counting
-// the requests that came over HTTP/2.
-func protocolCountingServer(t *testing.T) (string, *atomic.Int64) {
+// the requests that came over HTTP/2; over TLS (with HTTP/2 by ALPN) if
+// useTLS is set, with a new certificate whose PEM file it returns.
+func protocolCountingServer(t *testing.T, useTLS bool) (url string, h2 *atomic.Int64, caFile string) {
 	t.Helper()
 	c := runnel.NewCluster()
 	t.Cleanup(func() { c.Close() })
 	s := server.New(c)
-	var h2 atomic.Int64
+	h2 = new(atomic.Int64)
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
+	p.SetHTTP2(true)
 	hs := &http.Server{Protocols: p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 {
 			h2.Add(1)
@@ -102,7 +110,16 @@ func protocolCountingServer(t *testing.T) (string, *atomic.Int64) {
 	})}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
-	return "http://" + l.Addr().String(), &h2
+	if !useTLS {
+		go hs.Serve(l)
+		return "http://" + l.Addr().String(), h2, ""
+	}
+	cert, err := server.SelfSignedCertificate("127.0.0.1")
+	require.NoError(t, err)
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600))
+	hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	go hs.ServeTLS(l, "", "")
+	return "https://" + l.Addr().String(), h2, caFile
 }
