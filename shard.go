@@ -77,19 +77,6 @@ type shardCounters struct {
 	writeThrottles, readThrottles int64
 }
 
-// add adds o's counts to c.
-func (c *shardCounters) add(o shardCounters) {
-	c.recordsPut += o.recordsPut
-	c.bytesPut += o.bytesPut
-	c.getCalls += o.getCalls
-	c.recordsRead += o.recordsRead
-	c.bytesRead += o.bytesRead
-	c.recordsPushed += o.recordsPushed
-	c.bytesPushed += o.bytesPushed
-	c.writeThrottles += o.writeThrottles
-	c.readThrottles += o.readThrottles
-}
-
 func newShardState(num uint64, rng HashKeyRange, startCounter uint64, createdMs int64, gen uint64, l Limits, maxRecordSize int) *shardState {
 	return &shardState{
 		openedGen:    gen,

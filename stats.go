@@ -46,9 +46,8 @@ func (s *Stream) Stats() StreamStats {
 	gone := s.goneCounts
 	s.mu.Unlock()
 	cutoff := s.cutoffMs(s.now())
-	st := StreamStats{StreamName: s.name, Shards: make([]ShardStats, 0, len(m.all))}
+	st := StreamStats{StreamName: s.name, Total: gone, Shards: make([]ShardStats, 0, len(m.all))}
 	t := &st.Total
-	t.addCounters(gone)
 	for _, sh := range m.all {
 		ss, counts, listed := sh.stats(cutoff)
 		t.addCounters(counts) // a shard gone since is no longer listed, still counted

@@ -69,7 +69,7 @@ type Stream struct {
 	tags        map[string]string        // guarded by mu
 	quotaShards int                      // guarded by the cluster's mu: open shards counted against its quota
 	set         settings                 // guarded by mu (settings.go)
-	goneCounts  shardCounters            // guarded by mu: the counters of the shards no longer listed
+	goneCounts  ShardStats               // guarded by mu: the counters of the shards no longer listed
 
 	encryption     atomic.Pointer[[]encryptionChange] // replaced whole under mu
 	maxRecordSize  atomic.Int64                       // bytes; changed under mu
@@ -882,7 +882,7 @@ func (s *Stream) dropExpiredShards(cutoffMs int64) {
 		counts := sh.counters
 		sh.mu.Unlock()
 		if gone {
-			s.goneCounts.add(counts) // Stats' totals never go down
+			s.goneCounts.addCounters(counts) // Stats' totals never go down
 		} else {
 			m.all = append(m.all, sh)
 		}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -46,19 +45,14 @@ var regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 var accountPattern = regexp.MustCompile(`^[0-9]{12}$`)
 
 // credentialScope returns the access key and region of a request's SigV4
-// Authorization header, and false if it has none.
+// Authorization header (read by the one parser of that header), and false
+// if it has none or it is malformed.
 func credentialScope(authorization string) (accessKey, region string, ok bool) {
-	_, rest, ok := strings.Cut(authorization, "Credential=")
-	if !ok {
+	a, err := parseAuthorization(authorization)
+	if err != nil {
 		return "", "", false
 	}
-	cred, _, _ := strings.Cut(rest, ",")
-	// <access key>/<date>/<region>/<service>/aws4_request
-	parts := strings.Split(strings.TrimSpace(cred), "/")
-	if len(parts) != 5 {
-		return "", "", false
-	}
-	return parts[0], parts[2], true
+	return a.accessKey, a.region, true
 }
 
 // tenantOf returns the account and region a request is for.

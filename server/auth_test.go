@@ -167,25 +167,8 @@ func authSDKSession(t *testing.T, k *kinesis.Client) {
 	require.NoError(t, err)
 	reg, err := k.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: d.StreamDescriptionSummary.StreamARN, ConsumerName: aws.String("c")})
 	require.NoError(t, err)
-	// subscribe subscribes after the continuation number cont (from
-	// TRIM_HORIZON when empty), waiting out Kinesis's 5 s rule.
 	subscribe := func(cont string) *kinesis.SubscribeToShardEventStream {
-		from := &types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
-		if cont != "" {
-			from = &types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(cont)}
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			sub, err := k.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: reg.Consumer.ConsumerARN, ShardId: aws.String("shardId-000000000000"), StartingPosition: from},
-				func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
-			var inUse *types.ResourceInUseException
-			var limit *types.LimitExceededException
-			if (errors.As(err, &inUse) || errors.As(err, &limit)) && time.Now().Before(deadline) {
-				time.Sleep(250 * time.Millisecond)
-				continue
-			}
-			require.NoError(t, err)
-			return sub.GetStream()
-		}
+		return SubscribeAfter(t, k, reg.Consumer.ConsumerARN, cont)
 	}
 	stream := subscribe("")
 	defer func() { stream.Close() }()

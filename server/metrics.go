@@ -164,7 +164,7 @@ func (m *metrics) iteratorAge(st *runnel.Stream, shard string, ms int64) {
 	defer m.mu.Unlock()
 	m.tick++
 	m.ages[k] = gaugeValue{value: ms, tick: m.tick}
-	m.boundLocked(time.Now())
+	m.boundLocked()
 }
 
 // millisBehindLatest observes the MillisBehindLatest of a SubscribeToShard
@@ -181,7 +181,7 @@ func (m *metrics) millisBehindLatest(st *runnel.Stream, shard, consumer string, 
 	defer m.mu.Unlock()
 	m.tick++
 	m.behind[k] = gaugeValue{value: ms, tick: m.tick, at: now}
-	m.boundLocked(now)
+	m.boundLocked()
 }
 
 // maxGauges is how many gauge entries the metrics keep before they drop,
@@ -193,10 +193,11 @@ const maxGauges = 10_000
 // maxGauges entries, and again each time they have doubled since, it drops
 // the stale ones (so a scan costs at most one per as many observations).
 // The caller holds mu.
-func (m *metrics) boundLocked(now time.Time) {
+func (m *metrics) boundLocked() {
 	if n := len(m.ages) + len(m.behind); n <= max(maxGauges, m.pruneAt) {
 		return
 	}
+	now := time.Now()
 	defer func() { m.pruneAt = 2 * (len(m.ages) + len(m.behind)) }()
 	for k := range m.ages {
 		if k.stream.Value() == nil {

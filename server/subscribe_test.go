@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -51,25 +50,8 @@ func TestSDKSubscribeToShard(t *testing.T) {
 			}
 			put("before")
 
-			// subscribe subscribes after cont (from TRIM_HORIZON when it is
-			// empty), waiting out Kinesis's 5 s rule as a client must.
 			subscribe := func(cont string) *kinesis.SubscribeToShardEventStream {
-				from := &types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}
-				if cont != "" {
-					from = &types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(cont)}
-				}
-				for deadline := time.Now().Add(10 * time.Second); ; {
-					out, err := k.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: reg.Consumer.ConsumerARN, ShardId: aws.String("shardId-000000000000"), StartingPosition: from},
-						func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
-					var inUse *types.ResourceInUseException
-					var limit *types.LimitExceededException
-					if (errors.As(err, &inUse) || errors.As(err, &limit)) && time.Now().Before(deadline) {
-						time.Sleep(250 * time.Millisecond)
-						continue
-					}
-					require.NoError(t, err)
-					return out.GetStream()
-				}
+				return server.SubscribeAfter(t, k, reg.Consumer.ConsumerARN, cont)
 			}
 			stream := subscribe("")
 			defer func() { stream.Close() }()
