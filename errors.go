@@ -146,6 +146,14 @@ var ErrNotAttempted error = &runnelError{text: "not attempted: an earlier record
 // the caller has listed the shards again.
 var ErrShardMapChanged error = &runnelError{text: "the shard map changed: the record's hash-key range spans more than one shard", isRetryable: true}
 
+// ErrCorrupt is wrapped, next to ErrInternalFailure, by the error of a
+// read that met a record whose checksum does not match in a durable
+// cluster's files. The error names the file, the offset and the counters
+// around the record; the records before and after it stay readable (start
+// after it with AfterSequenceNumber). It is not a Kinesis error and not
+// retryable: reading the same record again fails the same way.
+var ErrCorrupt error = &runnelError{text: "corrupt record"}
+
 // Error is the error type of runnel's operations. It names the operation and
 // the offending value, and wraps one of the sentinel errors (Kind), so both
 // errors.Is(err, ErrInvalidArgument) and errors.As(err, &e) work. Err, when

@@ -324,7 +324,7 @@ func (s *shardState) readPush(sub *subscription, now time.Time, cutoffMs int64, 
 	}
 	from := sub.pos
 	if sub.seek {
-		from = s.store.seekTime(sub.atMs, s.next)
+		from, _ = s.store.seekTime(sub.atMs, s.next) // TODO cold
 	}
 	res, bytes := s.readLocked(now.UnixMilli(), cutoffMs, from, MaxGetRecordsLimit, sub.maxBytes, sub.spans[:0])
 	n := 0
@@ -352,7 +352,8 @@ func (s *shardState) readPush(sub *subscription, now time.Time, cutoffMs int64, 
 func (s *shardState) positionAt(tsMs int64) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.store.seekTime(tsMs, s.next)
+	c, _ := s.store.seekTime(tsMs, s.next)
+	return c
 }
 
 // latest returns the counter after the newest record.

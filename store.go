@@ -1,48 +1,107 @@
 package runnel
 
 import (
+	"math"
 	"sort"
 	"unsafe"
 
 	"github.com/google/btree"
 )
 
-// store is the record storage of one shard: the seam behind which a durable,
-// file-backed store can replace the in-memory one. The shard assigns sequence
-// counters and arrival times and calls a store with its own lock held, so a
-// store needs no locking of its own. Counters passed to append strictly
-// increase; arrival times never decrease.
+// store is the record storage of one shard: the in-memory store, or the
+// file store of a durable cluster (filestore.go). The shard assigns
+// sequence counters and arrival times and calls a store with its own lock
+// held, except where a method says otherwise; a store needs no lock of its
+// own for what it does under the shard's. Counters passed to append
+// strictly increase; arrival times never decrease. No method called under
+// the lock does file I/O: a store that keeps records on disk hands the
+// slow work to a coldReader, which the shard calls after releasing its
+// lock, and to its own background writer.
 type store interface {
-	// append stores one record. The store copies key and data.
+	// append stages one record of a put. The store copies key and data.
 	append(counter uint64, arrivalMs int64, key string, data []byte)
-	// readSpans appends to dst the spans of the records whose counter is
-	// ≥ from, in order, and stops after limit records or once maxBytes of
-	// data and keys are reached (always giving at least one record when one
-	// exists). It returns the counter to continue from and the bytes found.
-	// appendSpans turns the spans into records, which alias the store's
-	// memory and must not be modified; it may run after the shard's lock is
-	// released.
+	// commit ends the appends of one put. It returns nil if the records
+	// are readable and as durable as the store promises already, and
+	// otherwise the handle the writer waits on once the lock is released:
+	// until then the records are not readable.
+	commit() pendingWrite
+	// pending reports whether some appended records are not readable yet
+	// (they wait to be made durable).
+	pending() bool
+	// readSpans appends to dst the spans of the readable records held in
+	// memory whose counter is ≥ from, in order, and stops after limit
+	// records or once maxBytes of data and keys are reached (always giving
+	// at least one record when one exists). It returns the counter to
+	// continue from and the bytes found. appendSpans turns the spans into
+	// records, which alias the store's memory and must not be modified; it
+	// may run after the shard's lock is released. A position before the
+	// records in memory is cold's to read.
 	readSpans(dst []span, from uint64, limit, maxBytes int) ([]span, uint64, int)
+	// cold returns a reader of the records from counter from on, when they
+	// start before the records the store holds in memory; nil otherwise.
+	cold(from uint64) coldReader
 	// seekTime returns the counter of the first record that arrived at or
-	// after tsMs, or next (the counter after the newest record) if none did.
-	seekTime(tsMs int64, next uint64) uint64
+	// after tsMs, or next (the counter after the newest record) if none
+	// did. When that record may lie on disk, it returns a lower bound and
+	// a coldReader from that bound, whose seek finds the exact counter.
+	seekTime(tsMs int64, next uint64) (uint64, coldReader)
 	// arrivalAt returns the arrival time of the first record with a counter
-	// ≥ from, and whether there is one.
+	// ≥ from (readable or not), and whether there is one. For a record on
+	// disk it may return an earlier time: that of an index entry before it.
 	arrivalAt(from uint64) (int64, bool)
 	// trim forgets every record that arrived before cutoffMs and releases
-	// its memory as soon as its whole chunk has expired.
+	// its memory (and its disk) as soon as its whole chunk (segment) has
+	// expired.
 	trim(cutoffMs int64)
 	// first returns the counter of the oldest retained record, or false if
-	// the store holds none.
+	// the store holds none. A file store may return a lower bound: its cold
+	// readers skip the records that arrived before the cutoff.
 	first() (uint64, bool)
 	// size returns the number of retained records and their bytes (data +
 	// partition keys).
 	size() (records, bytes int64)
 	// memory returns the bytes of memory the store holds for its records.
 	memory() int64
+	// disk returns the bytes of the store's files.
+	disk() int64
 	// oldestNewest returns the arrival times of the oldest and newest
 	// retained records (0, 0 when empty).
 	oldestNewest() (int64, int64)
+	// close makes every accepted record durable, stops the store's
+	// background work and releases its files. It is called once, without
+	// the shard's lock; the store is not used after.
+	close() error
+}
+
+// pendingWrite is a writer's handle on the records of one put that a store
+// accepted but has not yet made durable.
+type pendingWrite interface {
+	// wait blocks until the records are durable and readable, and returns
+	// nil, or until the store failed to write them, and returns an *Error
+	// (Kind ErrInternalFailure) naming the file: the records were not
+	// stored and will never be readable. Called without the shard's lock.
+	wait() error
+}
+
+// coldReader reads records that a store holds on disk only, without the
+// shard's lock. A store returns one, under the lock, for a position before
+// the records it holds in memory. Records are copied out of the files, so
+// those a coldReader returns are the caller's.
+type coldReader interface {
+	// read appends to dst the records from the reader's position on whose
+	// arrival is ≥ minArrivalMs, in order, up to limit records or once
+	// maxBytes of data and keys are reached (at least one record when one
+	// exists). It returns the counter to continue from (after the last
+	// record read or skipped) and the bytes of the records returned. A
+	// record that fails its checksum ends the read with an *Error wrapping
+	// ErrCorrupt that names the file, the offset and the counters around
+	// it; the records before it are returned with the error. Records that
+	// were trimmed meanwhile are not an error: read returns none of them.
+	read(dst []Record, shard uint64, limit, maxBytes int, minArrivalMs int64) ([]Record, uint64, int, error)
+	// seek returns the counter of the first record from the reader's
+	// position on that arrived at or after tsMs, or the counter after the
+	// last record on disk if none did.
+	seek(tsMs int64) (uint64, error)
 }
 
 // chunkRecords is the most records one chunk holds; chunkBytes the size of a
@@ -174,7 +233,23 @@ func (m *memStore) find(from uint64) *chunk {
 	return found
 }
 
+func (m *memStore) commit() pendingWrite { return nil }
+
+func (m *memStore) pending() bool { return false }
+
+func (m *memStore) cold(uint64) coldReader { return nil }
+
+func (m *memStore) disk() int64 { return 0 }
+
+func (m *memStore) close() error { return nil }
+
 func (m *memStore) readSpans(dst []span, from uint64, limit, maxBytes int) ([]span, uint64, int) {
+	return m.readSpansBelow(dst, from, math.MaxUint64, limit, maxBytes)
+}
+
+// readSpansBelow is readSpans of the records whose counter is below end: a
+// file store's readable records are those below its published counter.
+func (m *memStore) readSpansBelow(dst []span, from, end uint64, limit, maxBytes int) ([]span, uint64, int) {
 	c := m.find(from)
 	if c == nil {
 		return dst, from, 0
@@ -187,7 +262,7 @@ func (m *memStore) readSpans(dst []span, from uint64, limit, maxBytes int) ([]sp
 			i = max(i, int(from-c.firstCounter))
 		}
 		j := i
-		for ; j < len(c.metas); j++ {
+		for ; j < len(c.metas) && c.firstCounter+uint64(j) < end; j++ {
 			md := &c.metas[j]
 			size := int(md.keyLen) + int(md.dataLen)
 			if taken == limit || (taken > 0 && bytes+size > maxBytes) {
@@ -203,6 +278,57 @@ func (m *memStore) readSpans(dst []span, from uint64, limit, maxBytes int) ([]sp
 		return j == len(c.metas)
 	})
 	return dst, next, bytes
+}
+
+// dropBefore releases the chunks whose records all have counters below
+// counter: a file store's cache lets go of records that are on disk.
+func (m *memStore) dropBefore(counter uint64) {
+	for {
+		c, ok := m.chunks.Min()
+		if !ok || c.lastCounter() >= counter {
+			return
+		}
+		for _, md := range c.metas[c.start:] {
+			m.bytes -= int64(md.keyLen) + int64(md.dataLen)
+		}
+		m.records -= int64(len(c.metas) - c.start)
+		m.chunks.DeleteMin()
+		m.allocated -= c.footprint()
+		if m.tail == c {
+			m.tail = nil
+		}
+	}
+}
+
+// truncateFrom forgets the records whose counter is ≥ counter: a file
+// store's cache drops the records of a put that failed to reach the disk.
+// No reader holds them, since they were never readable, so their room in
+// a chunk's arena can be reused.
+func (m *memStore) truncateFrom(counter uint64) {
+	for {
+		c, ok := m.chunks.Max()
+		if !ok || c.lastCounter() < counter {
+			return
+		}
+		i := c.start
+		if counter > c.firstCounter {
+			i = max(i, int(counter-c.firstCounter))
+		}
+		for _, md := range c.metas[i:] {
+			m.bytes -= int64(md.keyLen) + int64(md.dataLen)
+		}
+		m.records -= int64(len(c.metas) - i)
+		if i > c.start {
+			c.arena = c.arena[:c.metas[i].off]
+			c.metas = c.metas[:i]
+			return
+		}
+		m.chunks.DeleteMax()
+		m.allocated -= c.footprint()
+		if m.tail == c {
+			m.tail = nil
+		}
+	}
 }
 
 // span is a run of consecutive records of one chunk, as readSpans finds
@@ -234,7 +360,12 @@ func appendSpans(dst []Record, shard uint64, spans []span) []Record {
 	return dst
 }
 
-func (m *memStore) seekTime(tsMs int64, next uint64) uint64 {
+func (m *memStore) seekTime(tsMs int64, next uint64) (uint64, coldReader) {
+	return m.seekTimeMem(tsMs, next), nil
+}
+
+// seekTimeMem is seekTime among the records in memory.
+func (m *memStore) seekTimeMem(tsMs int64, next uint64) uint64 {
 	// Chunks are in arrival order; find the first chunk whose newest record
 	// is at or after tsMs, then search inside it.
 	var found *chunk
