@@ -22,7 +22,8 @@ type Cluster struct {
 	nextID     uint64
 	closed     bool
 
-	faults faultSet
+	faults  faultSet
+	dirLock *fileLock // a durable cluster's hold on its data directory
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -36,6 +37,13 @@ type clusterConfig struct {
 	logger          *slog.Logger
 	streamDefaults  []StreamOption
 	clock           Clock
+
+	// A durable cluster's (Open's): catalog.go.
+	dir          string
+	sync         SyncPolicy
+	segmentBytes int64
+	cacheBytes   int64
+	fs           fileSystem
 }
 
 // ClusterOption configures a Cluster.
@@ -199,14 +207,24 @@ func (c *Cluster) AccountID() string { return c.cfg.account }
 // Close to stop it. Inside a testing/synctest bubble the cluster runs on the
 // bubble's virtual clock; create and close it inside the bubble.
 func NewCluster(opts ...ClusterOption) *Cluster {
-	cfg := clusterConfig{region: "us-east-1", account: "000000000000", shardQuota: 20_000, sweepInterval: time.Minute,
-		logger: slog.New(slog.DiscardHandler), clock: systemClock{}}
+	cfg := defaultClusterConfig()
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c := &Cluster{cfg: cfg, streams: make(map[string]*Stream), stop: make(chan struct{})}
+	cfg.dir = "" // WithSync and the like are Open's
+	c := newCluster(cfg)
 	c.wg.Go(c.sweep)
 	return c
+}
+
+func defaultClusterConfig() clusterConfig {
+	return clusterConfig{region: "us-east-1", account: "000000000000", shardQuota: 20_000, sweepInterval: time.Minute,
+		logger: slog.New(slog.DiscardHandler), clock: systemClock{}}
+}
+
+// newCluster returns a cluster without its sweep.
+func newCluster(cfg clusterConfig) *Cluster {
+	return &Cluster{cfg: cfg, streams: make(map[string]*Stream), stop: make(chan struct{})}
 }
 
 // sweep drops expired records and shards until Close.
@@ -248,7 +266,10 @@ func (c *Cluster) Streams() []*Stream {
 
 // Close stops the background sweep and closes every stream: later calls on
 // the cluster and its streams return ErrClosed. Close waits for the sweep to
-// end and may be called more than once.
+// end and may be called more than once. A durable cluster (Open) then
+// writes and fsyncs every record it accepted, records each shard's exact
+// counter (so that numbers go on without a gap), and releases its data
+// directory; Close returns the first error of that work.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -264,6 +285,9 @@ func (c *Cluster) Close() error {
 		s.end(streamClosed)
 	}
 	c.wg.Wait()
+	if c.durable() {
+		return c.closeDurable(streams)
+	}
 	return nil
 }
 
@@ -350,7 +374,24 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 		return nil, err
 	}
 	c.nextID++
-	s := newStream(c, c.nextID, name, cfg, c.now())
+	s, err := newStream(c, op, c.nextID, name, cfg, c.now())
+	if err != nil {
+		return nil, err
+	}
+	if c.durable() {
+		// On disk before any writer can find it, so that no record lands
+		// in a stream that a crash would forget.
+		err := c.writeClusterFile(op, false)
+		if err == nil {
+			s.mu.Lock()
+			err = s.persistLocked(op)
+			s.mu.Unlock()
+		}
+		if err != nil {
+			s.releaseLocked() // not yet shared: no lock needed
+			return nil, err
+		}
+	}
 	if d := cfg.statusDelay; d > 0 {
 		err := c.afterLocked(op, d, func() {
 			s.mu.Lock()
@@ -459,6 +500,12 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 			c.mu.Unlock()
 			if s.state.CompareAndSwap(streamDeleting, streamDeleted) { // not if the cluster closed meanwhile
 				s.wakeAll()
+				s.mu.Lock()
+				err := s.releaseLocked()
+				s.mu.Unlock()
+				if err != nil {
+					c.cfg.logger.Error("runnel: could not remove a deleted stream's files", "stream", name, "err", err)
+				}
 			}
 		})
 		c.mu.Unlock()
@@ -467,13 +514,16 @@ func (c *Cluster) DeleteStream(ctx context.Context, name string, opts ...DeleteS
 			return err // the cluster is closed: so is the stream
 		}
 		s.wakeAll()
-		return nil
+		return s.persistLocked(op) // a restart finishes the deletion
 	}
 	delete(c.streams, name)
 	s.state.Store(streamDeleted)
 	c.mu.Unlock()
 	s.cmu.Unlock()
 	s.end(streamDeleted)
+	if err := s.releaseLocked(); err != nil {
+		return asError(op, "", err)
+	}
 	return nil
 }
 

@@ -143,6 +143,15 @@ type RegisterStreamConsumerInput struct {
 // one CREATING at once, is an ErrLimitExceeded.
 func (s *Stream) RegisterStreamConsumer(ctx context.Context, in RegisterStreamConsumerInput) (StreamConsumer, error) {
 	const op = "RegisterStreamConsumer"
+	c, err := s.registerStreamConsumer(ctx, op, in)
+	if err != nil {
+		return c, err
+	}
+	return c, s.persist(op)
+}
+
+// registerStreamConsumer is RegisterStreamConsumer's work under cmu.
+func (s *Stream) registerStreamConsumer(ctx context.Context, op string, in RegisterStreamConsumerInput) (StreamConsumer, error) {
 	name := in.ConsumerName
 	if err := validateName(op, "consumer", name); err != nil {
 		return StreamConsumer{}, err
@@ -268,6 +277,14 @@ func (s *Stream) ListStreamConsumers(ctx context.Context) ([]StreamConsumer, err
 // ErrResourceInUse.
 func (s *Stream) DeregisterStreamConsumer(ctx context.Context, in StreamConsumerRef) error {
 	const op = "DeregisterStreamConsumer"
+	if err := s.deregisterStreamConsumer(ctx, op, in); err != nil {
+		return err
+	}
+	return s.persist(op)
+}
+
+// deregisterStreamConsumer is DeregisterStreamConsumer's work under cmu.
+func (s *Stream) deregisterStreamConsumer(ctx context.Context, op string, in StreamConsumerRef) error {
 	if err := s.begin(ctx, op, noShard); err != nil {
 		return err
 	}
@@ -434,7 +451,10 @@ func (s *Stream) SubscribeToShard(ctx context.Context, in SubscribeToShardInput)
 	now := s.now()
 	if seek && atMs <= now.UnixMilli() {
 		// Records arriving from now on arrive after the time: resolve it once.
-		pos, seek = sh.positionAt(atMs), false
+		if pos, err = sh.positionAt(atMs); err != nil {
+			return nil, asError(op, "", err)
+		}
+		seek = false
 	}
 	sub := &subscription{
 		s: s, sh: sh, consumer: in.ConsumerARN, started: now, ends: now.Add(s.cfg.subscriptionTTL),
@@ -556,18 +576,24 @@ func (sub *subscription) Next(ctx context.Context) (SubscribeToShardEvent, error
 			continue
 		}
 		beat := sub.lastEvent.Add(heartbeatEvery)
-		res, bytes := sub.sh.readPush(sub, now, sub.s.cutoffMs(now), !now.Before(beat))
+		res, bytes := sub.sh.readPush(sub, sub.buf[:0], now, sub.s.cutoffMs(now), !now.Before(beat))
+		sub.buf = res.records
 		if res.gone {
 			sub.finish(errorf(op, ErrResourceNotFound, "shard %s of stream %s has expired", sub.sh.id, sub.s.name))
+			continue
+		}
+		if res.err != nil && len(sub.buf) == 0 {
+			sub.finish(asError(op, "", res.err))
 			continue
 		}
 		if !res.cont.IsZero() {
 			sub.pos, sub.lastEvent = res.cont.counter+1, now
 			return SubscribeToShardEvent{ContinuationSequenceNumber: res.cont}, nil
 		}
-		sub.buf = appendSpans(sub.buf[:0], sub.sh.num, res.spans)
-		clear(res.spans) // keep no chunk alive
-		sub.spans = res.spans[:0]
+		if len(sub.buf) == 0 && res.next > sub.pos && !res.end {
+			sub.pos = res.next // a read from disk passed over records that came before its time: go on at once
+			continue
+		}
 		if got := len(sub.buf); got > 0 || res.end {
 			sub.cs.charge(now, bytes)
 			sub.pos, sub.seek, sub.lastEvent = res.next, false, now

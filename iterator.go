@@ -316,9 +316,15 @@ func (s *Stream) GetRecords(ctx context.Context, in GetRecordsInput) (GetRecords
 	}
 	pos := it.pos
 	if it.seek {
-		pos = sh.positionAt(it.atMs)
+		var err error
+		if pos, err = sh.positionAt(it.atMs); err != nil {
+			return GetRecordsOutput{}, asError(op, "", err)
+		}
 	}
 	res := sh.read(now, s.cutoffMs(now), pos, limit, MaxGetRecordsBytes, in.Buffer[:0])
+	if res.err != nil && len(res.records) == 0 {
+		return GetRecordsOutput{}, asError(op, "", res.err)
+	}
 	if res.gone {
 		return GetRecordsOutput{}, errorf(op, ErrResourceNotFound, "shard %s of stream %s has expired", sh.id, s.name)
 	}

@@ -256,10 +256,33 @@ func (s *FileLeaseStore) write(op string, table map[string]Lease) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(s.path)
-	tmp, err := os.CreateTemp(dir, s.tempPrefix()+"*")
+	what, err := replaceFile(s.path, s.tempPrefix(), data)
+	if err == nil {
+		return nil
+	}
+	if what == syncDirStep {
+		return &Error{Op: op, Kind: ErrInternalFailure, Err: err,
+			Msg: fmt.Sprintf("lease file %s was replaced, but the fsync of its directory failed: the write may not survive a crash", s.path)}
+	}
+	return fileError(op, s.path, what, err)
+}
+
+// syncDirStep is the step of replaceFile that failed after the file was
+// replaced.
+const syncDirStep = "fsync the directory of"
+
+// replaceFile replaces the file at path with data atomically: it writes a
+// temporary file (its name starting with tempPrefix) in the same
+// directory, fsyncs it, renames it over the file and fsyncs the directory,
+// so a crash at any moment leaves the old file or the new one. It keeps
+// the permission bits of the file it replaces. On failure it returns what
+// it could not do, to complete "could not … <path>", and the fault; when
+// that is syncDirStep, the file may have been replaced.
+func replaceFile(path, tempPrefix string, data []byte) (string, error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
-		return fileError(op, s.path, "create a temporary file for", err)
+		return "create a temporary file for", err
 	}
 	renamed := false
 	defer func() {
@@ -268,29 +291,28 @@ func (s *FileLeaseStore) write(op string, table map[string]Lease) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if fi, err := os.Stat(s.path); err == nil {
+	if fi, err := os.Stat(path); err == nil {
 		if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
-			return fileError(op, s.path, "set the mode of the temporary file "+tmp.Name()+" of", err)
+			return "set the mode of the temporary file " + tmp.Name() + " of", err
 		}
 	}
 	if _, err := tmp.Write(data); err != nil {
-		return fileError(op, s.path, "write the temporary file "+tmp.Name()+" of", err)
+		return "write the temporary file " + tmp.Name() + " of", err
 	}
 	if err := tmp.Sync(); err != nil {
-		return fileError(op, s.path, "fsync the temporary file "+tmp.Name()+" of", err)
+		return "fsync the temporary file " + tmp.Name() + " of", err
 	}
 	if err := tmp.Close(); err != nil {
-		return fileError(op, s.path, "close the temporary file "+tmp.Name()+" of", err)
+		return "close the temporary file " + tmp.Name() + " of", err
 	}
-	if err := os.Rename(tmp.Name(), s.path); err != nil {
-		return fileError(op, s.path, "rename the temporary file "+tmp.Name()+" over", err)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "rename the temporary file " + tmp.Name() + " over", err
 	}
 	renamed = true
 	if err := syncDir(dir); err != nil {
-		return &Error{Op: op, Kind: ErrInternalFailure, Err: err,
-			Msg: fmt.Sprintf("lease file %s was replaced, but the fsync of its directory failed: the write may not survive a crash", s.path)}
+		return syncDirStep, err
 	}
-	return nil
+	return "", nil
 }
 
 // removeTemps removes the temporary files that interrupted writes left

@@ -2,7 +2,10 @@
 
 package runnel
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // fileLock is the lock of a lease file where flock(2) is missing: the
 // store's own semaphore. It reaches neither other processes nor other
@@ -25,6 +28,20 @@ func (l *fileLock) lock(ctx context.Context, op string, _ bool) error {
 		return nil
 	case <-ctx.Done():
 		return ctxError(op, ctx.Err())
+	}
+}
+
+// errLocked is tryLock's error when another holder has the lock.
+var errLocked = errors.New("locked by another holder")
+
+// tryLock takes the semaphore, or fails with errLocked at once. It reaches
+// no other process.
+func (l *fileLock) tryLock() error {
+	select {
+	case l.sem <- struct{}{}:
+		return nil
+	default:
+		return errLocked
 	}
 }
 

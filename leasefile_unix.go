@@ -4,6 +4,7 @@ package runnel
 
 import (
 	"context"
+	"errors"
 	"os"
 	"syscall"
 )
@@ -40,6 +41,19 @@ func (l *fileLock) lock(_ context.Context, op string, exclusive bool) error {
 		return fileError(op, l.path, "lock the lock file "+l.f.Name()+" of", err)
 	}
 	return nil
+}
+
+// errLocked is tryLock's error when another holder has the lock.
+var errLocked = errors.New("locked by another holder")
+
+// tryLock takes the flock exclusively, or fails with errLocked at once if
+// another open file holds it.
+func (l *fileLock) tryLock() error {
+	err := l.flock(syscall.LOCK_EX | syscall.LOCK_NB)
+	if err == syscall.EWOULDBLOCK {
+		return errLocked
+	}
+	return err
 }
 
 // unlock releases the flock.

@@ -172,27 +172,72 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 		s.nextShard = nextShard // nothing was created
 		return err
 	}
+	updateCalls := s.updateCalls
 	if p.countsAsUpdate && s.cfg.updateShardCountLimit > 0 {
 		s.updateCalls = append(s.updateCalls, now)
+	}
+	if s.cfg.reshardDuration > 0 {
+		s.status = StatusUpdating
+	}
+	if err := s.prepare(op, p); err != nil {
+		s.nextShard, s.updateCalls, s.status = nextShard, updateCalls, StatusActive
+		s.cluster.reserveShards(op, s, len(s.shards.Load().open)-len(p.open))
+		return err
 	}
 	if s.cfg.reshardDuration <= 0 {
 		s.commit(p, now)
 		committed = p
-		return nil
+		return s.persistLocked(op)
 	}
-	s.status = StatusUpdating
 	return s.cluster.after(op, time.Duration(p.steps)*s.cfg.reshardDuration, func() {
 		s.mu.Lock()
-		live := s.live(op) == nil
+		live := s.live(op) == nil && s.pending == p
+		var err error
 		if live {
 			s.commit(p, s.now())
 			s.status = StatusActive
+			err = s.persistLocked(op)
 		}
 		s.mu.Unlock()
 		if live {
 			s.logReshard(op, p)
 		}
+		if err != nil {
+			s.cluster.cfg.logger.Error("runnel: could not record a committed resharding; a restart commits it again", "stream", s.name, "err", err)
+		}
 	})
+}
+
+// prepare opens the stores of the shards a plan creates and, in a durable
+// cluster, records the plan, so that a crash before or during its commit
+// leaves it to be committed at the next Open: records written to the new
+// shards are then never lost. Called with s.mu held.
+func (s *Stream) prepare(op string, p *reshardPlan) error {
+	if !s.cluster.durable() {
+		return nil
+	}
+	for _, par := range p.parents {
+		par.mu.Lock()
+		p.floor = max(p.floor, par.next+crashGap)
+		par.mu.Unlock()
+	}
+	for i, sh := range p.created {
+		if _, err := s.cluster.openStore(op, s.id, sh); err != nil {
+			for _, o := range p.created[:i] {
+				releaseStore(o)
+			}
+			return err
+		}
+	}
+	s.pending = p
+	if err := s.persistLocked(op); err != nil {
+		s.pending = nil
+		for _, o := range p.created {
+			releaseStore(o)
+		}
+		return err
+	}
+	return nil
 }
 
 // logReshard logs a committed resharding.
@@ -253,6 +298,13 @@ type reshardPlan struct {
 	steps     int // splits and merges
 
 	countsAsUpdate bool // an UpdateShardCount call, counted against its limit
+
+	// floor is the least counter the new shards start at: in a durable
+	// cluster, crashGap above what the parents had issued when the plan
+	// was made, recorded with the plan, so that a commit redone at Open
+	// after a crash gives the same starts and leaves room for any number
+	// the parents issued before it (see recommit); 0 in memory.
+	floor uint64
 }
 
 // openShard finds an open shard by id, or explains why it cannot be resharded.
@@ -355,9 +407,9 @@ func (s *Stream) commit(p *reshardPlan, now time.Time) {
 		final[sh] = true
 	}
 	// Every shard starts above the counters its parents reached, so its
-	// sequence numbers exceed theirs.
+	// sequence numbers exceed theirs, and at the plan's floor.
 	for _, sh := range p.created {
-		start := uint64(0)
+		start := p.floor
 		for _, par := range p.parentsOf[sh] {
 			start = max(start, par.next)
 		}
@@ -374,6 +426,7 @@ func (s *Stream) commit(p *reshardPlan, now time.Time) {
 	for _, par := range locked {
 		par.mu.Unlock()
 	}
+	s.pending = nil
 }
 
 // ReadableShards returns the shards of a listing that a reader following

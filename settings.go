@@ -175,7 +175,10 @@ func (s *Stream) update(ctx context.Context, op string, change func() error) err
 	if s.status != StatusActive {
 		return errorf(op, ErrResourceInUse, "stream %s is %s, not ACTIVE", s.name, s.status)
 	}
-	return change()
+	if err := change(); err != nil {
+		return err
+	}
+	return s.persistLocked(op)
 }
 
 // checkKeyID is the one validator of a KMS key id.
@@ -412,7 +415,7 @@ func (c *Cluster) PutResourcePolicy(ctx context.Context, arn, policy string) err
 	if err := checkPolicy(op, policy); err != nil {
 		return err
 	}
-	return c.withResource(ctx, op, arn, func(r resource) error {
+	return c.withResource(ctx, op, arn, true, func(r resource) error {
 		*r.policy = policy
 		return nil
 	})
@@ -422,7 +425,7 @@ func (c *Cluster) PutResourcePolicy(ctx context.Context, arn, policy string) err
 // when it has none (as GetResourcePolicy answers).
 func (c *Cluster) ResourcePolicy(ctx context.Context, arn string) (string, error) {
 	var out string
-	err := c.withResource(ctx, "GetResourcePolicy", arn, func(r resource) error {
+	err := c.withResource(ctx, "GetResourcePolicy", arn, false, func(r resource) error {
 		out = cmp.Or(*r.policy, "{}")
 		return nil
 	})
@@ -433,7 +436,7 @@ func (c *Cluster) ResourcePolicy(ctx context.Context, arn string) (string, error
 // consumer. One that has none is an ErrResourceNotFound.
 func (c *Cluster) DeleteResourcePolicy(ctx context.Context, arn string) error {
 	const op = "DeleteResourcePolicy"
-	return c.withResource(ctx, op, arn, func(r resource) error {
+	return c.withResource(ctx, op, arn, true, func(r resource) error {
 		if *r.policy == "" {
 			return errorf(op, ErrResourceNotFound, "%s has no resource policy", r.name)
 		}
@@ -452,7 +455,7 @@ type resource struct {
 
 // withResource runs fn on the stream or consumer arn names, under the lock
 // that guards its policy and tags.
-func (c *Cluster) withResource(ctx context.Context, op, arn string, fn func(resource) error) error {
+func (c *Cluster) withResource(ctx context.Context, op, arn string, change bool, fn func(resource) error) error {
 	streamName, consumer, err := parseResourceARN(op, arn)
 	if err != nil {
 		return err
@@ -470,15 +473,23 @@ func (c *Cluster) withResource(ctx context.Context, op, arn string, fn func(reso
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return fn(resource{name: "stream " + s.name, policy: &s.set.policy, tags: &s.tags})
+		if err := fn(resource{name: "stream " + s.name, policy: &s.set.policy, tags: &s.tags}); err != nil || !change {
+			return err
+		}
+		return s.persistLocked(op)
 	}
 	s.cmu.Lock()
-	defer s.cmu.Unlock()
 	sc, ok := s.consumers[consumer]
 	if !ok || sc.desc.ConsumerARN != arn {
+		s.cmu.Unlock()
 		return errorf(op, ErrResourceNotFound, "consumer %s does not exist", clip(arn, 300))
 	}
-	return fn(resource{name: "consumer " + consumer + " of stream " + s.name, policy: &sc.policy, tags: &sc.tags})
+	ferr := fn(resource{name: "consumer " + consumer + " of stream " + s.name, policy: &sc.policy, tags: &sc.tags})
+	s.cmu.Unlock()
+	if ferr != nil || !change {
+		return ferr
+	}
+	return s.persist(op)
 }
 
 // streamARNPattern is the shape of a stream ARN.

@@ -59,6 +59,7 @@ type shardState struct {
 	lastArrive int64  // arrival (Unix ms) of the newest record; arrivals never go back
 	oldest     int64  // arrival of the oldest retained record; MaxInt64 if none
 	closed     bool
+	released   bool // the store was closed (releaseStore): puts fail
 	closedAtMs int64
 	closedGen  uint64          // generation of the shard map published with the close
 	children   []*shardState   // set when closed
@@ -123,16 +124,24 @@ type write struct {
 
 // put appends records to the shard in order, at time now. Each record
 // succeeds or fails on its own, except that an in-order write after a failed
-// one is refused (ErrNotAttempted). It writes results[w.index].
-func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, results []PutRecordsResult) {
+// one is refused (ErrNotAttempted). It writes results[w.index]. When the
+// store has yet to make the records durable, it returns the handle to wait
+// on (see settle) once every shard of the request has been written.
+func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, results []PutRecordsResult) pendingWrite {
 	nowMs := now.UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.released {
+		for _, w := range ws {
+			results[w.index].Err = errorf(op, ErrClosed, "shard %s is closed: its stream was closed or deleted", s.id)
+		}
+		return nil
+	}
 	if s.closed {
 		for _, w := range ws {
 			results[w.index].Err = errShardClosed
 		}
-		return
+		return nil
 	}
 	s.expireLocked(cutoffMs)
 	arrival := max(nowMs, s.lastArrive)
@@ -179,10 +188,30 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 		results[w.index] = PutRecordsResult{ShardID: s.id, SequenceNumber: SequenceNumber{counter: counter, shard: s.num}}
 		appended = true
 	}
-	if appended {
-		s.lastArrive = arrival
-		s.oldest = min(s.oldest, arrival)
-		s.wakeLocked()
+	if !appended {
+		return nil
+	}
+	s.lastArrive = arrival
+	s.oldest = min(s.oldest, arrival)
+	pw := s.store.commit()
+	if pw == nil {
+		s.wakeLocked() // readable now; otherwise the store wakes the readers when it publishes
+	}
+	return pw
+}
+
+// settle waits for a put's records to be durable, and fails those of the
+// put's writes ws that the store could not write (results[w.index] of
+// this shard's): they were never stored, so they are not acknowledged.
+func (s *shardState) settle(pw pendingWrite, ws []write, results []PutRecordsResult) {
+	err := pw.wait()
+	if err == nil {
+		return
+	}
+	for _, w := range ws {
+		if r := &results[w.index]; r.Err == nil && r.ShardID == s.id {
+			*r = PutRecordsResult{Err: err}
+		}
 	}
 }
 
@@ -244,19 +273,21 @@ func (s *shardState) unwatch(ch chan struct{}) {
 
 // readResult is what one read of the shard found.
 type readResult struct {
-	records   []Record       // GetRecords: the records read
-	spans     []span         // readPush: the records read, for appendSpans
+	records   []Record       // the records read
 	cont      SequenceNumber // readPush: an idle continuation number, when one was issued
 	next      uint64         // counter to continue from
 	behindMs  int64
 	end       bool // the shard is closed and every record was read
 	children  []*shardState
 	throttled bool
-	gone      bool // the shard is closed and all its records expired
+	gone      bool  // the shard is closed and all its records expired
+	cold      bool  // records holds what was read from a file store's disk
+	err       error // reading the store's files failed
 }
 
 // read returns the records at or after counter from, honouring the read
-// limits, Limit and the byte cap: a GetRecords call.
+// limits, Limit and the byte cap: a GetRecords call. Records that a file
+// store holds only on disk are read after the lock is released.
 func (s *shardState) read(now time.Time, cutoffMs int64, from uint64, limit, maxBytes int, dst []Record) readResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -268,31 +299,46 @@ func (s *shardState) read(now time.Time, cutoffMs int64, from uint64, limit, max
 		s.counters.readThrottles++
 		return readResult{throttled: true, next: from}
 	}
-	res, bytes := s.readLocked(now.UnixMilli(), cutoffMs, from, limit, maxBytes, s.spans[:0])
-	res.records = appendSpans(dst, s.num, res.spans)
-	clear(res.spans) // keep no chunk alive
-	s.spans, res.spans = res.spans[:0], nil
+	res, bytes := s.readLocked(now.UnixMilli(), cutoffMs, from, limit, maxBytes, dst, cutoffMs, &s.spans)
+	if !res.cold {
+		res.records = appendSpans(dst, s.num, s.spans)
+		clear(s.spans) // keep no chunk alive
+	}
 	s.limits.readBytes.charge(now, bytes)
 	s.counters.recordsRead += int64(len(res.records) - len(dst))
 	s.counters.bytesRead += int64(bytes)
 	return res
 }
 
-// readLocked finds the records read would return, as spans appended to
-// dst, without the shard's read limits, and returns the bytes found (data
-// and partition keys).
-func (s *shardState) readLocked(nowMs, cutoffMs int64, from uint64, limit, maxBytes int, dst []span) (readResult, int) {
+// readLocked finds the records read would return, without the shard's read
+// limits, and returns the bytes found (data and partition keys). Records
+// in memory are found as spans, set in *spans (the caller's scratch), for
+// the caller to turn into records with appendSpans; records on disk are
+// read by the store's coldReader into res.records (appended to dst, and
+// res.cold set), skipping those that arrived before minArrivalMs, with the
+// lock released meanwhile.
+func (s *shardState) readLocked(nowMs, cutoffMs int64, from uint64, limit, maxBytes int, dst []Record, minArrivalMs int64, spans *[]span) (readResult, int) {
 	s.expireLocked(cutoffMs)
 	if first, ok := s.store.first(); ok && first > from {
 		from = first // the records before have expired: continue at the trim horizon
 	}
-	spans, next, bytes := s.store.readSpans(dst, from, limit, maxBytes)
-	res := readResult{spans: spans, next: max(next, from)}
+	var res readResult
+	bytes := 0
+	*spans = (*spans)[:0]
+	if cold := s.store.cold(from); cold != nil {
+		s.mu.Unlock()
+		res.records, res.next, bytes, res.err = cold.read(dst, s.num, limit, maxBytes, minArrivalMs)
+		res.cold = true
+		s.mu.Lock()
+	} else {
+		*spans, res.next, bytes = s.store.readSpans(*spans, from, limit, maxBytes)
+	}
+	res.next = max(res.next, from)
 	if arrival, ok := s.store.arrivalAt(res.next); ok {
 		// At least 1 while records remain, so that "0 = caught up" holds
 		// even when they arrived this millisecond.
 		res.behindMs = max(nowMs-arrival, 1)
-	} else if s.closed {
+	} else if s.closed && res.err == nil {
 		res.end = true
 		res.children = s.children
 	}
@@ -301,9 +347,9 @@ func (s *shardState) readLocked(nowMs, cutoffMs int64, from uint64, limit, maxBy
 
 // readPush is a subscription's read at now: read without the shard's read
 // limits, from sub.pos, or from the first record that arrived at or after
-// sub.atMs while sub.seek is set. It returns spans, which the caller turns
-// into records with appendSpans after the lock is released, so that the
-// subscribers of one shard copy in parallel.
+// sub.atMs while sub.seek is set. It appends the records to dst, turning
+// the spans of records in memory into records after the lock is released,
+// so that the subscribers of one shard do that work in parallel.
 //
 // When it finds nothing on an open shard, it issues an idle continuation
 // number (res.cont) if beat is set, and otherwise registers sub.wake, as
@@ -315,27 +361,43 @@ func (s *shardState) readLocked(nowMs, cutoffMs int64, from uint64, limit, maxBy
 // below every later one, so that continuation numbers advance while no
 // records arrive, as Kinesis's do with time. It takes one counter of the
 // shard (numbers may have gaps, as SequenceNumberForOrdering leaves too),
-// shared by the idle subscriptions of the shard until a record comes.
-func (s *shardState) readPush(sub *subscription, now time.Time, cutoffMs int64, beat bool) (readResult, int) {
+// shared by the idle subscriptions of the shard until a record comes. None
+// is issued while the store holds records not yet readable, which the
+// number would pass over.
+func (s *shardState) readPush(sub *subscription, dst []Record, now time.Time, cutoffMs int64, beat bool) (readResult, int) {
+	res, bytes := s.readPushLocked(sub, dst, now, cutoffMs, beat)
+	if !res.cold && !res.gone {
+		res.records = appendSpans(dst, s.num, sub.spans)
+		clear(sub.spans) // keep no chunk alive
+	}
+	return res, bytes
+}
+
+// readPushLocked is readPush's work under the shard's lock.
+func (s *shardState) readPushLocked(sub *subscription, dst []Record, now time.Time, cutoffMs int64, beat bool) (readResult, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.goneLocked(cutoffMs) {
 		return readResult{gone: true}, 0
 	}
-	from := sub.pos
+	from, minArrival := sub.pos, cutoffMs
 	if sub.seek {
-		from, _ = s.store.seekTime(sub.atMs, s.next) // TODO cold
+		at, _ := s.store.seekTime(sub.atMs, s.next) // a lower bound when on disk: the read skips what came before
+		from, minArrival = max(at, sub.pos), max(cutoffMs, sub.atMs)
 	}
-	res, bytes := s.readLocked(now.UnixMilli(), cutoffMs, from, MaxGetRecordsLimit, sub.maxBytes, sub.spans[:0])
-	n := 0
-	for _, sp := range res.spans {
-		n += len(sp.metas)
+	res, bytes := s.readLocked(now.UnixMilli(), cutoffMs, from, MaxGetRecordsLimit, sub.maxBytes, dst, minArrival, &sub.spans)
+	n := len(res.records) - len(dst)
+	if !res.cold {
+		n = 0
+		for _, sp := range sub.spans {
+			n += len(sp.metas)
+		}
 	}
 	s.counters.recordsPushed += int64(n)
 	s.counters.bytesPushed += int64(bytes)
 	switch {
-	case n > 0 || res.end:
-	case beat:
+	case n > 0 || res.end || res.err != nil:
+	case beat && res.behindMs == 0 && !s.store.pending():
 		if s.idleCont == 0 || s.idleCont != s.next-1 || s.idleCont < res.next {
 			s.idleCont = s.next
 			s.next++
@@ -348,12 +410,16 @@ func (s *shardState) readPush(sub *subscription, now time.Time, cutoffMs int64, 
 }
 
 // positionAt resolves a timestamp to the counter of the first record that
-// arrived at or after it.
-func (s *shardState) positionAt(tsMs int64) uint64 {
+// arrived at or after it, reading a file store's index and files after the
+// lock is released when the record is on disk.
+func (s *shardState) positionAt(tsMs int64) (uint64, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, _ := s.store.seekTime(tsMs, s.next)
-	return c
+	at, cold := s.store.seekTime(tsMs, s.next)
+	s.mu.Unlock()
+	if cold == nil {
+		return at, nil
+	}
+	return cold.seek(tsMs)
 }
 
 // latest returns the counter after the newest record.
@@ -367,6 +433,7 @@ func (s *shardState) latest() uint64 {
 // a shard that closed in a later generation is still open in the view.
 type shardView struct {
 	closed     bool
+	released   bool // the store was closed (releaseStore): puts fail
 	closedAtMs int64
 	createdMs  int64
 }

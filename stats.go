@@ -11,7 +11,12 @@ type ShardStats struct {
 	RecordsRetained, BytesRetained int64
 	// MemoryBytes is the memory the shard's storage holds for them. It
 	// drops as soon as a whole chunk of records (up to 1,024) has expired.
+	// In a durable cluster (Open) it is the shard's cache of its newest
+	// records, its index and its write buffers.
 	MemoryBytes int64
+	// DiskBytes is the size of the shard's files in a durable cluster (0 in
+	// memory). It drops as whole segments expire.
+	DiskBytes int64
 	// RecordsPut and BytesPut count accepted writes since the shard opened.
 	RecordsPut, BytesPut int64
 	// GetCalls counts GetRecords calls; RecordsRead and BytesRead what they
@@ -57,6 +62,7 @@ func (s *Stream) Stats() StreamStats {
 		t.RecordsRetained += ss.RecordsRetained
 		t.BytesRetained += ss.BytesRetained
 		t.MemoryBytes += ss.MemoryBytes
+		t.DiskBytes += ss.DiskBytes
 		if !ss.OldestArrival.IsZero() && (t.OldestArrival.IsZero() || ss.OldestArrival.Before(t.OldestArrival)) {
 			t.OldestArrival = ss.OldestArrival
 		}
@@ -81,6 +87,17 @@ func (st *ShardStats) addCounters(c shardCounters) {
 	st.ReadThrottles += c.readThrottles
 }
 
+// counters returns the cumulative counters that st holds: the inverse of
+// addCounters, for a restart.
+func (st ShardStats) counters() shardCounters {
+	return shardCounters{
+		recordsPut: st.RecordsPut, bytesPut: st.BytesPut,
+		getCalls: st.GetCalls, recordsRead: st.RecordsRead, bytesRead: st.BytesRead,
+		recordsPushed: st.RecordsPushed, bytesPushed: st.BytesPushed,
+		writeThrottles: st.WriteThrottles, readThrottles: st.ReadThrottles,
+	}
+}
+
 // stats returns the shard's statistics and counters, and false if it is
 // gone (closed, and all its records expired before cutoffMs).
 func (s *shardState) stats(cutoffMs int64) (ShardStats, shardCounters, bool) {
@@ -96,6 +113,7 @@ func (s *shardState) stats(cutoffMs int64) (ShardStats, shardCounters, bool) {
 		RecordsRetained: records,
 		BytesRetained:   bytes,
 		MemoryBytes:     s.store.memory(),
+		DiskBytes:       s.store.disk(),
 	}
 	st.addCounters(s.counters)
 	if records > 0 {

@@ -440,3 +440,21 @@ func (m *memStore) oldestNewest() (int64, int64) {
 	hi, _ := m.chunks.Max()
 	return lo.metas[lo.start].arrivalMs, hi.metas[len(hi.metas)-1].arrivalMs
 }
+
+// shrinkBelow releases the oldest chunks whose records all have counters
+// below end, as long as the store holds more than budget bytes of memory:
+// a file store's cache lets go of its oldest records once they are on
+// disk. It returns the counter after the last record released, or 0 if
+// it released none.
+func (m *memStore) shrinkBelow(end uint64, budget int64) uint64 {
+	var after uint64
+	for m.allocated > budget {
+		c, ok := m.chunks.Min()
+		if !ok || c.lastCounter() >= end {
+			break
+		}
+		after = c.lastCounter() + 1
+		m.dropBefore(after)
+	}
+	return after
+}

@@ -3,6 +3,7 @@ package runnel
 import (
 	"context"
 	"maps"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -49,8 +50,14 @@ const (
 // take only shard locks, after loading the shard map without locking; a
 // subscription's reads take its shard's lock and its budget's, and its
 // start and end take cmu. No lock is held across a user callback, a
-// blocking channel operation, logging or I/O; the Producer's own lock is
-// never held while it calls into a stream.
+// blocking channel operation or logging; the Producer's own lock is never
+// held while it calls into a stream. No shard lock is held across I/O: a
+// durable cluster's file store takes a shard's lock only to swap buffers
+// and publish what its writer wrote, and reads its files after the lock is
+// released. A durable cluster's control operations write its catalog
+// (catalog.go) under Stream.mu, and CreateStream under Cluster.mu too, so
+// that no writer can find a stream or a shard that a crash would forget;
+// they are rare, and take an fsync or two.
 type Stream struct {
 	cluster *Cluster
 	id      uint64 // unique in the cluster; iterators of a deleted stream fail
@@ -70,6 +77,7 @@ type Stream struct {
 	quotaShards int                      // guarded by the cluster's mu: open shards counted against its quota
 	set         settings                 // guarded by mu (settings.go)
 	goneCounts  ShardStats               // guarded by mu: the counters of the shards no longer listed
+	pending     *reshardPlan             // guarded by mu: a resharding accepted and not yet committed
 
 	encryption     atomic.Pointer[[]encryptionChange] // replaced whole under mu
 	maxRecordSize  atomic.Int64                       // bytes; changed under mu
@@ -302,13 +310,34 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 	return cfg, nil
 }
 
-func newStream(c *Cluster, id uint64, name string, cfg streamConfig, now time.Time) *Stream {
+// newStream returns a new stream with its shards, their stores opened.
+func newStream(c *Cluster, op string, id uint64, name string, cfg streamConfig, now time.Time) (*Stream, error) {
+	s := newStreamShell(c, id, name, cfg, now)
+	var open []*shardState
+	for _, rng := range splitEvenly(cfg.shardCount) {
+		sh := newShardState(s.nextShard, rng, 1, now.UnixMilli(), 1, cfg.limits, cfg.maxRecordSize)
+		s.nextShard++
+		if _, err := c.openStore(op, id, sh); err != nil {
+			for _, o := range open {
+				releaseStore(o)
+			}
+			return nil, err
+		}
+		open = append(open, sh)
+	}
+	s.shards.Store(newShardMap(1, open, slices.Clone(open)))
+	return s, nil
+}
+
+// newStreamShell returns a stream without shards: newStream's, or one
+// that a durable cluster restores.
+func newStreamShell(c *Cluster, id uint64, name string, cfg streamConfig, created time.Time) *Stream {
 	s := &Stream{
 		cluster: c,
 		id:      id,
 		name:    name,
 		arn:     "arn:aws:kinesis:" + c.cfg.region + ":" + c.cfg.account + ":stream/" + name,
-		created: now,
+		created: created,
 		cfg:     cfg,
 		status:  StatusActive,
 
@@ -327,12 +356,6 @@ func newStream(c *Cluster, id uint64, name string, cfg streamConfig, now time.Ti
 	}
 	s.scratch.New = func() any { return new(putScratch) }
 	s.retention.Store(int64(cfg.retention))
-	var open []*shardState
-	for _, rng := range splitEvenly(cfg.shardCount) {
-		open = append(open, newShardState(s.nextShard, rng, 1, now.UnixMilli(), 1, cfg.limits, cfg.maxRecordSize))
-		s.nextShard++
-	}
-	s.shards.Store(newShardMap(1, open, slices.Clone(open)))
 	return s
 }
 
@@ -474,7 +497,9 @@ func (s *Stream) PutRecord(ctx context.Context, in PutRecordInput) (PutRecordOut
 	var res [1]PutRecordsResult
 	for {
 		sh := m.open[shard]
-		sh.put(op, now, cutoff, ws[:], res[:])
+		if pw := sh.put(op, now, cutoff, ws[:], res[:]); pw != nil {
+			sh.settle(pw, ws[:], res[:])
+		}
 		switch res[0].Err {
 		case nil:
 			return PutRecordOutput{ShardID: sh.id, SequenceNumber: res[0].SequenceNumber, EncryptionType: s.EncryptionAt(now)}, nil
@@ -716,12 +741,22 @@ func (s *Stream) putRouted(ctx context.Context, op string, sc *putScratch, entri
 			counts[j]++
 		}
 		start := 0
+		waits := sc.waits[:0]
 		for j, sh := range m.open {
 			if group := ws[start:counts[j]]; len(group) > 0 {
-				sh.put(op, now, cutoff, group, results)
+				if pw := sh.put(op, now, cutoff, group, results); pw != nil {
+					waits = append(waits, shardWait{sh, pw, group})
+				}
 			}
 			start = counts[j]
 		}
+		// Every shard has its records before any write waits: the shards'
+		// writers make them durable in parallel.
+		for _, w := range waits {
+			w.sh.settle(w.pw, w.ws, results)
+		}
+		clear(waits)
+		sc.waits = waits[:0]
 		clear(ws) // drop references to the caller's data
 		sc.counts, sc.writes = counts, ws
 		pending = pending[:0]
@@ -752,8 +787,17 @@ func (s *Stream) putRouted(ctx context.Context, op string, sc *putScratch, entri
 	return out, nil
 }
 
+// shardWait is one shard's writes of a PutRecords call that wait to be
+// made durable.
+type shardWait struct {
+	sh *shardState
+	pw pendingWrite
+	ws []write
+}
+
 // putScratch is the working memory of one PutRecords call, pooled per stream.
 type putScratch struct {
+	waits   []shardWait
 	keys    []HashKey
 	pending []int
 	counts  []int
@@ -845,7 +889,7 @@ func (s *Stream) setRetention(op string, d time.Duration, sign int) error {
 		return errorf(op, ErrInvalidArgument, "retention period %v is above the current %v; use IncreaseRetentionPeriod", d, cur)
 	}
 	s.retention.Store(int64(d))
-	return nil
+	return s.persistLocked(op)
 }
 
 // expire drops expired records from every shard, and forgets closed shards
@@ -876,18 +920,43 @@ func (s *Stream) dropExpiredShards(cutoffMs int64) {
 	defer s.mu.Unlock()
 	old := s.shards.Load()
 	m := &shardMap{gen: old.gen, open: old.open, starts: old.starts}
+	var gone []*shardState
 	for _, sh := range old.all {
 		sh.mu.Lock()
-		gone := sh.goneLocked(cutoffMs)
+		expired := sh.goneLocked(cutoffMs)
 		counts := sh.counters
 		sh.mu.Unlock()
-		if gone {
+		if expired {
 			s.goneCounts.addCounters(counts) // Stats' totals never go down
+			gone = append(gone, sh)
 		} else {
 			m.all = append(m.all, sh)
 		}
 	}
 	s.shards.Store(m)
+	if !s.cluster.durable() {
+		return
+	}
+	if st := s.state.Load(); st == streamDeleted || st == streamClosed {
+		for _, sh := range gone {
+			releaseStore(sh) // a deleted stream's files go whole; a closed cluster's stay
+		}
+		return
+	}
+	// A gone shard's files go once the stream's file no longer lists it.
+	persisted := s.persistLocked("DeleteExpiredShards")
+	if persisted != nil {
+		s.cluster.cfg.logger.Error("runnel: could not record expired shards", "stream", s.name, "err", persisted)
+	}
+	for _, sh := range gone {
+		err := releaseStore(sh)
+		if err == nil && persisted == nil {
+			err = os.RemoveAll(s.cluster.shardDir(s.id, sh.num))
+		}
+		if err != nil {
+			s.cluster.cfg.logger.Error("runnel: could not remove an expired shard's files", "stream", s.name, "shard", sh.id, "err", err)
+		}
+	}
 }
 
 // shardByID finds a listed shard by id, or returns ErrResourceNotFound.

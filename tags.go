@@ -61,7 +61,10 @@ func (s *Stream) AddTags(ctx context.Context, tags map[string]string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return addTags(op, "stream "+s.name, &s.tags, tags)
+	if err := addTags(op, "stream "+s.name, &s.tags, tags); err != nil {
+		return err
+	}
+	return s.persistLocked(op)
 }
 
 // RemoveTags removes tags from the stream by key (RemoveTagsFromStream);
@@ -73,14 +76,17 @@ func (s *Stream) RemoveTags(ctx context.Context, keys []string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return removeTags(op, s.tags, keys)
+	if err := removeTags(op, s.tags, keys); err != nil {
+		return err
+	}
+	return s.persistLocked(op)
 }
 
 // ResourceTags returns the tags of a stream or a registered consumer,
 // named by its ARN, ordered by key (ListTagsForResource).
 func (c *Cluster) ResourceTags(ctx context.Context, arn string) ([]Tag, error) {
 	var out []Tag
-	err := c.withResource(ctx, "ListTagsForResource", arn, func(r resource) error {
+	err := c.withResource(ctx, "ListTagsForResource", arn, false, func(r resource) error {
 		out = sortedTags(*r.tags)
 		return nil
 	})
@@ -91,14 +97,14 @@ func (c *Cluster) ResourceTags(ctx context.Context, arn string) ([]Tag, error) {
 // ARN, or changes their values, with the limits of AddTags.
 func (c *Cluster) TagResource(ctx context.Context, arn string, tags map[string]string) error {
 	const op = "TagResource"
-	return c.withResource(ctx, op, arn, func(r resource) error { return addTags(op, r.name, r.tags, tags) })
+	return c.withResource(ctx, op, arn, true, func(r resource) error { return addTags(op, r.name, r.tags, tags) })
 }
 
 // UntagResource removes tags from a stream or a registered consumer by
 // key; keys it does not have are ignored.
 func (c *Cluster) UntagResource(ctx context.Context, arn string, keys []string) error {
 	const op = "UntagResource"
-	return c.withResource(ctx, op, arn, func(r resource) error { return removeTags(op, *r.tags, keys) })
+	return c.withResource(ctx, op, arn, true, func(r resource) error { return removeTags(op, *r.tags, keys) })
 }
 
 // TagSet is the tags of a resource that the engine does not keep (a

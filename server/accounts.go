@@ -170,23 +170,27 @@ type billingCommitment struct {
 const minCommitment = 24 * time.Hour
 
 // kept is what the server keeps of an account and region beyond its
-// cluster, which the engine does not model: its settings and channels.
+// cluster, which the engine does not model: its settings and channels. It
+// is kept by account and region, not by cluster, so that the state file
+// (WithStateFile, state.go) holds it for the clusters of a restart.
 type kept struct {
 	settings accountSettings
 	channels channels
 }
 
-// keptOf returns what the server keeps of a cluster's account and region.
+// keptOf returns what the server keeps of a cluster's account and region
+// (read from the state file at New, with WithStateFile).
 func (s *Server) keptOf(c *runnel.Cluster) *kept {
+	t := tenant{account: c.AccountID(), region: c.Region()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := s.kept[c]
+	k := s.kept[t]
 	if k == nil {
 		if s.kept == nil {
-			s.kept = make(map[*runnel.Cluster]*kept)
+			s.kept = make(map[tenant]*kept)
 		}
-		k = &kept{channels: channels{byARN: make(map[string]*channel), prefix: "arn:aws:kinesis:" + c.Region() + ":" + c.AccountID() + ":channel/"}}
-		s.kept[c] = k
+		k = newKept(t)
+		s.kept[t] = k
 	}
 	return k
 }
@@ -243,31 +247,44 @@ func updateAccountSettings(ctx context.Context, s *Server, req request) (any, er
 	if in.MinimumThroughputBillingCommitment == nil {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "MinimumThroughputBillingCommitment is required"}
 	}
-	a := &s.keptOf(req.cluster).settings
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := req.cluster.Now()
-	cur := a.view(now)
-	switch status := in.MinimumThroughputBillingCommitment.Status; status {
-	case "ENABLED":
-		if cur.Status != "ENABLED" {
-			start, earliest := epochSeconds(now), epochSeconds(now.Add(minCommitment))
-			a.commitment = &billingCommitment{Status: "ENABLED", StartedAt: &start, EarliestAllowedEndAt: &earliest}
-		}
-	case "DISABLED":
-		if cur.Status == "ENABLED" {
-			c := *a.commitment
-			end := epochSeconds(now)
-			if earliest := time.Time(*c.EarliestAllowedEndAt); now.Before(earliest) {
-				c.Status, end = "ENABLED_UNTIL_EARLIEST_ALLOWED_END", epochSeconds(earliest)
-			} else {
-				c.Status = "DISABLED"
-			}
-			c.EndedAt = &end
-			a.commitment = &c
-		}
-	default:
+	status := in.MinimumThroughputBillingCommitment.Status
+	if status != "ENABLED" && status != "DISABLED" {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("Status %.40q must be ENABLED or DISABLED", status)}
 	}
-	return struct{ MinimumThroughputBillingCommitment billingCommitment }{a.view(now)}, nil
+	a := &s.keptOf(req.cluster).settings
+	now := req.cluster.Now()
+	out, changed := a.update(status, now)
+	if changed {
+		if err := s.saveState(op); err != nil {
+			return nil, err
+		}
+	}
+	return struct{ MinimumThroughputBillingCommitment billingCommitment }{out}, nil
+}
+
+// update enables (status ENABLED) or disables the commitment at now, and
+// returns it as of now and whether it changed.
+func (a *accountSettings) update(status string, now time.Time) (billingCommitment, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur := a.view(now)
+	changed := false
+	switch {
+	case status == "ENABLED" && cur.Status != "ENABLED":
+		start, earliest := epochSeconds(now), epochSeconds(now.Add(minCommitment))
+		a.commitment = &billingCommitment{Status: "ENABLED", StartedAt: &start, EarliestAllowedEndAt: &earliest}
+		changed = true
+	case status == "DISABLED" && cur.Status == "ENABLED":
+		c := *a.commitment
+		end := epochSeconds(now)
+		if earliest := time.Time(*c.EarliestAllowedEndAt); now.Before(earliest) {
+			c.Status, end = "ENABLED_UNTIL_EARLIEST_ALLOWED_END", epochSeconds(earliest)
+		} else {
+			c.Status = "DISABLED"
+		}
+		c.EndedAt = &end
+		a.commitment = &c
+		changed = true
+	}
+	return a.view(now), changed
 }

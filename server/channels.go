@@ -18,7 +18,8 @@ import (
 // Channels deliver a stream's records to Amazon S3 in Kinesis. The server
 // keeps them as resources (create, describe, list, update, delete, tags)
 // with their configuration as given, and delivers nothing: there is no S3
-// here. They live in the server's memory, per account and region.
+// here. They live in the server's memory, per account and region, and in
+// its state file (WithStateFile).
 
 // maxChannels bounds the channels of an account and region.
 const maxChannels = 100
@@ -77,6 +78,17 @@ func (s *Server) channelsOf(c *runnel.Cluster) *channels { return &s.keptOf(c).c
 
 // isChannelARN reports whether an ARN names a channel.
 func isChannelARN(arn string) bool { return strings.Contains(arn, ":channel/") }
+
+// changeChannel runs fn on the channel of an ARN of c's account and
+// region, under the channels' lock, and then, if fn changed it (returned
+// nil), saves the server's state.
+func (s *Server) changeChannel(op string, c *runnel.Cluster, arn string, fn func(*channels, *channel) error) error {
+	cs := s.channelsOf(c)
+	if err := cs.with(op, arn, func(ch *channel) error { return fn(cs, ch) }); err != nil {
+		return err
+	}
+	return s.saveState(op)
+}
 
 // with runs fn on the channel of an ARN, under the channels' lock.
 func (cs *channels) with(op, arn string, fn func(*channel) error) error {
@@ -139,33 +151,48 @@ func createChannel(ctx context.Context, s *Server, req request) (any, error) {
 		S3TablesDestinationConfiguration: in.S3TablesDestinationConfiguration}); err != nil {
 		return nil, err
 	}
-	cs := s.channelsOf(req.cluster)
+	ch, err := s.channelsOf(req.cluster).add(op, func(prefix string) *channel {
+		id := newChannelID()
+		return &channel{tags: tags, desc: channelDescription{
+			ChannelARN:                       prefix + id,
+			ChannelCreationTimestamp:         epochSeconds(req.cluster.Now()),
+			ChannelId:                        id,
+			ChannelName:                      in.ChannelName,
+			ChannelStatus:                    "ACTIVE", // at once, as runnel's streams
+			ServiceExecutionRoleARN:          in.ServiceExecutionRoleARN,
+			StreamConfigurationList:          []channelStreamConfiguration{src},
+			EncryptionConfiguration:          in.EncryptionConfiguration,
+			LoggingConfiguration:             in.LoggingConfiguration,
+			S3DestinationConfiguration:       in.S3DestinationConfiguration,
+			S3TablesDestinationConfiguration: in.S3TablesDestinationConfiguration,
+		}}
+	}, in.ChannelName)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.saveState(op); err != nil {
+		return nil, err
+	}
+	return struct{ ChannelDescription channelDescription }{ch.desc}, nil
+}
+
+// add adds the channel that newChannel returns (given the ARN prefix) under the
+// name, unless the account and region has a channel of that name or the
+// most channels already. It returns the channel added.
+func (cs *channels) add(op string, newChannel func(prefix string) *channel, name string) (*channel, error) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, ch := range cs.byARN {
-		if ch.desc.ChannelName == in.ChannelName {
-			return nil, &runnel.Error{Op: op, Kind: runnel.ErrResourceInUse, Msg: fmt.Sprintf("channel %s already exists", in.ChannelName)}
+		if ch.desc.ChannelName == name {
+			return nil, &runnel.Error{Op: op, Kind: runnel.ErrResourceInUse, Msg: fmt.Sprintf("channel %s already exists", name)}
 		}
 	}
 	if len(cs.byARN) >= maxChannels {
-		return nil, &runnel.Error{Op: op, Kind: runnel.ErrLimitExceeded, Msg: fmt.Sprintf("the account has %d channels in this region, the most; %s would be one more", maxChannels, in.ChannelName)}
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrLimitExceeded, Msg: fmt.Sprintf("the account has %d channels in this region, the most; %s would be one more", maxChannels, name)}
 	}
-	id := newChannelID()
-	ch := &channel{tags: tags, desc: channelDescription{
-		ChannelARN:                       cs.prefix + id,
-		ChannelCreationTimestamp:         epochSeconds(req.cluster.Now()),
-		ChannelId:                        id,
-		ChannelName:                      in.ChannelName,
-		ChannelStatus:                    "ACTIVE", // at once, as runnel's streams
-		ServiceExecutionRoleARN:          in.ServiceExecutionRoleARN,
-		StreamConfigurationList:          []channelStreamConfiguration{src},
-		EncryptionConfiguration:          in.EncryptionConfiguration,
-		LoggingConfiguration:             in.LoggingConfiguration,
-		S3DestinationConfiguration:       in.S3DestinationConfiguration,
-		S3TablesDestinationConfiguration: in.S3TablesDestinationConfiguration,
-	}}
+	ch := newChannel(cs.prefix)
 	cs.byARN[ch.desc.ChannelARN] = ch
-	return struct{ ChannelDescription channelDescription }{ch.desc}, nil
+	return ch, nil
 }
 
 func describeChannel(ctx context.Context, s *Server, req request) (any, error) {
@@ -204,11 +231,12 @@ func updateChannel(ctx context.Context, s *Server, req request) (any, error) {
 		return nil, err
 	}
 	var out channelDescription
-	err := s.channelsOf(req.cluster).with(op, in.ChannelARN, func(ch *channel) error {
-		if err := mergeChannel(op, &ch.desc, in); err != nil {
+	err := s.changeChannel(op, req.cluster, in.ChannelARN, func(cs *channels, ch *channel) error {
+		d := ch.desc // a refused update changes nothing
+		if err := mergeChannel(op, &d, in); err != nil {
 			return err
 		}
-		out = ch.desc
+		ch.desc, out = d, d
 		return nil
 	})
 	return struct{ ChannelDescription channelDescription }{out}, err
@@ -268,8 +296,7 @@ func deleteChannel(ctx context.Context, s *Server, req request) (any, error) {
 	if err := req.decode(op, &in); err != nil {
 		return nil, err
 	}
-	cs := s.channelsOf(req.cluster)
-	return struct{}{}, cs.with(op, in.ChannelARN, func(ch *channel) error {
+	return struct{}{}, s.changeChannel(op, req.cluster, in.ChannelARN, func(cs *channels, ch *channel) error {
 		delete(cs.byARN, in.ChannelARN)
 		return nil
 	})
@@ -368,14 +395,14 @@ func matchesStreamFilter(d channelDescription, filter []channelStreamFilter) boo
 	return false
 }
 
-// tag, untag and tags serve TagResource, UntagResource and
-// ListTagsForResource for channels.
-func (cs *channels) tag(op, arn string, tags map[string]string) error {
-	return cs.with(op, arn, func(ch *channel) error { return ch.tags.Tag(tags) })
+// tagChannel, untagChannel and channels.tags serve TagResource,
+// UntagResource and ListTagsForResource for channels.
+func (s *Server) tagChannel(op string, c *runnel.Cluster, arn string, tags map[string]string) error {
+	return s.changeChannel(op, c, arn, func(_ *channels, ch *channel) error { return ch.tags.Tag(tags) })
 }
 
-func (cs *channels) untag(op, arn string, keys []string) error {
-	return cs.with(op, arn, func(ch *channel) error { return ch.tags.Untag(keys) })
+func (s *Server) untagChannel(op string, c *runnel.Cluster, arn string, keys []string) error {
+	return s.changeChannel(op, c, arn, func(_ *channels, ch *channel) error { return ch.tags.Untag(keys) })
 }
 
 func (cs *channels) tags(op, arn string) ([]runnel.Tag, error) {

@@ -118,6 +118,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Amzn-RequestId", fmt.Sprintf("runnel-%016x", s.requests.Add(1)))
+	if s.stateErr != nil { // never serve without the state, nor overwrite it
+		s.writeError(w, r, s.stateErr, 0)
+		return
+	}
 	if r.ContentLength > maxBody { // refused before it is read
 		s.writeError(w, r, errBodyTooLarge, http.StatusRequestEntityTooLarge)
 		return

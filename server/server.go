@@ -12,8 +12,10 @@
 // not ignored. It serves one cluster per account and region
 // (WithClusters), can verify AWS Signature Version 4 (WithCredentials),
 // hands out iterators and NextTokens that are authenticated with a key of
-// its own (WithTokenKey), and can serve Prometheus metrics (WithMetrics)
-// and a control API for tests in any language (WithControlAPI).
+// its own (WithTokenKey), can keep its account settings, channels and
+// token key in a file that survives a restart (WithStateFile), and can
+// serve Prometheus metrics (WithMetrics) and a control API for tests in
+// any language (WithControlAPI).
 //
 // The package is a nested module, so that users of the core runnel
 // package never pull its dependencies. Package servertest starts a server
@@ -23,6 +25,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,11 +55,22 @@ type Server struct {
 	// WithCredentials; every request fails with it.
 	credentialsErr error
 
+	// statePath is the state file (WithStateFile; "": none), and stateErr
+	// what was wrong reading it (or saving a new token key in it) at New:
+	// every request fails with it, and the file is never written. stateKey
+	// is the token key the file holds (nil: none yet), which is tokenKey
+	// unless WithTokenKey gave another; set at New only. stateMu serializes
+	// the file's writes (state.go, which writes down the lock order).
+	statePath string
+	stateErr  error
+	stateKey  []byte
+	stateMu   sync.Mutex
+
 	// streams are the running event streams (SubscribeToShard); their
 	// context ends when the server shuts down or closes.
 	mu          sync.Mutex
 	clusters    map[tenant]*runnel.Cluster // guarded by mu: the clusters made for other accounts and regions
-	kept        map[*runnel.Cluster]*kept  // guarded by mu: what the server keeps of each account and region
+	kept        map[tenant]*kept           // guarded by mu: what the server keeps of each account and region
 	closed      bool                       // guarded by mu: no event stream starts, no cluster is made
 	streams     sync.WaitGroup             // added to under mu, while not closed
 	streamsCtx  context.Context
@@ -89,7 +103,10 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // New returns a server of the cluster's streams. The caller keeps
-// ownership of the cluster and closes it after the server.
+// ownership of the cluster and closes it after the server. With
+// WithStateFile it reads the server's state, and may write the file to
+// save a new token key: see WithStateFile, and Err for what a file that
+// cannot be read or written does.
 func New(c *runnel.Cluster, opts ...Option) *Server {
 	s := &Server{cluster: c, log: slog.New(slog.DiscardHandler), paths: make(map[string]http.Handler)}
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
@@ -98,6 +115,7 @@ func New(c *runnel.Cluster, opts ...Option) *Server {
 			o(s)
 		}
 	}
+	s.openState() // with WithStateFile: may take the token key from the file
 	if s.tokenKey == nil {
 		s.tokenKey = newTokenKey()
 	}
@@ -117,12 +135,21 @@ func New(c *runnel.Cluster, opts ...Option) *Server {
 }
 
 // Serve accepts connections on l until Close; it returns
-// http.ErrServerClosed after Close.
-func (s *Server) Serve(l net.Listener) error { return s.http.Serve(l) }
+// http.ErrServerClosed after Close. A server whose state file could not be
+// read (Err) closes l and returns that error at once.
+func (s *Server) Serve(l net.Listener) error {
+	if s.stateErr != nil {
+		l.Close()
+		return s.stateErr
+	}
+	return s.http.Serve(l)
+}
 
 // Close stops the server: it closes its listeners and connections, ends
 // the event streams and waits for them, and closes the clusters it made
-// (see WithClusters). It does not close the cluster given to New.
+// (see WithClusters), returning their errors (a durable cluster's Close
+// writes its last records). It does not close the cluster given to New.
+// It may be called more than once.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -130,14 +157,17 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.stopStreams()
 	err := s.http.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
 	s.streams.Wait()
-	for _, c := range made {
-		c.Close()
+	errs := []error{err}
+	for t, c := range made {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing the cluster of account %s in %s: %w", t.account, t.region, err))
+		}
 	}
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Shutdown stops the server gracefully: no new connections, event streams

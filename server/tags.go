@@ -126,7 +126,7 @@ func tagResource(ctx context.Context, s *Server, req request) (any, error) {
 		return nil, err
 	}
 	if isChannelARN(in.ResourceARN) {
-		return struct{}{}, s.channelsOf(req.cluster).tag(op, in.ResourceARN, in.Tags)
+		return struct{}{}, s.tagChannel(op, req.cluster, in.ResourceARN, in.Tags)
 	}
 	return struct{}{}, req.cluster.TagResource(ctx, in.ResourceARN, in.Tags)
 }
@@ -146,7 +146,7 @@ func untagResource(ctx context.Context, s *Server, req request) (any, error) {
 		return nil, err
 	}
 	if isChannelARN(in.ResourceARN) {
-		return struct{}{}, s.channelsOf(req.cluster).untag(op, in.ResourceARN, in.TagKeys)
+		return struct{}{}, s.untagChannel(op, req.cluster, in.ResourceARN, in.TagKeys)
 	}
 	return struct{}{}, req.cluster.UntagResource(ctx, in.ResourceARN, in.TagKeys)
 }

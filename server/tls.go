@@ -27,8 +27,13 @@ import (
 // cfg must hold a certificate (Certificates, GetCertificate or
 // GetConfigForClient); SelfSignedCertificate makes one. ServeTLS uses a
 // copy of cfg, whose NextProtos it completes with "h2" and "http/1.1";
-// cfg is not changed, and may be used again.
+// cfg is not changed, and may be used again. A server whose state file
+// could not be read (Err) closes l and returns that error at once.
 func (s *Server) ServeTLS(l net.Listener, cfg *tls.Config) error {
+	if s.stateErr != nil {
+		l.Close()
+		return s.stateErr
+	}
 	if cfg == nil || len(cfg.Certificates) == 0 && cfg.GetCertificate == nil && cfg.GetConfigForClient == nil {
 		l.Close()
 		return &runnel.Error{Op: "ServeTLS", Kind: runnel.ErrInvalidArgument, Msg: "the TLS configuration has no certificate: set Certificates (see SelfSignedCertificate) or GetCertificate"}

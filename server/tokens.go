@@ -41,7 +41,11 @@ const TokenKeySize = 32
 // WithTokenKey sets the key that authenticates the server's iterators and
 // NextTokens, so that the tokens of one server stay valid in another with
 // the same key (a restart). A key of another size than TokenKeySize is
-// ignored. Default: a random key per server.
+// ignored. The key is copied, and never written anywhere: with
+// WithStateFile, it wins over the key the file holds, which the file keeps
+// as it is (or keeps none). Default: with WithStateFile, the key of the
+// file (made at the first start, see WithStateFile); else a random key
+// per server.
 func WithTokenKey(key []byte) Option {
 	return func(s *Server) {
 		if len(key) == TokenKeySize {

@@ -1,10 +1,14 @@
 package server_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,12 +28,22 @@ import (
 // ends, and returns an SDK client of it signed for region.
 func serve(t *testing.T, c *runnel.Cluster, region string, opts ...server.Option) *kinesis.Client {
 	t.Helper()
+	k, stop := serveUntil(t, c, region, opts...)
+	t.Cleanup(stop)
+	return k
+}
+
+// serveUntil is serve until stop is called (which it may be more than
+// once), for a test that starts the server again.
+func serveUntil(t *testing.T, c *runnel.Cluster, region string, opts ...server.Option) (k *kinesis.Client, stop func()) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := server.New(c, opts...)
+	require.NoError(t, srv.Err())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		srv.Close()
 		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("the server stopped with %v", err)
@@ -39,7 +53,7 @@ func serve(t *testing.T, c *runnel.Cluster, region string, opts ...server.Option
 		Region:       region,
 		BaseEndpoint: aws.String("http://" + l.Addr().String()),
 		Credentials:  credentials.NewStaticCredentialsProvider("runnel", "runnel", ""),
-	})
+	}), stop
 }
 
 // aheadClock is a clock a test moves ahead of the system clock.
@@ -165,6 +179,71 @@ func TestTokensAuthenticated(t *testing.T) {
 		var expired *types.ExpiredIteratorException
 		assert.ErrorAs(t, err, &expired)
 	})
+}
+
+// TestTokensSurviveRestart restarts a server with the same state file
+// (WithStateFile) and no WithTokenKey: the iterators and NextTokens of
+// before the restart go on where they were. A server given another key
+// with WithTokenKey refuses them, and does not save its key in the file.
+func TestTokensSurviveRestart(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "server.json")
+	c := runnel.NewCluster() // outlives the servers, as a durable cluster outlives a restart
+	t.Cleanup(func() { c.Close() })
+	fileKey := func() []byte {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		var f struct{ TokenKey []byte }
+		require.NoError(t, json.Unmarshal(b, &f), "%s", b)
+		return f.TokenKey
+	}
+
+	k, stop := serveUntil(t, c, "us-east-1", server.WithStateFile(path))
+	for _, name := range []string{"a", "b"} {
+		_, err := k.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(1)})
+		require.NoError(t, err)
+	}
+	for _, data := range []string{"r0", "r1", "r2"} {
+		_, err := k.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("a"), PartitionKey: aws.String("k"), Data: []byte(data)})
+		require.NoError(t, err)
+	}
+	got, err := k.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iterator(t, k, "a"), Limit: aws.Int32(1)})
+	require.NoError(t, err)
+	require.Len(t, got.Records, 1)
+	next := got.NextShardIterator
+	page, err := k.ListStreams(ctx, &kinesis.ListStreamsInput{Limit: aws.Int32(1)})
+	require.NoError(t, err)
+	require.NotNil(t, page.NextToken)
+	stop()
+	key := fileKey()
+	require.Len(t, key, server.TokenKeySize, "the state file holds the token key")
+
+	k, stop = serveUntil(t, c, "us-east-1", server.WithStateFile(path))
+	got, err = k.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: next})
+	require.NoError(t, err, "the iterator of before the restart")
+	var data []string
+	for _, r := range got.Records {
+		data = append(data, string(r.Data))
+	}
+	assert.Equal(t, []string{"r1", "r2"}, data)
+	rest, err := k.ListStreams(ctx, &kinesis.ListStreamsInput{NextToken: page.NextToken})
+	require.NoError(t, err, "the NextToken of before the restart")
+	assert.Equal(t, []string{"b"}, rest.StreamNames)
+	stop()
+	assert.Equal(t, key, fileKey(), "the key is kept, not made again")
+
+	other := make([]byte, server.TokenKeySize)
+	k, stop = serveUntil(t, c, "us-east-1", server.WithStateFile(path), server.WithTokenKey(other))
+	defer stop()
+	_, err = k.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: next})
+	var invalid *types.InvalidArgumentException
+	assert.ErrorAs(t, err, &invalid, "WithTokenKey wins over the file's key")
+	_, err = k.UpdateAccountSettings(ctx, &kinesis.UpdateAccountSettingsInput{
+		MinimumThroughputBillingCommitment: &types.MinimumThroughputBillingCommitmentInput{Status: types.MinimumThroughputBillingCommitmentInputStatusEnabled},
+	})
+	require.NoError(t, err) // a change: the server writes the file
+	assert.Equal(t, key, fileKey(), "the key of WithTokenKey is not saved; the file's stays")
 }
 
 // TestPageTokens checks the NextTokens of the listings the server pages

@@ -4,7 +4,7 @@
 //	runnel serve [-addr 127.0.0.1:4567] [-limits kinesis|off] [-shard-quota N] [-region R] [-account ID]
 //	             [-tls | -tls-cert FILE -tls-key FILE] [-credentials FILE] [-metrics=true]
 //	             [-control] [-control-token T] [-stream-delay D] [-consumer-delay D] [-reshard-delay D]
-//	             [-log-level info]
+//	             [-data-dir DIR [-sync always|os|interval=D]] [-log-level info]
 //
 // It listens on a loopback address unless told otherwise, logs with
 // log/slog to standard error, and shuts down gracefully on SIGINT or
@@ -36,6 +36,25 @@
 // -metrics=false). With -control (or -control-token) it serves the control
 // API for tests under /runnel/ to loopback clients with the token, which it
 // logs when it made one: inject faults, move the clock forward, read stats.
+//
+// With -data-dir it keeps everything in a directory, so that a restart
+// (or a crash) loses nothing: each account's and region's cluster is a
+// durable runnel cluster (runnel.Open) in a directory of its own, and the
+// server's state file keeps its account settings and channels, and the
+// key that authenticates shard iterators and NextTokens (made at the
+// first start), so that iterators handed out before a restart go on where
+// they were after it:
+//
+//	DIR/serve.lock               held while a runnel serve uses DIR: a second one fails
+//	DIR/server.json              the server's token key, account settings and channels (server.WithStateFile; mode 0600)
+//	DIR/<account>/<region>/      the cluster of an account and region (runnel.Open)
+//
+// -sync says when records reach the disk: always (the default: a put
+// returns once its records are fsynced; nothing acknowledged is lost),
+// os (the operating system writes them back; a crash of the machine may
+// lose the last seconds), or interval=D (fsync every D; a crash may lose
+// the last D). Without -data-dir everything is in memory, and gone when
+// it ends.
 //
 // -stream-delay, -consumer-delay and -reshard-delay make streams CREATING
 // and DELETING, consumers CREATING and DELETING, and resharding streams
@@ -89,12 +108,19 @@ With -tls, trust the certificate file it logs:
 
   aws --endpoint-url https://127.0.0.1:4567 --ca-bundle FILE kinesis list-streams
 
+Streams live in memory unless -data-dir names a directory to keep them
+in: with it, streams, records, iterators, account settings and channels
+survive a restart (DIR/server.json holds the key of the iterators, the
+settings and the channels; DIR/ACCOUNT/REGION/ each cluster), and -sync
+(default always) says when records reach the disk: always, os, or
+interval=DURATION.
+
 Flags:
 `
 
 // run runs the command with args until ctx ends. It logs to logw; ready,
 // if not nil, receives the address the server listens on.
-func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string) error {
+func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string) (err error) {
 	if len(args) == 0 || args[0] != "serve" {
 		fmt.Fprint(logw, usage)
 		fs := serveFlags(logw)
@@ -111,6 +137,12 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 	cfg := fs.cfg
 	if *cfg.shardQuota < 1 {
 		return fmt.Errorf("-shard-quota %d must be at least 1", *cfg.shardQuota)
+	}
+	dataDir := *cfg.dataDir
+	syncSet := false
+	fs.Visit(func(f *flag.Flag) { syncSet = syncSet || f.Name == "sync" })
+	if syncSet && dataDir == "" {
+		return fmt.Errorf("-sync %s needs -data-dir: without it the streams are in memory", cfg.sync)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*cfg.logLevel)); err != nil {
@@ -142,6 +174,13 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 			return fmt.Errorf("%s %v must not be negative", name, d)
 		}
 	}
+	var data *dataDirectory
+	if dataDir != "" {
+		if data, err = openDataDir(dataDir, *cfg.account, *cfg.region); err != nil {
+			return err
+		}
+		defer data.close()
+	}
 	control := *cfg.control || *cfg.controlToken != ""
 	var clock *server.Clock // the control API moves it forward
 	if control {
@@ -157,13 +196,39 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 		}
 		return opts
 	}
-	c := runnel.NewCluster(clusterOptions(*cfg.account, *cfg.region)...)
-	defer c.Close()
+	// openCluster makes the cluster of an account and region: in memory,
+	// or, with -data-dir, opened in its directory.
+	openCluster := func(account, region string) (*runnel.Cluster, error) {
+		if data == nil {
+			return runnel.NewCluster(clusterOptions(account, region)...), nil
+		}
+		dir, err := data.clusterDir(account, region)
+		if err != nil {
+			return nil, err
+		}
+		c, err := runnel.Open(dir, append(clusterOptions(account, region), runnel.WithSync(cfg.sync.policy))...)
+		if err != nil {
+			return nil, fmt.Errorf("-data-dir: opening the cluster of account %s in %s: %w", account, region, err)
+		}
+		return c, nil
+	}
+	c, err := openCluster(*cfg.account, *cfg.region)
+	if err != nil {
+		return err
+	}
+	defer func() { // after the server's Close, which closes the clusters it made
+		if cerr := c.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing the cluster of account %s in %s: %w", *cfg.account, *cfg.region, cerr))
+		}
+	}()
 	newCluster := func(account, region string) (*runnel.Cluster, error) {
 		log.Info("runnel: serving another account and region", "account", account, "region", region)
-		return runnel.NewCluster(clusterOptions(account, region)...), nil
+		return openCluster(account, region)
 	}
 	opts := []server.Option{server.WithLogger(log), server.WithClusters(newCluster)}
+	if data != nil {
+		opts = append(opts, server.WithStateFile(data.stateFile())) // which keeps the token key too
+	}
 	signatures := "not verified"
 	if creds != nil {
 		opts = append(opts, server.WithCredentials(creds...))
@@ -176,7 +241,12 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 		opts = append(opts, server.WithControlAPI(*cfg.controlToken, clock))
 	}
 	srv := server.New(c, opts...)
-	defer srv.Close() // after Shutdown too: it closes the clusters the server made
+	defer func() { // after Shutdown too: it closes the clusters the server made
+		err = errors.Join(err, srv.Close())
+	}()
+	if err := srv.Err(); err != nil {
+		return err
+	}
 
 	var caBundle string // the file of a self-signed certificate
 	if tlsConfig != nil && *cfg.tls {
@@ -194,6 +264,9 @@ func run(ctx context.Context, args []string, logw io.Writer, ready chan<- string
 		scheme = "https://"
 	}
 	log.Info("runnel: serving the Kinesis API", "addr", scheme+l.Addr().String(), "region", *cfg.region, "account", *cfg.account, "limits", *cfg.limits, "signatures", signatures)
+	if data != nil {
+		log.Info("runnel: keeping streams, records, iterators, account settings and channels in the data directory", "data-dir", data.dir, "sync", cfg.sync.policy.String())
+	}
 	if control && *cfg.controlToken == "" {
 		log.Info("runnel: serving the control API to loopback clients with a new token (Authorization: Bearer <token>)", "token", srv.ControlToken())
 	}
@@ -237,6 +310,49 @@ type serveConfig struct {
 	metrics, control                         *bool
 	controlToken                             *string
 	streamDelay, consumerDelay, reshardDelay *time.Duration
+	dataDir                                  *string
+	sync                                     *syncFlag
+}
+
+// syncFlag is the value of -sync: always, os or interval=DURATION.
+type syncFlag struct{ policy runnel.SyncPolicy }
+
+func (f *syncFlag) String() string {
+	if f == nil {
+		return runnel.SyncAlways().String()
+	}
+	return f.policy.String()
+}
+
+func (f *syncFlag) Set(s string) error {
+	p, err := parseSync(s)
+	if err != nil {
+		return err
+	}
+	f.policy = p
+	return nil
+}
+
+// parseSync parses a sync policy as SyncPolicy.String names it: always,
+// os, or interval=DURATION with a positive duration.
+func parseSync(s string) (runnel.SyncPolicy, error) {
+	switch s {
+	case "always":
+		return runnel.SyncAlways(), nil
+	case "os":
+		return runnel.SyncOS(), nil
+	}
+	if d, ok := strings.CutPrefix(s, "interval="); ok {
+		every, err := time.ParseDuration(d)
+		switch {
+		case err != nil:
+			return runnel.SyncPolicy{}, fmt.Errorf("the interval %q is not a duration (100ms, 1s)", d)
+		case every <= 0:
+			return runnel.SyncPolicy{}, fmt.Errorf("the interval %v must be positive", every)
+		}
+		return runnel.SyncInterval(every), nil
+	}
+	return runnel.SyncPolicy{}, errors.New("must be always, os or interval=DURATION (interval=1s)")
 }
 
 type flagSet struct {
@@ -247,7 +363,11 @@ type flagSet struct {
 func serveFlags(out io.Writer) flagSet {
 	fs := flag.NewFlagSet("runnel serve", flag.ContinueOnError)
 	fs.SetOutput(out)
+	sync := &syncFlag{policy: runnel.SyncAlways()}
+	fs.Var(sync, "sync", "with -data-dir, when records reach the disk: always (before the put returns), os (when the operating system writes them back) or interval=DURATION (fsynced every DURATION) (default always)")
 	return flagSet{fs, serveConfig{
+		sync:          sync,
+		dataDir:       fs.String("data-dir", "", "keep the streams, records, iterators, account settings and channels in this `directory`, so that they survive a restart (default: in memory)"),
 		addr:          fs.String("addr", "127.0.0.1:4567", "the address to listen on (loopback by default)"),
 		limits:        fs.String("limits", "kinesis", "per-shard throughput limits of new streams: kinesis or off"),
 		region:        fs.String("region", "us-east-1", "the default region, of unsigned requests: the region named in its ARNs"),
