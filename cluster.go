@@ -3,6 +3,7 @@ package runnel
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -386,6 +387,11 @@ func (c *Cluster) CreateStream(ctx context.Context, name string, opts ...StreamO
 			s.mu.Lock()
 			err = s.persistLocked(op)
 			s.mu.Unlock()
+		}
+		if err == nil { // the stream's directory in streams/
+			if err = syncDir(filepath.Join(c.cfg.dir, "streams")); err != nil {
+				err = catalogError(op, filepath.Join(c.cfg.dir, "streams"), "fsync", err)
+			}
 		}
 		if err != nil {
 			s.releaseLocked() // not yet shared: no lock needed

@@ -3,6 +3,7 @@ package runnel
 import (
 	"cmp"
 	"context"
+	"os"
 	"slices"
 	"sort"
 	"time"
@@ -213,6 +214,7 @@ func (s *Stream) reshard(ctx context.Context, op string, plan func(*reshardPlan)
 // leaves it to be committed at the next Open: records written to the new
 // shards are then never lost. Called with s.mu held.
 func (s *Stream) prepare(op string, p *reshardPlan) error {
+	s.pending = p // until commit
 	if !s.cluster.durable() {
 		return nil
 	}
@@ -221,20 +223,24 @@ func (s *Stream) prepare(op string, p *reshardPlan) error {
 		p.floor = max(p.floor, par.next+crashGap)
 		par.mu.Unlock()
 	}
+	// undo closes the stores of the first n new shards and removes their
+	// directories: nothing refers to them.
+	undo := func(n int) {
+		for _, o := range p.created[:n] {
+			releaseStore(o)
+			os.RemoveAll(s.cluster.shardDir(s.id, o.num))
+		}
+	}
 	for i, sh := range p.created {
 		if _, err := s.cluster.openStore(op, s.id, sh); err != nil {
-			for _, o := range p.created[:i] {
-				releaseStore(o)
-			}
+			s.pending = nil
+			undo(i)
 			return err
 		}
 	}
-	s.pending = p
 	if err := s.persistLocked(op); err != nil {
 		s.pending = nil
-		for _, o := range p.created {
-			releaseStore(o)
-		}
+		undo(len(p.created))
 		return err
 	}
 	return nil
