@@ -1,6 +1,7 @@
 package runnel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -134,9 +135,13 @@ type commitWait struct {
 	err  error
 }
 
-func (w *commitWait) wait() error {
-	<-w.done
-	return w.err
+func (w *commitWait) wait(ctx context.Context) error {
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // release lets the writers go, with err.

@@ -1,6 +1,7 @@
 package runnel
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -486,7 +487,7 @@ func TestFileStoreBackPressure(t *testing.T) {
 				spans, _, _ := ts.st.readSpans(nil, 31, 100, 1<<20)
 				assert.Empty(t, spans, "and its records are not readable yet")
 				ts.mu.Unlock()
-				require.NoError(t, pw.wait())
+				require.NoError(t, pw.wait(context.Background()))
 				assert.Less(t, time.Since(start), time.Hour, "without waiting for the interval")
 				assert.Len(t, ts.all(0), 61)
 			})
@@ -526,8 +527,8 @@ func TestFileStoreBehindWaitingPut(t *testing.T) {
 			assert.Len(t, spans[0].metas, 1)
 		})
 		gate <- struct{}{}
-		require.NoError(t, big.wait())
-		require.NoError(t, behind.wait())
+		require.NoError(t, big.wait(context.Background()))
+		require.NoError(t, behind.wait(context.Background()))
 		assert.Zero(t, time.Since(start), "without waiting for the interval")
 		assert.Len(t, ts.all(0), 53)
 		ffs.on("", func(f *faultFS) { f.syncGate = nil })
@@ -558,7 +559,7 @@ func TestFileStoreGroupCommit(t *testing.T) {
 				}
 				pw := ts.st.commit()
 				ts.mu.Unlock()
-				assert.NoError(t, pw.wait())
+				assert.NoError(t, pw.wait(context.Background()))
 			}
 		})
 	}
@@ -706,7 +707,7 @@ func benchPut(b *testing.B, stores []*testStore, perPut int) {
 			}
 			for _, pw := range pws {
 				if pw != nil {
-					if err := pw.wait(); err != nil {
+					if err := pw.wait(context.Background()); err != nil {
 						panic(err)
 					}
 				}
@@ -769,7 +770,7 @@ func BenchmarkFileStoreColdRead(b *testing.B) {
 		pw := ts.st.commit()
 		ts.mu.Unlock()
 		if pw != nil {
-			require.NoError(b, pw.wait())
+			require.NoError(b, pw.wait(context.Background()))
 		}
 	}
 	require.NoError(b, ts.st.close()) // everything on disk
@@ -795,4 +796,38 @@ func BenchmarkFileStoreColdRead(b *testing.B) {
 		}
 	}
 	reportRecords(b, records)
+}
+
+// A put whose context ends while its fsync hangs returns the context's
+// error rather than waiting for the disk; its record is not acknowledged.
+// Once the disk answers the store goes on, and the record, which reached
+// it, is readable.
+func TestDurablePutContextEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ffs := newFaultFS()
+		c, err := Open(t.TempDir(), withFileSystem(ffs))
+		require.NoError(t, err)
+		defer c.Close()
+		s, err := c.CreateStream(context.Background(), "ctx", WithShardCount(1))
+		require.NoError(t, err)
+		gate := make(chan struct{})
+		ffs.on("", func(f *faultFS) { f.syncGate = gate })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = s.PutRecord(ctx, PutRecordInput{PartitionKey: "k", Data: []byte("x")})
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, "PutRecord", e.Op)
+		ffs.on("", func(f *faultFS) { f.syncGate = nil })
+		close(gate)
+		out, err := s.PutRecord(context.Background(), PutRecordInput{PartitionKey: "k", Data: []byte("y")})
+		require.NoError(t, err)
+		var data []string
+		for rec, err := range s.Records(context.Background(), out.ShardID, StartingPosition{Type: TrimHorizon}) {
+			require.NoError(t, err)
+			data = append(data, string(rec.Data))
+		}
+		assert.Equal(t, []string{"x", "y"}, data)
+	})
 }

@@ -1,6 +1,7 @@
 package runnel
 
 import (
+	"context"
 	"errors"
 	"math"
 	"slices"
@@ -203,10 +204,15 @@ func (s *shardState) put(op string, now time.Time, cutoffMs int64, ws []write, r
 // settle waits for a put's records to be durable, and fails those of the
 // put's writes ws that the store could not write (results[w.index] of
 // this shard's): they were never stored, so they are not acknowledged.
-func (s *shardState) settle(pw pendingWrite, ws []write, results []PutRecordsResult) {
-	err := pw.wait()
+// If ctx ends first they fail with its error, not acknowledged either
+// (they may yet be stored).
+func (s *shardState) settle(ctx context.Context, op string, pw pendingWrite, ws []write, results []PutRecordsResult) {
+	err := pw.wait(ctx)
 	if err == nil {
 		return
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && err == ctxErr {
+		err = ctxError(op, err)
 	}
 	for _, w := range ws {
 		if r := &results[w.index]; r.Err == nil && r.ShardID == s.id {

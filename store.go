@@ -1,6 +1,7 @@
 package runnel
 
 import (
+	"context"
 	"math"
 	"sort"
 	"unsafe"
@@ -79,8 +80,10 @@ type pendingWrite interface {
 	// wait blocks until the records are durable and readable, and returns
 	// nil, or until the store failed to write them, and returns an *Error
 	// (Kind ErrInternalFailure) naming the file: the records were not
-	// stored and will never be readable. Called without the shard's lock.
-	wait() error
+	// stored and will never be readable. If ctx ends first it returns
+	// ctx's error: the records may still be stored, as after a timeout of
+	// Kinesis. Called without the shard's lock.
+	wait(ctx context.Context) error
 }
 
 // coldReader reads records that a store holds on disk only, without the

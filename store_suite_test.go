@@ -1,6 +1,7 @@
 package runnel
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -94,7 +95,7 @@ func (ts *testStore) put(recs ...testRecord) error {
 	if pw == nil {
 		return nil
 	}
-	return pw.wait()
+	return pw.wait(context.Background())
 }
 
 // mustPut is put that fails the test on error.
@@ -409,7 +410,7 @@ func TestStorePending(t *testing.T) {
 		}
 		ts.mu.Unlock()
 		if pw != nil {
-			require.NoError(t, pw.wait())
+			require.NoError(t, pw.wait(context.Background()))
 		}
 		ts.locked(func(st store) { assert.False(t, st.pending()) })
 		assert.Equal(t, recs, ts.all(0))

@@ -498,7 +498,7 @@ func (s *Stream) PutRecord(ctx context.Context, in PutRecordInput) (PutRecordOut
 	for {
 		sh := m.open[shard]
 		if pw := sh.put(op, now, cutoff, ws[:], res[:]); pw != nil {
-			sh.settle(pw, ws[:], res[:])
+			sh.settle(ctx, op, pw, ws[:], res[:])
 		}
 		switch res[0].Err {
 		case nil:
@@ -753,7 +753,7 @@ func (s *Stream) putRouted(ctx context.Context, op string, sc *putScratch, entri
 		// Every shard has its records before any write waits: the shards'
 		// writers make them durable in parallel.
 		for _, w := range waits {
-			w.sh.settle(w.pw, w.ws, results)
+			w.sh.settle(ctx, op, w.pw, w.ws, results)
 		}
 		clear(waits)
 		sc.waits = waits[:0]
