@@ -14,6 +14,12 @@
 //		…
 //	}
 //
+// Open keeps a Cluster in a data directory instead, so that its streams
+// and records survive a restart and a crash (kill -9); by default a put
+// returns once its records are fsynced (SyncAlways; see WithSync):
+//
+//	c, err := runnel.Open("/var/lib/orders")
+//
 // Every method is safe for concurrent use. Time is read once per operation
 // with time.Now, so everything runs in virtual time inside a testing/synctest
 // bubble: create and close the Cluster inside the bubble.
@@ -26,7 +32,8 @@
 // ErrNotAttempted, ErrShardMapChanged, ErrShardEnded, ErrSubscriptionEnded,
 // ErrLeaseConflict, ErrLeaseLost), or the context's error
 // (context.Canceled, context.DeadlineExceeded); errors.Is works for all of
-// them, and for an underlying error the *Error also wraps. The per-entry
+// them, and for an underlying error the *Error also wraps (ErrCorrupt, for
+// a durable cluster's damaged record, is one). The per-entry
 // errors of PutRecords follow the same rule. ErrorName returns the Kinesis
 // name, ErrorForName maps a name back, IsRetryable and HTTPStatus read the
 // table, and RecordErrorCode gives a PutRecords entry's ErrorCode.

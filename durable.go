@@ -1,9 +1,6 @@
 package runnel
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // SyncPolicy says when a durable cluster's writes reach stable storage, and
 // so what a crash can lose. Choose one with SyncAlways, SyncInterval or
@@ -79,5 +76,3 @@ func (p SyncPolicy) check(op string) *Error {
 
 // waits reports whether a put waits for its records to be durable.
 func (p SyncPolicy) waits() bool { return p.mode == syncAlways }
-
-var _ fmt.Stringer = SyncPolicy{}
