@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -830,4 +831,35 @@ func TestDurablePutContextEnds(t *testing.T) {
 		}
 		assert.Equal(t, []string{"x", "y"}, data)
 	})
+}
+
+// A put that a full disk fails is not acknowledged and not counted: the
+// shard's RecordsPut counts only what it stored, and it goes on taking
+// puts once there is room again.
+func TestDurablePutDiskFull(t *testing.T) {
+	ffs := newFaultFS()
+	c, err := Open(t.TempDir(), withFileSystem(ffs))
+	require.NoError(t, err)
+	defer c.Close()
+	s, err := c.CreateStream(context.Background(), "full", WithShardCount(1))
+	require.NoError(t, err)
+	put := func(data string) error {
+		_, err := s.PutRecord(context.Background(), PutRecordInput{PartitionKey: "k", Data: []byte(data)})
+		return err
+	}
+	require.NoError(t, put("a"))
+	ffs.on(".seg", func(f *faultFS) { f.space = 0 })
+	err = put("b")
+	require.ErrorIs(t, err, ErrInternalFailure)
+	assert.ErrorIs(t, err, syscall.ENOSPC)
+	assert.Equal(t, int64(1), s.Stats().Total.RecordsPut, "the failed record is not counted")
+	ffs.on(".seg", func(f *faultFS) { f.space = -1 })
+	require.NoError(t, put("c"))
+	assert.Equal(t, int64(2), s.Stats().Total.RecordsPut)
+	var data []string
+	for rec, err := range s.Records(context.Background(), "shardId-000000000000", StartingPosition{Type: TrimHorizon}) {
+		require.NoError(t, err)
+		data = append(data, string(rec.Data))
+	}
+	assert.Equal(t, []string{"a", "c"}, data, "the failed record is never readable")
 }

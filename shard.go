@@ -211,14 +211,24 @@ func (s *shardState) settle(ctx context.Context, op string, pw pendingWrite, ws 
 	if err == nil {
 		return
 	}
+	unknown := false // whether the records may yet be stored
 	if ctxErr := ctx.Err(); ctxErr != nil && err == ctxErr {
-		err = ctxError(op, err)
+		err, unknown = ctxError(op, err), true
 	}
+	var records, bytes int64
 	for _, w := range ws {
 		if r := &results[w.index]; r.Err == nil && r.ShardID == s.id {
 			*r = PutRecordsResult{Err: err}
+			records, bytes = records+1, bytes+int64(len(w.key)+len(w.data))
 		}
 	}
+	if unknown {
+		return
+	}
+	s.mu.Lock()
+	s.counters.recordsPut -= records // put counted them: they were not stored
+	s.counters.bytesPut -= bytes
+	s.mu.Unlock()
 }
 
 // countThrottle counts a throttle that a fault injected: of a write, or
