@@ -552,13 +552,8 @@ func (c *Cluster) restoreStream(op string, id uint64, gap uint64) (*Stream, erro
 		sh.next = max(sf.Next, next, sf.StartCounter)
 		recovered[sh] = sh.next
 		sh.closed, sh.closedAtMs, sh.closedGen = sf.Closed, sf.ClosedAtMs, sf.ClosedGen
-		first, newest := sh.store.oldestNewest()
-		if first != 0 || newest != 0 {
-			sh.lastArrive = newest
-			if f, ok := sh.store.first(); ok {
-				sh.oldest, _ = sh.store.arrivalAt(f)
-			}
-		}
+		_, sh.lastArrive = sh.store.oldestNewest()
+		sh.findOldestLocked()
 		byNum[sh.num] = sh
 		return sh, nil
 	}
@@ -576,27 +571,28 @@ func (c *Cluster) restoreStream(op string, id uint64, gap uint64) (*Stream, erro
 		}
 		all = append(all, sh)
 	}
-	link := func(files []shardFile) error {
-		for _, sf := range files {
-			sh := byNum[sf.Num]
-			for _, n := range sf.Children {
-				if child, ok := byNum[n]; ok { // not if it expired (a parent usually expires first)
-					sh.children = append(sh.children, child)
-				}
+	for _, sf := range f.Shards {
+		sh := byNum[sf.Num]
+		for _, n := range sf.Children {
+			if child, ok := byNum[n]; ok { // not if it expired (a parent usually expires first)
+				sh.children = append(sh.children, child)
 			}
 		}
-		return nil
 	}
-	if err := link(f.Shards); err != nil {
-		return fail(catalogError(op, path, "read", err))
-	}
-	var open []*shardState
-	for _, n := range f.Open {
-		sh, ok := byNum[n]
-		if !ok {
-			return fail(catalogError(op, path, "read", fmt.Errorf("open shard %d is not listed", n)))
+	lookup := func(nums []uint64) ([]*shardState, error) {
+		out := make([]*shardState, 0, len(nums))
+		for _, n := range nums {
+			sh, ok := byNum[n]
+			if !ok {
+				return nil, fmt.Errorf("shard %d is named but not listed", n)
+			}
+			out = append(out, sh)
 		}
-		open = append(open, sh)
+		return out, nil
+	}
+	open, err := lookup(f.Open)
+	if err != nil {
+		return fail(catalogError(op, path, "read", err))
 	}
 	s.shards.Store(newShardMap(f.Gen, open, all))
 	s.status = StatusActive
@@ -610,18 +606,6 @@ func (c *Cluster) restoreStream(op string, id uint64, gap uint64) (*Stream, erro
 			}
 			plan.created = append(plan.created, sh)
 		}
-		lookup := func(nums []uint64) ([]*shardState, error) {
-			out := make([]*shardState, 0, len(nums))
-			for _, n := range nums {
-				sh, ok := byNum[n]
-				if !ok {
-					return nil, fmt.Errorf("the pending resharding names shard %d, which is not listed", n)
-				}
-				out = append(out, sh)
-			}
-			return out, nil
-		}
-		var err error
 		if plan.open, err = lookup(p.Open); err == nil {
 			plan.parents, err = lookup(p.Parents)
 		}
@@ -666,13 +650,17 @@ func (f *streamFile) check() error {
 		seen[sh.Num] = true
 	}
 	open := func(nums []uint64, shards []shardFile) error {
+		byNum := make(map[uint64]*shardFile, len(shards))
+		for i := range shards {
+			byNum[shards[i].Num] = &shards[i]
+		}
 		ranges := make([]HashKeyRange, 0, len(nums))
 		for _, n := range nums {
-			i := slices.IndexFunc(shards, func(sh shardFile) bool { return sh.Num == n })
-			if i < 0 || shards[i].Closed {
+			sh, ok := byNum[n]
+			if !ok || sh.Closed {
 				return fmt.Errorf("open shard %d is not listed, or closed", n)
 			}
-			ranges = append(ranges, shards[i].HashKeyRange)
+			ranges = append(ranges, sh.HashKeyRange)
 		}
 		if !tilesHashSpace(ranges) {
 			return fmt.Errorf("the open shards %v do not tile the hash space", nums)
@@ -748,7 +736,7 @@ func lockDataDir(op, dir string) (*fileLock, error) {
 // catalogError is the error of a failed file operation on the data
 // directory: ErrInternalFailure naming the file and wrapping the fault.
 func catalogError(op, path, what string, err error) error {
-	return &Error{Op: op, Kind: ErrInternalFailure, Msg: fmt.Sprintf("could not %s %s", what, path), Err: err}
+	return fileStoreError(op, what, path, -1, err)
 }
 
 // readJSON decodes the JSON file at path into v.

@@ -31,7 +31,8 @@ func SyncAlways() SyncPolicy { return SyncPolicy{mode: syncAlways} }
 // SyncInterval acknowledges and publishes a put at once and writes and
 // fsyncs each shard's new records at most every d (and sooner when a put
 // waits). A put waits for the shard's writer only when the shard's
-// unwritten records pass 1 MiB (back-pressure: memory stays bounded). Loss
+// unwritten records pass 1 MiB (back-pressure: memory stays bounded), and
+// so does a put that follows a waiting one. Loss
 // window: a crash of the process or the machine loses at most the records
 // acknowledged in the last d before it, plus those of the time the shard's
 // writer takes to write and fsync one batch (milliseconds, though a loaded
@@ -44,7 +45,8 @@ func SyncInterval(d time.Duration) SyncPolicy { return SyncPolicy{mode: syncInte
 // the files as soon as the shard's writer gets to them, and never fsyncs
 // them (except on Close, and when Open repairs a file): the operating
 // system decides when they reach the disk. A put waits for the writer only
-// when the shard's unwritten records pass 1 MiB. Loss window: a crash of
+// when the shard's unwritten records pass 1 MiB, or when it follows a put
+// that waits. Loss window: a crash of
 // the process loses only the records not yet handed to the operating
 // system (those of the write in flight, typically well under a
 // millisecond's); a crash of the machine loses what the operating system

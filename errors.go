@@ -148,10 +148,11 @@ var ErrShardMapChanged error = &runnelError{text: "the shard map changed: the re
 
 // ErrCorrupt is wrapped, next to ErrInternalFailure, by the error of a
 // read that met a record whose checksum does not match in a durable
-// cluster's files. The error names the file, the offset and the counters
-// around the record; the records before and after it stay readable (start
-// after it with AfterSequenceNumber). It is not a Kinesis error and not
-// retryable: reading the same record again fails the same way.
+// cluster's files. The error names the file and the offset, the counter of
+// the record before the damaged one and that of the next readable record
+// (a sequence number's counter digits); the records before and after it
+// stay readable. It is not a Kinesis error and not retryable: reading the
+// same record again fails the same way.
 var ErrCorrupt error = &runnelError{text: "corrupt record"}
 
 // Error is the error type of runnel's operations. It names the operation and

@@ -100,6 +100,12 @@ func (s *shardState) expireLocked(cutoffMs int64) {
 		return
 	}
 	s.store.trim(cutoffMs)
+	s.findOldestLocked()
+}
+
+// findOldestLocked sets oldest from the store: the arrival of its oldest
+// retained record, or MaxInt64 if it holds none.
+func (s *shardState) findOldestLocked() {
 	s.oldest = math.MaxInt64
 	if first, ok := s.store.first(); ok {
 		s.oldest, _ = s.store.arrivalAt(first)

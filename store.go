@@ -291,15 +291,21 @@ func (m *memStore) dropBefore(counter uint64) {
 		if !ok || c.lastCounter() >= counter {
 			return
 		}
-		for _, md := range c.metas[c.start:] {
-			m.bytes -= int64(md.keyLen) + int64(md.dataLen)
-		}
-		m.records -= int64(len(c.metas) - c.start)
-		m.chunks.DeleteMin()
-		m.allocated -= c.footprint()
-		if m.tail == c {
-			m.tail = nil
-		}
+		m.dropOldest(c)
+	}
+}
+
+// dropOldest releases c, the oldest chunk, and uncounts its records from
+// c.start on.
+func (m *memStore) dropOldest(c *chunk) {
+	for _, md := range c.metas[c.start:] {
+		m.bytes -= int64(md.keyLen) + int64(md.dataLen)
+	}
+	m.records -= int64(len(c.metas) - c.start)
+	m.chunks.DeleteMin()
+	m.allocated -= c.footprint()
+	if m.tail == c {
+		m.tail = nil
 	}
 }
 
@@ -407,19 +413,16 @@ func (m *memStore) trim(cutoffMs int64) {
 		}
 		live := c.metas[c.start:]
 		n := sort.Search(len(live), func(i int) bool { return live[i].arrivalMs >= cutoffMs })
+		if n == len(live) {
+			m.dropOldest(c)
+			continue
+		}
 		for _, md := range live[:n] {
 			m.bytes -= int64(md.keyLen) + int64(md.dataLen)
 		}
 		m.records -= int64(n)
-		if n < len(live) {
-			c.start += n
-			return
-		}
-		m.chunks.DeleteMin()
-		m.allocated -= c.footprint()
-		if m.tail == c {
-			m.tail = nil
-		}
+		c.start += n
+		return
 	}
 }
 

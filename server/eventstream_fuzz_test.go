@@ -287,13 +287,5 @@ func esUnmarshal(cd *codec, b []byte, v any) error {
 	if cd == cborCodec {
 		return esCBOR.Unmarshal(b, v)
 	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.More() {
-		return errors.New("data after the payload")
-	}
-	return nil
+	return unmarshalJSON(b, v)
 }

@@ -129,32 +129,8 @@ func TestServeUsage(t *testing.T) {
 // choosing) until the test ends, and returns its address and its log.
 func startServe(t *testing.T, args ...string) (string, *syncBuffer) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	logs := new(syncBuffer)
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0"}, args...), logs, ready)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve ended with %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not shut down")
-		}
-	})
-	select {
-	case addr := <-ready:
-		return addr, logs
-	case err := <-done:
-		done <- err // for the cleanup
-		t.Fatalf("serve ended: %v\n%s", err, logs.String())
-		return "", nil
-	}
+	s := startStoppable(t, args...)
+	return s.addr, s.logs
 }
 
 // apiCall sends a Kinesis API request to url with client; sign, if not
