@@ -226,11 +226,12 @@ type leaseCheckpointer struct {
 	c *Consumer
 	h *heldLease
 
-	writing chan struct{} // one slot: the checkpoint in progress, so that checkpoints stay in order
-	mu      sync.Mutex    // guards the fields below; never held across a store call
-	handed  Checkpoint    // the last user record handed to the processor
-	ended   bool          // the shard has ended: ShardEnd may be checkpointed
-	written Checkpoint    // the checkpoint in the lease
+	writing  chan struct{} // one slot: the checkpoint in progress, so that checkpoints stay in order
+	mu       sync.Mutex    // guards the fields below; never held across a store call
+	handed   Checkpoint    // the last user record handed to the processor
+	ended    bool          // the shard has ended: ShardEnd may be checkpointed
+	children []string      // when ended: the shards that continue it
+	written  Checkpoint    // the checkpoint in the lease
 }
 
 // Checkpoint implements Checkpointer.
@@ -259,7 +260,16 @@ func (cp *leaseCheckpointer) CheckpointAt(ctx context.Context, at Checkpoint) er
 	if err := cp.check(op, at); err != nil || at == cp.checkpointed() {
 		return err
 	}
-	if err := cp.c.writeLease(ctx, op, cp.h, func(l *Lease) { l.Checkpoint = at }); err != nil {
+	cp.mu.Lock()
+	children := cp.children
+	cp.mu.Unlock()
+	err := cp.c.writeLease(ctx, op, cp.h, func(l *Lease) {
+		l.Checkpoint, l.OwnerSwitchesSinceCheckpoint = at, 0
+		if at.ShardEnd {
+			l.ChildShardIDs = children
+		}
+	})
+	if err != nil {
 		return err
 	}
 	cp.mu.Lock()
@@ -294,11 +304,15 @@ func (cp *leaseCheckpointer) hand(at Checkpoint) {
 	cp.handed = at
 }
 
-// end records that the shard has ended.
-func (cp *leaseCheckpointer) end() {
+// end records that the shard has ended, and the shards that continue it.
+func (cp *leaseCheckpointer) end(children []ChildShard) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.ended = true
+	cp.children = nil
+	for _, ch := range children {
+		cp.children = append(cp.children, ch.ShardID)
+	}
 }
 
 // checkpointed returns the checkpoint in the lease.
@@ -855,7 +869,7 @@ func (c *Consumer) syncShards() error {
 		if have[sh.ShardID] {
 			continue
 		}
-		l := Lease{ShardID: sh.ShardID, Counter: 1, Start: c.cfg.start}
+		l := Lease{ShardID: sh.ShardID, Counter: 1, Start: c.cfg.start, HashKeyRange: sh.HashKeyRange}
 		leasedParent := false
 		for _, p := range []string{sh.ParentShardID, sh.AdjacentParentShardID} {
 			if p != "" {
@@ -1138,6 +1152,9 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 	next := l.clone()
 	prev := next.Owner
 	next.Owner, next.Counter = c.cfg.workerID, l.Counter+1
+	if prev != "" && prev != next.Owner {
+		next.OwnerSwitchesSinceCheckpoint++
+	}
 	ctx, cancel := c.storeCtx()
 	now := time.Now()
 	err := c.cfg.store.PutLease(ctx, next, l.Counter)
@@ -1289,7 +1306,7 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 			continue
 		}
 		h.behind.Store(0)
-		cp.end()
+		cp.end(b.ChildShards)
 		if err := p.ShardEnded(leaseCtx, ShardEndedInput{ShardID: id, Checkpointer: cp}); err != nil {
 			fail("ShardEnded", err)
 			return

@@ -736,3 +736,66 @@ func TestConsumerDuplicateWorkerID(t *testing.T) {
 		assert.LessOrEqual(t, checkOrderNoLoss(t, r.deliveries(), want), 2, "at most the batch in flight when the conflict showed")
 	})
 }
+
+// TestConsumerLeaseKCLFields: the leases carry what the KCL's lease table
+// keeps beside the checkpoint: the shard's hash key range from its
+// creation, the children with the SHARD_END checkpoint, and the owner
+// switches since the last checkpoint (counted when a lease is stolen from
+// a live owner, reset by a checkpoint).
+func TestConsumerLeaseKCLFields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, s := newTestStream(t, WithShardCount(2))
+		store := NewMemoryLeaseStore()
+		r := &recorder{checkpoint: true}
+		want := map[string]int{}
+		putKeys(t, s, 40, 10, want)
+		startWorker(t, s, store, r, "a")
+		settle()
+		shards, err := s.ListShards(t.Context(), ListShardsInput{})
+		require.NoError(t, err)
+		parent := shards.Shards[0]
+		require.NoError(t, s.SplitShard(t.Context(), parent.ShardID, parent.HashKeyRange.Mid()))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+
+		leases, err := store.ListLeases(t.Context())
+		require.NoError(t, err)
+		byID := map[string]Lease{}
+		for _, l := range leases {
+			byID[l.ShardID] = l
+		}
+		p := byID[parent.ShardID]
+		assert.True(t, p.Checkpoint.ShardEnd)
+		assert.Equal(t, parent.HashKeyRange, p.HashKeyRange)
+		assert.Len(t, p.ChildShardIDs, 2, "the children are recorded with SHARD_END")
+		for _, id := range p.ChildShardIDs {
+			assert.Equal(t, []string{parent.ShardID}, byID[id].ParentShardIDs)
+		}
+
+		// b steals from a, which is alive: an owner switch; the next
+		// checkpoint resets the count.
+		b := startWorker(t, s, store, r, "b")
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		require.Positive(t, b.Stats().LeasesStolen)
+		leases, err = store.ListLeases(t.Context())
+		require.NoError(t, err)
+		switched := 0
+		for _, l := range leases {
+			if l.Owner == "b" {
+				switched += int(l.OwnerSwitchesSinceCheckpoint)
+			}
+		}
+		assert.Positive(t, switched, "a stolen lease counts an owner switch")
+		putKeys(t, s, 200, 10, want)
+		settle()
+		leases, err = store.ListLeases(t.Context())
+		require.NoError(t, err)
+		for _, l := range leases {
+			if l.Owner == "b" && !l.Checkpoint.ShardEnd {
+				assert.Zero(t, l.OwnerSwitchesSinceCheckpoint, "a checkpoint resets the count of %s", l.ShardID)
+			}
+		}
+		checkOrderNoLoss(t, r.deliveries(), want)
+	})
+}

@@ -103,6 +103,18 @@ type Lease struct {
 	// (none, one, or two for a merge). The shard is not processed until
 	// every parent's lease is checkpointed at its end or has gone.
 	ParentShardIDs []string
+	// ChildShardIDs are the shards that continue this one once it has
+	// ended, recorded with its SHARD_END checkpoint (the KCL's
+	// childShardIds); empty before.
+	ChildShardIDs []string
+	// HashKeyRange is the shard's range of hash keys, recorded when the
+	// lease is created (the KCL's startingHashKey and endingHashKey). The
+	// zero value means not recorded.
+	HashKeyRange HashKeyRange
+	// OwnerSwitchesSinceCheckpoint counts the times the lease changed
+	// hands since its last checkpoint (the KCL's attribute of that name): a
+	// shard whose count keeps growing is one that no worker gets through.
+	OwnerSwitchesSinceCheckpoint int64
 	// Start is where a shard with no checkpoint starts: TrimHorizon, Latest
 	// or AtTimestamp (with Timestamp).
 	Start StartingPosition
@@ -111,6 +123,7 @@ type Lease struct {
 // clone returns a copy of l that shares no memory with it.
 func (l Lease) clone() Lease {
 	l.ParentShardIDs = slices.Clone(l.ParentShardIDs)
+	l.ChildShardIDs = slices.Clone(l.ChildShardIDs)
 	return l
 }
 
@@ -168,10 +181,25 @@ func checkLeaseWrite(op string, l Lease, expect int64) error {
 	case l.Counter <= expect:
 		return errorf(op, ErrInvalidArgument, "counter %d of lease %s must be greater than the expected %d", l.Counter, l.ShardID, expect)
 	}
-	if why := l.Checkpoint.invalid(); why != "" {
-		return errorf(op, ErrInvalidArgument, "checkpoint of lease %s %s", l.ShardID, why)
+	if why := l.invalid(); why != "" {
+		return errorf(op, ErrInvalidArgument, "lease %s %s", l.ShardID, why)
 	}
 	return nil
+}
+
+// invalid says what is wrong with the values of l, or returns "" when they
+// are valid: its checkpoint, owner switch count and hash key range. Lease
+// writes and the decoders of stored leases check it.
+func (l Lease) invalid() string {
+	switch r := l.HashKeyRange; {
+	case l.Checkpoint.invalid() != "":
+		return "has a checkpoint that " + l.Checkpoint.invalid()
+	case l.OwnerSwitchesSinceCheckpoint < 0:
+		return fmt.Sprintf("has the negative owner switch count %d", l.OwnerSwitchesSinceCheckpoint)
+	case r.StartingHashKey.Cmp(r.EndingHashKey) > 0:
+		return fmt.Sprintf("has a hash key range that starts at %s, after its end %s", r.StartingHashKey, r.EndingHashKey)
+	}
+	return ""
 }
 
 // conflict is the error of a failed lease condition.

@@ -137,6 +137,9 @@ func TestLeaseStore(t *testing.T) {
 						Checkpoint: Checkpoint{ShardEnd: true, SequenceNumber: testSeq(t, "12345")}}, 3},
 					{"NegativeSubSequenceNumber", Lease{ShardID: "shardId-000000000000", Counter: 4,
 						Checkpoint: Checkpoint{SequenceNumber: testSeq(t, "12345"), SubSequenceNumber: -1}}, 3},
+					{"NegativeOwnerSwitches", Lease{ShardID: "shardId-000000000000", Counter: 4, OwnerSwitchesSinceCheckpoint: -1}, 3},
+					{"HashKeyRangeBackwards", Lease{ShardID: "shardId-000000000000", Counter: 4,
+						HashKeyRange: HashKeyRange{StartingHashKey: MaxHashKey(), EndingHashKey: HashKeyOf("a")}}, 3},
 				} {
 					t.Run(tc.name, func(t *testing.T) {
 						err := s.PutLease(context.Background(), tc.lease, tc.expect)
@@ -200,11 +203,14 @@ func TestLeaseStore(t *testing.T) {
 						Start:          StartingPosition{Type: AtTimestamp, Timestamp: time.Date(2026, 12, 1, 8, 30, 0, 123456789, time.UTC)},
 					},
 					{
-						ShardID:        "shardId-000000000003",
-						Counter:        1 << 62,
-						Checkpoint:     Checkpoint{ShardEnd: true},
-						ParentShardIDs: []string{},
-						Start:          StartingPosition{Type: AfterSequenceNumber, SequenceNumber: testSeq(t, "123456789012345678901234567890")},
+						ShardID:                      "shardId-000000000003",
+						Counter:                      1 << 62,
+						Checkpoint:                   Checkpoint{ShardEnd: true},
+						ParentShardIDs:               []string{},
+						ChildShardIDs:                []string{"shardId-000000000005", "shardId-000000000006"},
+						HashKeyRange:                 HashKeyRange{StartingHashKey: HashKeyOf("a"), EndingHashKey: MaxHashKey()},
+						OwnerSwitchesSinceCheckpoint: 3,
+						Start:                        StartingPosition{Type: AfterSequenceNumber, SequenceNumber: testSeq(t, "123456789012345678901234567890")},
 					},
 					{ShardID: "shardId-000000000004", Counter: 2, Start: StartingPosition{Type: TrimHorizon}},
 				}

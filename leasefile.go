@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -353,6 +354,9 @@ type leaseFileRow struct {
 	Counter        int64              `json:"counter"`
 	Checkpoint     checkpointFileJSON `json:"checkpoint,omitzero"`
 	ParentShardIDs []string           `json:"parentShardIds,omitzero"`
+	ChildShardIDs  []string           `json:"childShardIds,omitzero"`
+	HashKeyRange   HashKeyRange       `json:"hashKeyRange,omitzero"`
+	OwnerSwitches  int64              `json:"ownerSwitchesSinceCheckpoint,omitzero"`
 	Start          startFileJSON      `json:"start,omitzero"`
 }
 
@@ -375,7 +379,7 @@ type startFileJSON struct {
 // checkLeaseWrite: valid UTF-8 (JSON would replace bad bytes, and the lease
 // would read back changed) and a timestamp that RFC 3339 can hold.
 func checkFileLease(op string, l Lease) error {
-	for _, s := range append([]string{l.ShardID, l.Owner, string(l.Start.Type)}, l.ParentShardIDs...) {
+	for _, s := range slices.Concat([]string{l.ShardID, l.Owner, string(l.Start.Type)}, l.ParentShardIDs, l.ChildShardIDs) {
 		if !utf8.ValidString(s) {
 			return errorf(op, ErrInvalidArgument, "lease %s: %s is not valid UTF-8, which a lease file cannot hold", clip(l.ShardID, 64), clip(s, 64))
 		}
@@ -409,6 +413,9 @@ func encodeLeaseFile(op string, table map[string]Lease) ([]byte, error) {
 				ShardEnd:          l.Checkpoint.ShardEnd,
 			},
 			ParentShardIDs: l.ParentShardIDs,
+			ChildShardIDs:  l.ChildShardIDs,
+			HashKeyRange:   l.HashKeyRange,
+			OwnerSwitches:  l.OwnerSwitchesSinceCheckpoint,
 			Start:          startFileJSON{Type: l.Start.Type, SequenceNumber: l.Start.SequenceNumber},
 		}
 		if !l.Start.Timestamp.IsZero() {
@@ -467,11 +474,14 @@ func decodeLeaseFile(op, path string, data []byte) (map[string]Lease, error) {
 				SubSequenceNumber: row.Checkpoint.SubSequenceNumber,
 				ShardEnd:          row.Checkpoint.ShardEnd,
 			},
-			ParentShardIDs: row.ParentShardIDs,
-			Start:          StartingPosition{Type: row.Start.Type, SequenceNumber: row.Start.SequenceNumber},
+			ParentShardIDs:               row.ParentShardIDs,
+			ChildShardIDs:                row.ChildShardIDs,
+			HashKeyRange:                 row.HashKeyRange,
+			OwnerSwitchesSinceCheckpoint: row.OwnerSwitches,
+			Start:                        StartingPosition{Type: row.Start.Type, SequenceNumber: row.Start.SequenceNumber},
 		}
-		if why := l.Checkpoint.invalid(); why != "" {
-			return nil, corrupt("the checkpoint of lease %s %s", clip(row.ShardID, 64), why)
+		if why := l.invalid(); why != "" {
+			return nil, corrupt("lease %s %s", clip(row.ShardID, 64), why)
 		}
 		if ts := row.Start.Timestamp; ts != "" {
 			t, err := time.Parse(time.RFC3339Nano, ts)

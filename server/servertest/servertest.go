@@ -5,11 +5,13 @@
 package servertest
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -62,13 +64,68 @@ type Options struct {
 	Server []server.Option
 	// TLS serves TLS, as NewTLS does.
 	TLS bool
+	// InMemory listens on no port: Client and Config dial the server over
+	// in-memory connections (net.Pipe), so that a test of AWS SDK code can
+	// run in a testing/synctest bubble, in virtual time. URL is then
+	// "http://runnel.invalid". It cannot be combined with TLS.
+	InMemory bool
 }
+
+// pipeListener is a net.Listener of in-memory connections, which dial
+// makes.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+// dial connects to the listener, as a Transport's DialContext.
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, srv := net.Pipe()
+	select {
+	case l.conns <- srv:
+		return client, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// pipeAddr is the address of a pipeListener.
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "runnel.invalid" }
 
 // Start starts a server as New and NewTLS do, with options for the
 // server too.
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	useTLS, opts := o.TLS, o.Cluster
+	if useTLS && o.InMemory {
+		t.Fatalf("servertest: TLS and InMemory cannot be combined")
+	}
 	var cert tls.Certificate
 	if useTLS {
 		var err error
@@ -76,14 +133,22 @@ func Start(t testing.TB, o Options) *Server {
 			t.Fatalf("servertest: making a certificate: %v", err)
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("servertest: listening on a loopback port: %v", err)
+	var l net.Listener
+	if o.InMemory {
+		l = newPipeListener()
+	} else {
+		var err error
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatalf("servertest: listening on a loopback port: %v", err)
+		}
 	}
 	const region = "us-east-1"
 	c := runnel.NewCluster(append([]runnel.ClusterOption{runnel.WithRegion(region)}, opts...)...)
 	srv := server.New(c, o.Server...)
 	s := &Server{Cluster: c, URL: "http://" + l.Addr().String(), Region: c.Region(), API: srv, done: make(chan error, 1)}
+	if pl, ok := l.(*pipeListener); ok {
+		s.client = &http.Client{Transport: &http.Transport{DialContext: pl.dial}}
+	}
 	if useTLS {
 		s.URL = "https://" + l.Addr().String()
 		s.Certificate = cert.Leaf
@@ -111,8 +176,8 @@ func Start(t testing.TB, o Options) *Server {
 }
 
 // Client returns an HTTP client for the server: for NewTLS, one that
-// trusts its certificate and offers HTTP/2 and HTTP/1.1 by ALPN; for New,
-// http.DefaultClient.
+// trusts its certificate and offers HTTP/2 and HTTP/1.1 by ALPN; for
+// InMemory, one that dials it in memory; for New, http.DefaultClient.
 func (s *Server) Client() *http.Client {
 	if s.client != nil {
 		return s.client

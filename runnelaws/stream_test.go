@@ -1,0 +1,336 @@
+package runnelaws_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/runnel-go/runnel"
+	"github.com/runnel-go/runnel/runnelaws"
+	"github.com/runnel-go/runnel/server/servertest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The scenarios of the in-process producer and consumer tests, run through
+// the adapter against runnel's own Kinesis API server: every call crosses
+// the AWS SDK and HTTP. The server listens in memory, so each test runs in
+// a synctest bubble, in virtual time.
+
+// newAdapter starts an in-memory server with a stream of shards shards
+// and returns the stream in process, for control, and the adapter over
+// the SDK, for the code under test.
+func newAdapter(t *testing.T, shards int, opts ...runnel.StreamOption) (*runnel.Stream, *runnelaws.Stream, *servertest.Server) {
+	t.Helper()
+	srv := servertest.Start(t, servertest.Options{InMemory: true})
+	s, err := srv.Cluster.CreateStream(context.Background(), "orders", append([]runnel.StreamOption{runnel.WithShardCount(shards)}, opts...)...)
+	require.NoError(t, err)
+	return s, newClient(t, srv, "orders"), srv
+}
+
+// newClient is an adapter of its own SDK client, as another process has.
+func newClient(t *testing.T, srv *servertest.Server, stream string) *runnelaws.Stream {
+	t.Helper()
+	a, err := runnelaws.NewStream(kinesis.NewFromConfig(srv.Config()), stream)
+	require.NoError(t, err)
+	return a
+}
+
+// app records what a consumer group's processors were handed, and
+// checkpoints after every batch.
+type app struct {
+	mu      sync.Mutex
+	batches []batch
+}
+
+type batch struct {
+	worker, shard string
+	data          []string
+	checkpointed  bool
+}
+
+func (a *app) processors(worker string) func(string) runnel.RecordProcessor {
+	return func(shard string) runnel.RecordProcessor {
+		return runnel.ProcessorFunc(func(ctx context.Context, in runnel.ProcessRecordsInput) error {
+			err := in.Checkpointer.Checkpoint(ctx)
+			b := batch{worker: worker, shard: shard, checkpointed: err == nil}
+			for _, r := range in.Records {
+				b.data = append(b.data, string(r.Data))
+			}
+			a.mu.Lock()
+			a.batches = append(a.batches, b)
+			a.mu.Unlock()
+			return err
+		})
+	}
+}
+
+// check asserts that every key's records "key:n" arrived in order with
+// none lost, and that every record delivered twice was in a batch whose
+// checkpoint failed or came after a lease move: with a checkpoint after
+// every batch, duplicates come only after the last checkpoint.
+func (a *app) check(t *testing.T, want map[string]int) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	next := map[string]int{}
+	seen := map[string]int{}
+	for _, b := range a.batches {
+		for _, d := range b.data {
+			seen[d]++
+			key, n, ok := strings.Cut(d, ":")
+			require.True(t, ok, d)
+			i, err := strconv.Atoi(n)
+			require.NoError(t, err)
+			switch {
+			case i == next[key]:
+				next[key]++
+			case i < next[key]:
+				// a redelivery: allowed only of what a failed checkpoint
+				// did not cover, from where the last good one left off
+			default:
+				t.Fatalf("key %s: record %d delivered before record %d", key, i, next[key])
+			}
+		}
+	}
+	assert.Equal(t, want, next, "every record of every key, in order")
+	dups := 0
+	for _, n := range seen {
+		dups += n - 1
+	}
+	failed := 0
+	for _, b := range a.batches {
+		if !b.checkpointed {
+			failed += len(b.data)
+		}
+	}
+	assert.LessOrEqual(t, dups, failed, "duplicates only of batches whose checkpoint failed (after a lease move)")
+}
+
+// putKeys puts n records over keys partition keys, numbered per key.
+func putKeys(t *testing.T, p *runnel.Producer, rng *rand.Rand, n, keys int, want map[string]int) {
+	t.Helper()
+	for range n {
+		k := "k" + strconv.Itoa(rng.IntN(keys))
+		data := fmt.Sprintf("%s:%d", k, want[k])
+		want[k]++
+		require.NoError(t, p.Put(context.Background(), runnel.ProducerRecord{PartitionKey: k, Data: []byte(data)}, func(res runnel.ProducerResult) {
+			if res.Err != nil {
+				t.Errorf("record %s failed: %v", data, res.Err)
+			}
+		}))
+	}
+	require.NoError(t, p.Flush(context.Background()))
+}
+
+// waitFor polls cond in virtual time for up to an hour.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Hour); !cond(); {
+		require.True(t, time.Now().Before(deadline), "waiting for %s", what)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// delivered counts the records the group was handed.
+func (a *app) delivered() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, b := range a.batches {
+		n += len(b.data)
+	}
+	return n
+}
+
+// TestAdapterGroupAcrossReshards: a producer through the adapter (with
+// aggregation and its generic path's strict order) writes while the
+// stream splits and merges; a consumer group of two workers, each with
+// its own SDK client, reads through the adapter, polling or with enhanced
+// fan-out. Per-key order, no loss, duplicates only after the last
+// checkpoint; then one worker leaves and the other takes its shards over.
+func TestAdapterGroupAcrossReshards(t *testing.T) {
+	for _, mode := range []string{"polling", "fan-out"} {
+		for _, seed := range []uint64{1, 42} {
+			t.Run(fmt.Sprintf("%s/seed=%d", mode, seed), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) { runGroup(t, mode == "fan-out", seed) })
+			})
+		}
+	}
+}
+
+func runGroup(t *testing.T, fanOut bool, seed uint64) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	s, w, srv := newAdapter(t, 2)
+	p, err := runnel.NewProducer(ctx, w, runnel.WithAggregation(true), runnel.WithGenericPath(true), runnel.WithStrictOrder(true))
+	require.NoError(t, err)
+	defer p.Close(ctx)
+
+	store := runnel.NewMemoryLeaseStore()
+	a := &app{}
+	opts := []runnel.ConsumerOption{runnel.WithLeaseStore(store), runnel.WithFailoverTime(10 * time.Second), runnel.WithInitialPosition(runnel.StartingPosition{Type: runnel.TrimHorizon})}
+	if fanOut {
+		opts = append(opts, runnel.WithFanOut("efo"))
+	}
+	start := func(id string) *runnel.Consumer {
+		c, err := runnel.NewConsumer(newClient(t, srv, "orders"), "app", a.processors(id), append(opts, runnel.WithWorkerID(id))...)
+		require.NoError(t, err)
+		return c
+	}
+	w1, w2 := start("w1"), start("w2")
+	defer w2.Close()
+
+	want := map[string]int{}
+	putKeys(t, p, rng, 300, 20, want)
+	_, err = s.UpdateShardCount(ctx, 4)
+	require.NoError(t, err)
+	putKeys(t, p, rng, 300, 20, want)
+	shards, err := s.ListShards(ctx, runnel.ListShardsInput{Filter: runnel.ShardFilter{Type: runnel.FilterAtLatest}})
+	require.NoError(t, err)
+	require.NoError(t, s.MergeShards(ctx, shards.Shards[0].ShardID, shards.Shards[1].ShardID))
+	putKeys(t, p, rng, 300, 20, want)
+	waitFor(t, "the first 900 records", func() bool { return a.delivered() >= 900 })
+
+	require.NoError(t, w1.Close()) // hands its leases off
+	putKeys(t, p, rng, 300, 20, want)
+	waitFor(t, "every record", func() bool { return a.delivered() >= 1200 })
+	time.Sleep(time.Minute) // nothing more arrives
+	a.check(t, want)
+	assert.Equal(t, 0, w1.Stats().LeasesHeld, "the worker that left holds nothing")
+}
+
+// TestAdapterThrottling: a shard's write limit far below the producer's
+// rate makes PutRecords entries fail with
+// ProvisionedThroughputExceededException through the SDK; the producer
+// retries them (the SDK does not) and every record arrives once, in order.
+func TestAdapterThrottling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		_, w, srv := newAdapter(t, 1, runnel.WithLimits(runnel.Limits{WriteRecordsPerSecond: 50, WriteBytesPerSecond: 1 << 20, ReadCallsPerSecond: 5, ReadBytesPerSecond: 2 << 20}))
+		p, err := runnel.NewProducer(ctx, w, runnel.WithAggregation(false))
+		require.NoError(t, err)
+		defer p.Close(ctx)
+		var mu sync.Mutex
+		attempts := 0
+		want := map[string]int{}
+		for i := range 200 {
+			k := "k" + strconv.Itoa(i%5)
+			data := fmt.Sprintf("%s:%d", k, want[k])
+			want[k]++
+			require.NoError(t, p.Put(ctx, runnel.ProducerRecord{PartitionKey: k, Data: []byte(data)}, func(res runnel.ProducerResult) {
+				mu.Lock()
+				defer mu.Unlock()
+				assert.NoError(t, res.Err, data)
+				attempts += res.Attempts
+			}))
+		}
+		require.NoError(t, p.Flush(ctx))
+		assert.Greater(t, attempts, 200, "some records were throttled and sent again")
+
+		a := &app{}
+		c, err := runnel.NewConsumer(newClient(t, srv, "orders"), "app", a.processors("w"), runnel.WithLeaseStore(runnel.NewMemoryLeaseStore()),
+			runnel.WithInitialPosition(runnel.StartingPosition{Type: runnel.TrimHorizon}))
+		require.NoError(t, err)
+		defer c.Close()
+		waitFor(t, "every record", func() bool { return a.delivered() >= 200 })
+		a.check(t, want)
+	})
+}
+
+// TestAdapterErrors: the service's error names arrive as runnel's
+// sentinels, with the SDK's typed exception still wrapped.
+func TestAdapterErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		_, w, srv := newAdapter(t, 1)
+		_, err := w.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: "shardId-000000000009", StartingPosition: runnel.StartingPosition{Type: runnel.TrimHorizon}})
+		require.ErrorIs(t, err, runnel.ErrResourceNotFound)
+		var nf *types.ResourceNotFoundException
+		require.ErrorAs(t, err, &nf)
+		assert.False(t, runnel.IsRetryable(err))
+
+		gone := newClient(t, srv, "missing")
+		_, err = gone.PutRecords(ctx, runnel.PutRecordsInput{Records: []runnel.PutRecordsEntry{{PartitionKey: "k", Data: []byte("x")}}})
+		require.ErrorIs(t, err, runnel.ErrResourceNotFound)
+		assert.Contains(t, err.Error(), "stream missing")
+
+		_, err = w.GetRecords(ctx, runnel.GetRecordsInput{ShardIterator: runnel.OpaqueShardIterator("not-an-iterator")})
+		require.Error(t, err)
+		assert.NotEmpty(t, runnel.ErrorName(err), "a Kinesis error: %v", err)
+
+		ctx2, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err = w.ListShards(ctx2, runnel.ListShardsInput{})
+		require.ErrorIs(t, err, context.Canceled)
+	})
+}
+
+// TestAdapterPassesThrough: sequence numbers, ChildShards and
+// MillisBehindLatest arrive as the server sent them.
+func TestAdapterPassesThrough(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s, w, _ := newAdapter(t, 1)
+		put, err := s.PutRecord(ctx, runnel.PutRecordInput{PartitionKey: "k", Data: []byte("a")})
+		require.NoError(t, err)
+		_, err = s.UpdateShardCount(ctx, 2)
+		require.NoError(t, err)
+
+		it, err := w.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: put.ShardID, StartingPosition: runnel.StartingPosition{Type: runnel.TrimHorizon}})
+		require.NoError(t, err)
+		var viaSDK runnel.GetRecordsOutput
+		for !it.IsZero() {
+			viaSDK, err = w.GetRecords(ctx, runnel.GetRecordsInput{ShardIterator: it})
+			require.NoError(t, err)
+			if len(viaSDK.Records) > 0 {
+				assert.Equal(t, put.SequenceNumber, viaSDK.Records[0].SequenceNumber)
+				assert.Equal(t, "a", string(viaSDK.Records[0].Data))
+			}
+			it = viaSDK.NextShardIterator
+		}
+		direct, err := s.ListShards(ctx, runnel.ListShardsInput{})
+		require.NoError(t, err)
+		listed, err := w.ListShards(ctx, runnel.ListShardsInput{})
+		require.NoError(t, err)
+		assert.Equal(t, direct, listed)
+		require.Len(t, viaSDK.ChildShards, 2)
+		assert.Equal(t, []string{put.ShardID}, viaSDK.ChildShards[0].ParentShards)
+
+		// An AFTER_SEQUENCE_NUMBER iterator from the number's text.
+		it, err = w.GetShardIterator(ctx, runnel.GetShardIteratorInput{ShardID: put.ShardID, StartingPosition: runnel.StartingPosition{Type: runnel.AtSequenceNumber, SequenceNumber: put.SequenceNumber}})
+		require.NoError(t, err)
+		out, err := w.GetRecords(ctx, runnel.GetRecordsInput{ShardIterator: it, Limit: 1})
+		require.NoError(t, err)
+		require.Len(t, out.Records, 1)
+		assert.Equal(t, put.SequenceNumber, out.Records[0].SequenceNumber)
+	})
+}
+
+// TestNewStreamValidation: bad names and ARNs are refused, naming them.
+func TestNewStreamValidation(t *testing.T) {
+	k := kinesis.New(kinesis.Options{Region: "us-east-1"})
+	for _, bad := range []string{"", "has space", strings.Repeat("x", 129), "arn:aws:kinesis:us-east-1:123456789012:table/x"} {
+		_, err := runnelaws.NewStream(k, bad)
+		require.ErrorIs(t, err, runnel.ErrValidation, bad)
+		assert.Contains(t, err.Error(), fmt.Sprintf("%q", bad)[:min(10, len(bad)+2)], "the error names the value")
+	}
+	_, err := runnelaws.NewStream(nil, "x")
+	require.ErrorIs(t, err, runnel.ErrInvalidArgument)
+	s, err := runnelaws.NewStream(k, "arn:aws:kinesis:us-east-1:123456789012:stream/orders")
+	require.NoError(t, err)
+	assert.Equal(t, "orders", s.Name())
+	arn, err := s.ARN(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "arn:aws:kinesis:us-east-1:123456789012:stream/orders", arn)
+	require.False(t, errors.Is(err, runnel.ErrValidation))
+}
