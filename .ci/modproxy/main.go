@@ -23,6 +23,7 @@ var modules = []struct{ path, dir string }{
 	{"github.com/runnel-go/runnel", ""},
 	{"github.com/runnel-go/runnel/server", "server"},
 	{"github.com/runnel-go/runnel/cmd/runnel", "cmd/runnel"},
+	{"github.com/runnel-go/runnel/runnelaws", "runnelaws"},
 }
 
 // placeholder is the version the nested modules require each other at
