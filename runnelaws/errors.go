@@ -13,28 +13,45 @@ import (
 // op, so that callers switch on runnel's sentinels as they do in process:
 //
 //   - an error the service answered carries a Kinesis error name, which
-//     the error table maps to its sentinel (runnel.ErrorForName); a name
-//     the table lacks counts as runnel.ErrInternalFailure;
-//   - the context's errors keep their kind;
+//     the error table maps to its sentinel (runnel.ErrorForName); AWS-wide
+//     names map through awsWideErrors; any other name counts as
+//     runnel.ErrInternalFailure;
+//   - when ctx has ended, the error is the context's (an error of the
+//     HTTP client that merely looks like a deadline, such as a response
+//     header timeout, is not: it is a retryable failure);
 //   - any other failure (a refused connection, a response that did not
 //     decode) is runnel.ErrInternalFailure, which is retryable.
 //
 // The SDK's error stays wrapped, so errors.As still finds its typed
 // exceptions. what names the value the call was about ("stream orders").
-func apiError(op, what string, err error) error {
+func apiError(ctx context.Context, op, what string, err error) error {
 	e := &runnel.Error{Op: op, Msg: what, Err: err}
 	var api smithy.APIError
 	switch {
-	case errors.Is(err, context.Canceled):
-		e.Kind = context.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
-		e.Kind = context.DeadlineExceeded
+	case ctx.Err() != nil:
+		e.Kind = ctx.Err()
 	case errors.As(err, &api):
 		e.Kind = runnel.ErrorForName(api.ErrorCode())
+		if e.Kind == nil {
+			e.Kind = awsWideErrors[api.ErrorCode()]
+		}
 	default:
 		e.Kind = runnel.ErrInternalFailure
 	}
 	return e
+}
+
+// awsWideErrors are error names that any AWS service may answer, which
+// Kinesis's own table lacks, with the sentinel of the same meaning: expired
+// or unknown credentials are not retryable (they would otherwise count as
+// internal failures, retried until a record's time to live), and the
+// generic throttles are.
+var awsWideErrors = map[string]error{
+	"ExpiredTokenException": runnel.ErrAccessDenied,
+	"InvalidClientTokenId":  runnel.ErrUnrecognizedClient,
+	"AccessDenied":          runnel.ErrAccessDenied,
+	"ThrottlingException":   runnel.ErrLimitExceeded,
+	"RequestLimitExceeded":  runnel.ErrLimitExceeded,
 }
 
 // malformed is the error of a response the adapter cannot use: the service

@@ -77,7 +77,7 @@ func NewStream(api KinesisAPI, stream string) (*Stream, error) {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: fmt.Sprintf("stream ARN %.300q is not of the form arn:aws:kinesis:<region>:<account>:stream/<name>", stream)}
 	}
 	if err := runnel.ValidateStreamName(s.name); err != nil {
-		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Msg: "stream " + fmt.Sprintf("%.300q", stream), Err: err}
+		return nil, &runnel.Error{Op: op, Kind: runnel.ErrValidation, Err: err}
 	}
 	return s, nil
 }
@@ -86,20 +86,23 @@ func NewStream(api KinesisAPI, stream string) (*Stream, error) {
 func (s *Stream) Name() string { return s.name }
 
 // ARN returns the stream's ARN: the one NewStream was given, or the one
-// DescribeStreamSummary reports, asked once.
+// DescribeStreamSummary reports, asked until it has answered once.
 func (s *Stream) ARN(ctx context.Context) (string, error) {
 	s.arnMu.Lock()
-	defer s.arnMu.Unlock()
-	if s.arn != "" {
-		return s.arn, nil
+	arn := s.arn
+	s.arnMu.Unlock()
+	if arn != "" {
+		return arn, nil
 	}
 	out, err := s.api.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(s.name)}, noRetries)
 	if err != nil {
-		return "", apiError("DescribeStreamSummary", s.what(), err)
+		return "", apiError(ctx, "DescribeStreamSummary", s.what(), err)
 	}
 	if out.StreamDescriptionSummary == nil || aws.ToString(out.StreamDescriptionSummary.StreamARN) == "" {
 		return "", malformed("DescribeStreamSummary", "no StreamARN for %s", s.what())
 	}
+	s.arnMu.Lock()
+	defer s.arnMu.Unlock()
 	s.arn = *out.StreamDescriptionSummary.StreamARN
 	return s.arn, nil
 }
@@ -141,7 +144,7 @@ func (s *Stream) PutRecords(ctx context.Context, in runnel.PutRecordsInput) (run
 	}
 	resp, err := s.api.PutRecords(ctx, req, noRetries)
 	if err != nil {
-		return runnel.PutRecordsOutput{}, apiError(op, s.what(), err)
+		return runnel.PutRecordsOutput{}, apiError(ctx, op, s.what(), err)
 	}
 	out := runnel.PutRecordsOutput{Records: make([]runnel.PutRecordsResult, len(resp.Records)), EncryptionType: runnel.EncryptionType(resp.EncryptionType)}
 	for i, r := range resp.Records {
@@ -166,6 +169,9 @@ func (s *Stream) ListShards(ctx context.Context, in runnel.ListShardsInput) (run
 	const op = "ListShards"
 	req := &kinesis.ListShardsInput{}
 	if in.NextToken != "" {
+		if in.ExclusiveStartShardID != "" || in.Filter.Type != "" {
+			return runnel.ListShardsOutput{}, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: fmt.Sprintf("NextToken cannot be combined with ExclusiveStartShardID %q or a ShardFilter %q: the token carries them", in.ExclusiveStartShardID, in.Filter.Type)}
+		}
 		req.NextToken = aws.String(in.NextToken) // Kinesis refuses the stream's name next to a token
 	} else {
 		s.bind(&req.StreamName, &req.StreamARN)
@@ -188,7 +194,7 @@ func (s *Stream) ListShards(ctx context.Context, in runnel.ListShardsInput) (run
 	}
 	resp, err := s.api.ListShards(ctx, req, noRetries)
 	if err != nil {
-		return runnel.ListShardsOutput{}, apiError(op, s.what(), err)
+		return runnel.ListShardsOutput{}, apiError(ctx, op, s.what(), err)
 	}
 	out := runnel.ListShardsOutput{Shards: make([]runnel.Shard, len(resp.Shards)), NextToken: aws.ToString(resp.NextToken)}
 	for i, sh := range resp.Shards {
@@ -211,7 +217,7 @@ func (s *Stream) GetShardIterator(ctx context.Context, in runnel.GetShardIterato
 	}
 	resp, err := s.api.GetShardIterator(ctx, req, noRetries)
 	if err != nil {
-		return runnel.ShardIterator{}, apiError(op, s.what()+", shard "+in.ShardID, err)
+		return runnel.ShardIterator{}, apiError(ctx, op, s.what()+", shard "+in.ShardID, err)
 	}
 	if aws.ToString(resp.ShardIterator) == "" {
 		return runnel.ShardIterator{}, malformed(op, "no ShardIterator for shard %s of %s", in.ShardID, s.what())
@@ -240,7 +246,7 @@ func (s *Stream) GetRecords(ctx context.Context, in runnel.GetRecordsInput) (run
 	}
 	resp, err := s.api.GetRecords(ctx, req, noRetries)
 	if err != nil {
-		return runnel.GetRecordsOutput{}, apiError(op, s.what(), err)
+		return runnel.GetRecordsOutput{}, apiError(ctx, op, s.what(), err)
 	}
 	out := runnel.GetRecordsOutput{MillisBehindLatest: aws.ToInt64(resp.MillisBehindLatest)}
 	if out.Records, err = recordsOf(in.Buffer[:0], resp.Records); err != nil {

@@ -24,7 +24,7 @@ func (s *Stream) RegisterStreamConsumer(ctx context.Context, in runnel.RegisterS
 	}
 	resp, err := s.api.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: aws.String(arn), ConsumerName: aws.String(in.ConsumerName), Tags: in.Tags}, noRetries)
 	if err != nil {
-		return runnel.StreamConsumer{}, apiError(op, s.what()+", consumer "+in.ConsumerName, err)
+		return runnel.StreamConsumer{}, apiError(ctx, op, s.what()+", consumer "+in.ConsumerName, err)
 	}
 	c := resp.Consumer
 	if c == nil {
@@ -58,7 +58,7 @@ func (s *Stream) DescribeStreamConsumer(ctx context.Context, in runnel.StreamCon
 	}
 	resp, err := s.api.DescribeStreamConsumer(ctx, req, noRetries)
 	if err != nil {
-		return runnel.StreamConsumer{}, apiError(op, what, err)
+		return runnel.StreamConsumer{}, apiError(ctx, op, what, err)
 	}
 	c := resp.ConsumerDescription
 	if c == nil {
@@ -89,9 +89,9 @@ func (s *Stream) SubscribeToShard(ctx context.Context, in runnel.SubscribeToShar
 	what := "consumer " + in.ConsumerARN + ", shard " + in.ShardID
 	resp, err := s.api.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(in.ConsumerARN), ShardId: aws.String(in.ShardID), StartingPosition: pos}, noRetries, ownCodec)
 	if err != nil {
-		return nil, apiError(op, what, err)
+		return nil, apiError(ctx, op, what, err)
 	}
-	return &subscription{events: resp.GetStream(), what: what}, nil
+	return &subscription{ctx: ctx, events: resp.GetStream(), what: what}, nil
 }
 
 // ownCodec gives one SubscribeToShard call a protocol of its own. The
@@ -104,6 +104,7 @@ func ownCodec(o *kinesis.Options) { o.Protocol = awsjson.New11(schemas.Kinesis_2
 
 // subscription is a runnel.ShardSubscription over the SDK's event stream.
 type subscription struct {
+	ctx    context.Context // the subscribe call's: the stream's life
 	events *kinesis.SubscribeToShardEventStream
 	what   string
 
@@ -128,7 +129,7 @@ func (sub *subscription) Next(ctx context.Context) (runnel.SubscribeToShardEvent
 		}
 		if !ok {
 			if err := sub.events.Err(); err != nil {
-				return runnel.SubscribeToShardEvent{}, apiError(op, sub.what, err)
+				return runnel.SubscribeToShardEvent{}, apiError(sub.ctx, op, sub.what, err)
 			}
 			return runnel.SubscribeToShardEvent{}, &runnel.Error{Op: op, Kind: runnel.ErrSubscriptionEnded, Msg: sub.what}
 		}
