@@ -146,12 +146,14 @@ var ErrNotAttempted error = &runnelError{text: "not attempted: an earlier record
 // the caller has listed the shards again.
 var ErrShardMapChanged error = &runnelError{text: "the shard map changed: the record's hash-key range spans more than one shard", isRetryable: true}
 
-// ErrCorrupt is wrapped, next to ErrInternalFailure, by the error of a
-// read that met a record whose checksum does not match in a durable
-// cluster's files. The error names the file and the offset, the counter of
-// the record before the damaged one and that of the next readable record
-// (a sequence number's counter digits); the records before and after it
-// stay readable. It is not a Kinesis error and not retryable: reading the
+// ErrCorrupt is wrapped by the error of a read that met stored data that
+// does not decode: a lease store's item (the error names the table, key
+// and attribute), or a record whose checksum does not match in a durable
+// cluster's files (that error wraps ErrInternalFailure too). For a record, the
+// error names the file and the offset, the counter of the record before
+// the damaged one and that of the next readable record (a sequence
+// number's counter digits); the records before and after it stay
+// readable. It is not a Kinesis error and not retryable: reading the
 // same record again fails the same way.
 var ErrCorrupt error = &runnelError{text: "corrupt record"}
 

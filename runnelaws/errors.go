@@ -1,6 +1,7 @@
 package runnelaws
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,16 +26,20 @@ import (
 // The SDK's error stays wrapped, so errors.As still finds its typed
 // exceptions. what names the value the call was about ("stream orders").
 func apiError(ctx context.Context, op, what string, err error) error {
+	return classify(ctx, op, what, err, nil)
+}
+
+// classify is apiError for a service whose own error names, beside
+// Kinesis's and the AWS-wide ones, map through names.
+func classify(ctx context.Context, op, what string, err error, names map[string]error) *runnel.Error {
 	e := &runnel.Error{Op: op, Msg: what, Err: err}
 	var api smithy.APIError
 	switch {
 	case ctx.Err() != nil:
 		e.Kind = ctx.Err()
 	case errors.As(err, &api):
-		e.Kind = runnel.ErrorForName(api.ErrorCode())
-		if e.Kind == nil {
-			e.Kind = awsWideErrors[api.ErrorCode()]
-		}
+		code := api.ErrorCode()
+		e.Kind = cmp.Or(runnel.ErrorForName(code), names[code], awsWideErrors[code], runnel.ErrInternalFailure)
 	default:
 		e.Kind = runnel.ErrInternalFailure
 	}
