@@ -406,6 +406,10 @@ func WithShardSyncInterval(d time.Duration) ConsumerOption {
 //
 // The KCL's default is LATEST; runnel's is TRIM_HORIZON, so that records
 // written before the consumer started are not skipped silently.
+//
+// A lease that says AT_TIMESTAMP without a time (as a KCL worker writes it)
+// starts at this position's Timestamp, and cannot be read by a group
+// started at another position.
 func WithInitialPosition(p StartingPosition) ConsumerOption {
 	return func(c *consumerConfig) {
 		switch {
@@ -1212,6 +1216,23 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 	return true
 }
 
+// leaseStart is where the reader of a lease with no checkpoint starts. A
+// lease can hold AT_TIMESTAMP with no time: the KCL's lease table keeps
+// only that sentinel, and each KCL worker supplies the time from its own
+// configuration. The group's WithInitialPosition supplies it here, as it
+// does for a KCL worker; a group started at another position cannot read
+// such a shard, and the error says so.
+func (c *Consumer) leaseStart(l Lease) (StartingPosition, error) {
+	if l.Start.Type != AtTimestamp || !l.Start.Timestamp.IsZero() || !l.Checkpoint.IsZero() {
+		return l.Start, nil
+	}
+	if c.cfg.start.Type == AtTimestamp {
+		return c.cfg.start, nil
+	}
+	return StartingPosition{}, errorf("Consumer", ErrInvalidArgument,
+		"the lease of %s starts AT_TIMESTAMP with no timestamp, which a group started at %s cannot supply: start it WithInitialPosition(AT_TIMESTAMP) and a time, or checkpoint the shard first", l.ShardID, c.cfg.start.Type)
+}
+
 // process runs the record processor of a held lease until the shard ends,
 // the lease is lost or the worker stops.
 func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
@@ -1235,7 +1256,12 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 	h.mu.Unlock()
 	cp := &leaseCheckpointer{c: c, h: h, written: lease.Checkpoint, handed: lease.Checkpoint, writing: make(chan struct{}, 1)}
 
-	opts := append(slices.Clip(c.cfg.readerOpts), WithReaderStart(lease.Start), WithReaderCheckpoint(lease.Checkpoint))
+	start, err := c.leaseStart(lease)
+	if err != nil {
+		fail("starting the shard reader", err)
+		return
+	}
+	opts := append(slices.Clip(c.cfg.readerOpts), WithReaderStart(start), WithReaderCheckpoint(lease.Checkpoint))
 	arn := c.consumerARN()
 	if c.cfg.fanOut {
 		if arn == "" { // gone since the lease was taken: let it be taken again

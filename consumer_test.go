@@ -799,3 +799,51 @@ func TestConsumerLeaseKCLFields(t *testing.T) {
 		checkOrderNoLoss(t, r.deliveries(), want)
 	})
 }
+
+// A lease can say AT_TIMESTAMP without a time, as a KCL worker writes it
+// into its lease table: the group's initial position supplies the time, or
+// the lease is not read and the error is counted.
+func TestConsumerLeaseAtTimestampWithoutTime(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		initial StartingPosition
+	}{
+		{"GroupAtTimestamp", StartingPosition{Type: AtTimestamp}}, // Timestamp set below
+		{"GroupAtTrimHorizon", StartingPosition{Type: TrimHorizon}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				_, s := newTestStream(t, WithShardCount(1))
+				shards, err := s.ListShards(t.Context(), ListShardsInput{})
+				require.NoError(t, err)
+				store := NewMemoryLeaseStore()
+				kcl := Lease{ShardID: shards.Shards[0].ShardID, Counter: 1, Start: StartingPosition{Type: AtTimestamp}}
+				require.NoError(t, store.PutLease(t.Context(), kcl, 0))
+				putString(t, s, "early", "before")
+				time.Sleep(time.Second)
+				mark := time.Now()
+				time.Sleep(time.Second)
+				putString(t, s, "late", "after")
+
+				initial := tc.initial
+				if initial.Type == AtTimestamp {
+					initial.Timestamp = mark
+				}
+				r := &recorder{checkpoint: true}
+				c := startWorker(t, s, store, r, "a", WithInitialPosition(initial))
+				settle()
+				var got []string
+				for _, d := range r.deliveries() {
+					got = append(got, d.data)
+				}
+				if initial.Type == AtTimestamp {
+					assert.Equal(t, []string{"after"}, got, "the group's timestamp is the lease's")
+					assert.Zero(t, c.Stats().ProcessorErrors)
+					return
+				}
+				assert.Empty(t, got)
+				assert.Positive(t, c.Stats().ProcessorErrors, "the shard that cannot be started is an error")
+			})
+		})
+	}
+}

@@ -74,12 +74,11 @@ type DynamoDBAPI interface {
 // start its checkpoint's sentinel names, or TRIM_HORIZON once it is
 // checkpointed (the checkpoint then decides where reading resumes). Its
 // "AT_TIMESTAMP" reads as Start{Type: runnel.AtTimestamp} with a zero
-// Timestamp: the KCL keeps that timestamp in its configuration, which
-// runnel cannot see. A Consumer cannot read a shard from such a start
-// until the lease has a checkpoint: its shard reader fails, and the lease
-// is released and taken again. Write the start into the item (or let the
-// KCL application checkpoint every shard) before handing such a table to
-// runnel.
+// Timestamp: the KCL keeps that timestamp in each worker's configuration,
+// not in the table. A Consumer takes the time from its own
+// runnel.WithInitialPosition, as a KCL worker does; a Consumer started at
+// another position cannot read such a shard before it has a checkpoint, and
+// counts and logs an error naming the lease each time it tries.
 //
 // # Writes
 //
