@@ -1097,20 +1097,6 @@ func TestLeaseTableMultiStream(t *testing.T) {
 	assert.Contains(t, err.Error(), "single-stream lease tables only")
 }
 
-// severable is an HTTP client that can be cut off from DynamoDB, as a
-// worker whose network fails.
-type severable struct {
-	next dynamodb.HTTPClient
-	cut  atomic.Bool
-}
-
-func (s *severable) Do(r *http.Request) (*http.Response, error) {
-	if s.cut.Load() {
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("the test cut the worker off")}
-	}
-	return s.next.Do(r)
-}
-
 // TestLeaseTableConsumerFailover: two workers of a runnel consumer group
 // share 4 shards of an in-process stream through a LeaseTable over
 // dynalite. One loses DynamoDB (as a crashed or partitioned worker); the

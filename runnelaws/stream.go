@@ -94,7 +94,7 @@ func (s *Stream) ARN(ctx context.Context) (string, error) {
 	if arn != "" {
 		return arn, nil
 	}
-	out, err := s.api.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(s.name)}, noRetries)
+	out, err := s.api.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(s.name)}, callOptions)
 	if err != nil {
 		return "", apiError(ctx, "DescribeStreamSummary", s.what(), err)
 	}
@@ -125,9 +125,6 @@ func (s *Stream) bind(name, arn **string) {
 	*name = aws.String(s.name)
 }
 
-// noRetries turns the SDK's retryer off for one call.
-func noRetries(o *kinesis.Options) { o.Retryer = aws.NopRetryer{} }
-
 // PutRecords implements runnel.Putter. A failed entry's Err wraps the
 // sentinel of its ErrorCode (runnel.ErrProvisionedThroughputExceeded, or
 // runnel.ErrInternalFailure for "InternalFailure"), with its ErrorMessage.
@@ -142,7 +139,7 @@ func (s *Stream) PutRecords(ctx context.Context, in runnel.PutRecordsInput) (run
 			e.ExplicitHashKey = aws.String(r.ExplicitHashKey)
 		}
 	}
-	resp, err := s.api.PutRecords(ctx, req, noRetries)
+	resp, err := s.api.PutRecords(ctx, req, callOptions)
 	if err != nil {
 		return runnel.PutRecordsOutput{}, apiError(ctx, op, s.what(), err)
 	}
@@ -192,7 +189,7 @@ func (s *Stream) ListShards(ctx context.Context, in runnel.ListShardsInput) (run
 			req.ShardFilter.ShardId = aws.String(f.ShardID)
 		}
 	}
-	resp, err := s.api.ListShards(ctx, req, noRetries)
+	resp, err := s.api.ListShards(ctx, req, callOptions)
 	if err != nil {
 		return runnel.ListShardsOutput{}, apiError(ctx, op, s.what(), err)
 	}
@@ -215,7 +212,7 @@ func (s *Stream) GetShardIterator(ctx context.Context, in runnel.GetShardIterato
 	if !from.SequenceNumber.IsZero() {
 		req.StartingSequenceNumber = aws.String(from.SequenceNumber.String())
 	}
-	resp, err := s.api.GetShardIterator(ctx, req, noRetries)
+	resp, err := s.api.GetShardIterator(ctx, req, callOptions)
 	if err != nil {
 		return runnel.ShardIterator{}, apiError(ctx, op, s.what()+", shard "+in.ShardID, err)
 	}
@@ -244,7 +241,7 @@ func (s *Stream) GetRecords(ctx context.Context, in runnel.GetRecordsInput) (run
 		}
 		req.Limit = &n
 	}
-	resp, err := s.api.GetRecords(ctx, req, noRetries)
+	resp, err := s.api.GetRecords(ctx, req, callOptions)
 	if err != nil {
 		return runnel.GetRecordsOutput{}, apiError(ctx, op, s.what(), err)
 	}

@@ -156,18 +156,22 @@ func (a *app) delivered() int {
 // stream splits and merges; a consumer group of two workers, each with
 // its own SDK client, reads through the adapter, polling or with enhanced
 // fan-out. Per-key order, no loss, duplicates only after the last
-// checkpoint; then one worker leaves and the other takes its shards over.
+// checkpoint. Then one worker leaves, by Close (handing its leases off) or
+// by crashing (cut off from Kinesis and from the lease store, its leases
+// expire), and the other takes its shards over.
 func TestAdapterGroupAcrossReshards(t *testing.T) {
 	for _, mode := range []string{"polling", "fan-out"} {
-		for _, seed := range []uint64{1, 42} {
-			t.Run(fmt.Sprintf("%s/seed=%d", mode, seed), func(t *testing.T) {
-				synctest.Test(t, func(t *testing.T) { runGroup(t, mode == "fan-out", seed) })
-			})
+		for _, leave := range []string{"close", "crash"} {
+			for _, seed := range []uint64{1, 42} {
+				t.Run(fmt.Sprintf("%s/%s/seed=%d", mode, leave, seed), func(t *testing.T) {
+					synctest.Test(t, func(t *testing.T) { runGroup(t, mode == "fan-out", leave == "crash", seed) })
+				})
+			}
 		}
 	}
 }
 
-func runGroup(t *testing.T, fanOut bool, seed uint64) {
+func runGroup(t *testing.T, fanOut, crash bool, seed uint64) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, seed))
 	s, w, srv := newAdapter(t, 2)
@@ -177,14 +181,27 @@ func runGroup(t *testing.T, fanOut bool, seed uint64) {
 
 	store := runnel.NewMemoryLeaseStore()
 	a := &app{}
-	opts := []runnel.ConsumerOption{runnel.WithLeaseStore(store), runnel.WithFailoverTime(10 * time.Second), runnel.WithInitialPosition(runnel.StartingPosition{Type: runnel.TrimHorizon})}
+	const failover = 10 * time.Second
+	opts := []runnel.ConsumerOption{runnel.WithFailoverTime(failover), runnel.WithInitialPosition(runnel.StartingPosition{Type: runnel.TrimHorizon})}
 	if fanOut {
 		opts = append(opts, runnel.WithFanOut("efo"))
 	}
-	start := func(id string) *runnel.Consumer {
-		c, err := runnel.NewConsumer(newClient(t, srv, "orders"), "app", a.processors(id), append(opts, runnel.WithWorkerID(id))...)
+	// Each worker has its own SDK client and its own way to the lease
+	// store, so that one can be cut off from both.
+	type worker struct {
+		*runnel.Consumer
+		net   *severable
+		store *severableStore
+	}
+	start := func(id string) worker {
+		w := worker{net: &severable{}, store: &severableStore{LeaseStore: store}}
+		cfg := srv.Config()
+		w.net.next, cfg.HTTPClient = cfg.HTTPClient, w.net
+		src, err := runnelaws.NewStream(kinesis.NewFromConfig(cfg), "orders")
 		require.NoError(t, err)
-		return c
+		w.Consumer, err = runnel.NewConsumer(src, "app", a.processors(id), append(opts, runnel.WithWorkerID(id), runnel.WithLeaseStore(w.store))...)
+		require.NoError(t, err)
+		return w
 	}
 	w1, w2 := start("w1"), start("w2")
 	defer w2.Close()
@@ -198,14 +215,37 @@ func runGroup(t *testing.T, fanOut bool, seed uint64) {
 	require.NoError(t, err)
 	require.NoError(t, s.MergeShards(ctx, shards.Shards[0].ShardID, shards.Shards[1].ShardID))
 	putKeys(t, p, rng, 300, 20, want)
-	waitFor(t, "the first 900 records", func() bool { return a.delivered() >= 900 })
+	waitFor(t, "the first 900 records, and both workers holding leases", func() bool {
+		return a.delivered() >= 900 && w1.Stats().LeasesHeld > 0 && w2.Stats().LeasesHeld > 0
+	})
+	latest, err := s.ListShards(ctx, runnel.ListShardsInput{Filter: runnel.ShardFilter{Type: runnel.FilterAtLatest}})
+	require.NoError(t, err)
+	open := len(latest.Shards)
 
-	require.NoError(t, w1.Close()) // hands its leases off
+	left := time.Now()
+	if crash {
+		w1.net.cut.Store(true)
+		w1.store.cut.Store(true)
+		defer w1.Close()
+	} else {
+		require.NoError(t, w1.Close()) // hands its leases off
+	}
+	waitFor(t, "w2 to hold every lease", func() bool { return w2.Stats().LeasesHeld == open })
+	if !crash {
+		assert.Less(t, time.Since(left), failover, "leases handed off by Close are taken without waiting for them to expire")
+	}
 	putKeys(t, p, rng, 300, 20, want)
 	waitFor(t, "every record", func() bool { return a.delivered() >= 1200 })
 	time.Sleep(time.Minute) // nothing more arrives
 	a.check(t, want)
 	assert.Equal(t, 0, w1.Stats().LeasesHeld, "the worker that left holds nothing")
+	leases, err := store.ListLeases(ctx)
+	require.NoError(t, err)
+	for _, l := range leases {
+		if !l.Checkpoint.ShardEnd {
+			assert.Equal(t, "w2", l.Owner, "%s is w2's", l.ShardID)
+		}
+	}
 }
 
 // TestAdapterThrottling: a shard's write limit far below the producer's

@@ -6,9 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	"github.com/runnel-go/runnel"
 )
 
@@ -22,7 +20,7 @@ func (s *Stream) RegisterStreamConsumer(ctx context.Context, in runnel.RegisterS
 	if err != nil {
 		return runnel.StreamConsumer{}, err
 	}
-	resp, err := s.api.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: aws.String(arn), ConsumerName: aws.String(in.ConsumerName), Tags: in.Tags}, noRetries)
+	resp, err := s.api.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: aws.String(arn), ConsumerName: aws.String(in.ConsumerName), Tags: in.Tags}, callOptions)
 	if err != nil {
 		return runnel.StreamConsumer{}, apiError(ctx, op, s.what()+", consumer "+in.ConsumerName, err)
 	}
@@ -56,7 +54,7 @@ func (s *Stream) DescribeStreamConsumer(ctx context.Context, in runnel.StreamCon
 		req.StreamARN, req.ConsumerName = aws.String(arn), aws.String(in.ConsumerName)
 		what = s.what() + ", consumer " + in.ConsumerName
 	}
-	resp, err := s.api.DescribeStreamConsumer(ctx, req, noRetries)
+	resp, err := s.api.DescribeStreamConsumer(ctx, req, callOptions)
 	if err != nil {
 		return runnel.StreamConsumer{}, apiError(ctx, op, what, err)
 	}
@@ -87,20 +85,12 @@ func (s *Stream) SubscribeToShard(ctx context.Context, in runnel.SubscribeToShar
 		pos.SequenceNumber = aws.String(from.SequenceNumber.String())
 	}
 	what := "consumer " + in.ConsumerARN + ", shard " + in.ShardID
-	resp, err := s.api.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(in.ConsumerARN), ShardId: aws.String(in.ShardID), StartingPosition: pos}, noRetries, ownCodec)
+	resp, err := s.api.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(in.ConsumerARN), ShardId: aws.String(in.ShardID), StartingPosition: pos}, callOptions, ownCodec)
 	if err != nil {
 		return nil, apiError(ctx, op, what, err)
 	}
 	return &subscription{ctx: ctx, events: resp.GetStream(), what: what}, nil
 }
-
-// ownCodec gives one SubscribeToShard call a protocol of its own. The
-// SDK's client keeps one event-stream codec, with its decoder and payload
-// buffer, for all its calls, and decodes every stream's messages with it:
-// two subscriptions of one client at once race on that buffer (the race
-// detector shows it with smithy-go v1.28.9). A protocol per call gives each
-// stream its own codec.
-func ownCodec(o *kinesis.Options) { o.Protocol = awsjson.New11(schemas.Kinesis_20131202) }
 
 // subscription is a runnel.ShardSubscription over the SDK's event stream.
 type subscription struct {

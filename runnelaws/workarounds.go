@@ -1,0 +1,45 @@
+package runnelaws
+
+import (
+	"io"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+)
+
+// callOptions are the options of every call the adapter makes: the SDK's
+// retryer is off, because runnel's Producer, Consumer and ShardReader
+// retry themselves, and request bodies end cleanly once closed (see
+// endingBodies).
+func callOptions(o *kinesis.Options) {
+	o.Retryer = aws.NopRetryer{}
+	o.HTTPClient = endingBodies{o.HTTPClient}
+}
+
+// endingBodies is an HTTP client that works around an interplay of
+// smithy-go (v1.28.9) and net/http. smithy-go closes a request's body as
+// soon as the response has arrived, and a closed body's WriteTo fails
+// with io.EOF. net/http's HTTP/1.1 transport may still be draining that
+// body after writing it, takes the io.EOF for a write error, and closes
+// the connection: that ends a SubscribeToShard event stream in mid-flight
+// (over loopback TCP, about one request in a hundred loses its connection
+// so). Hiding WriteTo makes a closed body read as ended instead.
+type endingBodies struct{ next kinesis.HTTPClient }
+
+func (c endingBodies) Do(r *http.Request) (*http.Response, error) {
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = struct{ io.ReadCloser }{r.Body}
+	}
+	return c.next.Do(r)
+}
+
+// ownCodec gives one SubscribeToShard call a protocol of its own. The
+// SDK's client keeps one event-stream codec, with its decoder and payload
+// buffer, for all its calls, and decodes every stream's messages with it:
+// two subscriptions of one client at once race on that buffer (the race
+// detector shows it with smithy-go v1.28.9). A protocol per call gives each
+// stream its own codec.
+func ownCodec(o *kinesis.Options) { o.Protocol = awsjson.New11(schemas.Kinesis_20131202) }
