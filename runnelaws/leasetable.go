@@ -249,7 +249,7 @@ func clipQuote(s string) string {
 // describe returns the table's description; a missing table is an error
 // wrapping runnel.ErrResourceNotFound.
 func (t *LeaseTable) describe(ctx context.Context, op string) (*types.TableDescription, error) {
-	out, err := t.api.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(t.name)})
+	out, err := t.api.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(t.name)}, dynamoDBCallOptions)
 	if err != nil {
 		e := t.sdkError(ctx, op, "describing the table", err)
 		if errors.Is(e, runnel.ErrResourceNotFound) {
@@ -271,7 +271,7 @@ func (t *LeaseTable) create(ctx context.Context, op string) (*types.TableDescrip
 		BillingMode:          types.BillingModePayPerRequest,
 		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrLeaseKey), KeyType: types.KeyTypeHash}},
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrLeaseKey), AttributeType: types.ScalarAttributeTypeS}},
-	})
+	}, dynamoDBCallOptions)
 	var inUse *types.ResourceInUseException
 	switch {
 	case errors.As(err, &inUse): // created since describe looked
@@ -339,7 +339,7 @@ func (t *LeaseTable) ListLeases(ctx context.Context) ([]runnel.Lease, error) {
 	in := &dynamodb.ScanInput{TableName: aws.String(t.name), ConsistentRead: aws.Bool(true)}
 	leases := []runnel.Lease{}
 	for {
-		out, err := t.api.Scan(ctx, in)
+		out, err := t.api.Scan(ctx, in, dynamoDBCallOptions)
 		if err != nil {
 			return nil, t.sdkError(ctx, op, "scanning the leases", err)
 		}
@@ -402,7 +402,7 @@ func (t *LeaseTable) PutLease(ctx context.Context, l runnel.Lease, expect int64)
 	} else {
 		in.ConditionExpression = aws.String("#leaseCounter = :expect")
 	}
-	_, err := t.api.UpdateItem(ctx, in)
+	_, err := t.api.UpdateItem(ctx, in, dynamoDBCallOptions)
 	var failed *types.ConditionalCheckFailedException
 	switch {
 	case err == nil:
@@ -446,7 +446,7 @@ func (t *LeaseTable) DeleteLease(ctx context.Context, shardID string, expect int
 		ConditionExpression:       aws.String("attribute_not_exists(#leaseKey) OR #leaseCounter = :expect"),
 		ExpressionAttributeNames:  map[string]string{"#" + attrLeaseKey: attrLeaseKey, "#" + attrCounter: attrCounter},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":expect": attrNumber(expect)},
-	})
+	}, dynamoDBCallOptions)
 	var failed *types.ConditionalCheckFailedException
 	switch {
 	case err == nil:
@@ -472,7 +472,7 @@ func (t *LeaseTable) get(ctx context.Context, op, shardID string) (l runnel.Leas
 		TableName:      aws.String(t.name),
 		Key:            map[string]types.AttributeValue{attrLeaseKey: &types.AttributeValueMemberS{Value: shardID}},
 		ConsistentRead: aws.Bool(true),
-	})
+	}, dynamoDBCallOptions)
 	if err != nil {
 		return runnel.Lease{}, false, t.sdkError(ctx, op, "reading lease "+clipQuote(shardID), err)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
@@ -19,6 +20,11 @@ func callOptions(o *kinesis.Options) {
 	o.HTTPClient = endingBodies{o.HTTPClient}
 }
 
+// dynamoDBCallOptions are the options of every call a LeaseTable makes:
+// request bodies that end cleanly once closed (see endingBodies). The
+// SDK's retryer stays on: a LeaseTable has no caller that retries for it.
+func dynamoDBCallOptions(o *dynamodb.Options) { o.HTTPClient = endingBodies{o.HTTPClient} }
+
 // endingBodies is an HTTP client that works around an interplay of
 // smithy-go (v1.28.9) and net/http. smithy-go closes a request's body as
 // soon as the response has arrived, and a closed body's WriteTo fails
@@ -26,8 +32,13 @@ func callOptions(o *kinesis.Options) {
 // body after writing it, takes the io.EOF for a write error, and closes
 // the connection: that ends a SubscribeToShard event stream in mid-flight
 // (over loopback TCP, about one request in a hundred loses its connection
-// so). Hiding WriteTo makes a closed body read as ended instead.
-type endingBodies struct{ next kinesis.HTTPClient }
+// so), and costs other calls a new connection. Hiding WriteTo makes a
+// closed body read as ended instead.
+type endingBodies struct {
+	next interface {
+		Do(*http.Request) (*http.Response, error)
+	}
+}
 
 func (c endingBodies) Do(r *http.Request) (*http.Response, error) {
 	if r.Body != nil && r.Body != http.NoBody {
