@@ -251,21 +251,33 @@ func runGroup(t *testing.T, fanOut, crash bool, seed uint64) {
 // TestAdapterThrottling: a shard's write limit far below the producer's
 // rate makes PutRecords entries fail with
 // ProvisionedThroughputExceededException through the SDK; the producer
-// retries them (the SDK does not) and every record arrives once, in order.
+// retries them (the SDK does not). A consumer then reads, polling (with
+// GetRecords throttled a few times too) or with enhanced fan-out (with
+// SubscribeToShard refused for its rate a few times, and subscriptions
+// renewed after Kinesis's 5 minutes). Every record arrives once, in order.
 func TestAdapterThrottling(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
-		_, w, srv := newAdapter(t, 1, runnel.WithLimits(runnel.Limits{WriteRecordsPerSecond: 50, WriteBytesPerSecond: 1 << 20, ReadCallsPerSecond: 5, ReadBytesPerSecond: 2 << 20}))
-		p, err := runnel.NewProducer(ctx, w, runnel.WithAggregation(false))
-		require.NoError(t, err)
-		defer p.Close(ctx)
-		var mu sync.Mutex
-		attempts := 0
-		want := map[string]int{}
-		for i := range 200 {
-			k := "k" + strconv.Itoa(i%5)
+	for _, mode := range []string{"polling", "fan-out"} {
+		t.Run(mode, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { runThrottled(t, mode == "fan-out") })
+		})
+	}
+}
+
+func runThrottled(t *testing.T, fanOut bool) {
+	ctx := context.Background()
+	s, w, srv := newAdapter(t, 1, runnel.WithLimits(runnel.Limits{WriteRecordsPerSecond: 50, WriteBytesPerSecond: 1 << 20, ReadCallsPerSecond: 5, ReadBytesPerSecond: 2 << 20}))
+	p, err := runnel.NewProducer(ctx, w, runnel.WithAggregation(false))
+	require.NoError(t, err)
+	defer p.Close(ctx)
+	var mu sync.Mutex
+	attempts, written := 0, 0
+	want := map[string]int{}
+	put := func(n int) {
+		for range n {
+			k := "k" + strconv.Itoa(written%5)
 			data := fmt.Sprintf("%s:%d", k, want[k])
 			want[k]++
+			written++
 			require.NoError(t, p.Put(ctx, runnel.ProducerRecord{PartitionKey: k, Data: []byte(data)}, func(res runnel.ProducerResult) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -274,16 +286,39 @@ func TestAdapterThrottling(t *testing.T) {
 			}))
 		}
 		require.NoError(t, p.Flush(ctx))
-		assert.Greater(t, attempts, 200, "some records were throttled and sent again")
+	}
+	put(200)
+	assert.Greater(t, attempts, 200, "some records were throttled and sent again")
 
-		a := &app{}
-		c, err := runnel.NewConsumer(newClient(t, srv, "orders"), "app", a.processors("w"), runnel.WithLeaseStore(runnel.NewMemoryLeaseStore()),
-			runnel.WithInitialPosition(runnel.StartingPosition{Type: runnel.TrimHorizon}))
-		require.NoError(t, err)
-		defer c.Close()
-		waitFor(t, "every record", func() bool { return a.delivered() >= 200 })
-		a.check(t, want)
-	})
+	readFault := runnel.Fault{Op: runnel.OpGetRecords, Err: runnel.ErrProvisionedThroughputExceeded, Times: 3}
+	opts := []runnel.ConsumerOption{runnel.WithLeaseStore(runnel.NewMemoryLeaseStore()), runnel.WithInitialPosition(runnel.StartingPosition{Type: runnel.TrimHorizon})}
+	if fanOut {
+		readFault = runnel.Fault{Op: runnel.OpSubscribeToShard, Err: runnel.ErrLimitExceeded, Times: 3}
+		opts = append(opts, runnel.WithFanOut("efo"))
+	}
+	fault, err := srv.Cluster.InjectFaultTracked(readFault)
+	require.NoError(t, err)
+	// Counts the subscribe calls that the fault above lets through.
+	subscribes, err := srv.Cluster.InjectFaultTracked(runnel.Fault{Op: runnel.OpSubscribeToShard, Latency: time.Nanosecond})
+	require.NoError(t, err)
+	a := &app{}
+	c, err := runnel.NewConsumer(newClient(t, srv, "orders"), "app", a.processors("w"), opts...)
+	require.NoError(t, err)
+	defer c.Close()
+	waitFor(t, "the first 200 records", func() bool { return a.delivered() >= 200 })
+	assert.True(t, fault.Spent(), "the consumer met every injected %s throttle", readFault.Op)
+
+	before := subscribes.Fired()
+	time.Sleep(6 * time.Minute) // past a subscription's lifetime
+	put(100)
+	waitFor(t, "every record", func() bool { return a.delivered() >= 300 })
+	time.Sleep(time.Minute) // nothing more arrives
+	a.check(t, want)
+	assert.Equal(t, 300, a.delivered(), "no record twice")
+	if fanOut {
+		assert.Greater(t, subscribes.Fired(), before, "the subscription was renewed")
+		assert.EqualValues(t, 300, s.Stats().Shards[0].RecordsPushed, "every record was pushed")
+	}
 }
 
 // TestAdapterErrors: the service's error names arrive as runnel's
