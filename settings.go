@@ -66,6 +66,11 @@ const (
 	defaultMaxPutRecordsSize = 5 << 20
 )
 
+// MaxPutRecordsSize is the largest PutRecords request, in bytes, that
+// Kinesis takes on a stream whose records may be maxRecordSize bytes: 5 MiB,
+// or the record size when that is larger.
+func MaxPutRecordsSize(maxRecordSize int) int { return max(defaultMaxPutRecordsSize, maxRecordSize) }
+
 // encryptionChange is when a stream's encryption became what it is: the
 // records that arrived from then on are of that type.
 type encryptionChange struct {
@@ -385,7 +390,7 @@ func (s *Stream) UpdateMaxRecordSize(ctx context.Context, bytes int) error {
 	return s.update(ctx, op, func() error {
 		s.maxRecordSize.Store(int64(bytes))
 		if s.cfg.defaultRequestSize {
-			s.maxRequestSize.Store(int64(max(defaultMaxPutRecordsSize, bytes)))
+			s.maxRequestSize.Store(int64(MaxPutRecordsSize(bytes)))
 		}
 		for _, sh := range s.shards.Load().all {
 			sh.limits.setMaxRecordSize(s.cfg.limits, bytes)

@@ -266,7 +266,7 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 		o(&cfg)
 	}
 	if cfg.maxRequestSize == 0 {
-		cfg.maxRequestSize, cfg.defaultRequestSize = max(defaultMaxPutRecordsSize, cfg.maxRecordSize), true
+		cfg.maxRequestSize, cfg.defaultRequestSize = MaxPutRecordsSize(cfg.maxRecordSize), true
 	}
 	if err := checkMode(op, cfg.mode); err != nil {
 		return cfg, err

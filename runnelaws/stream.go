@@ -28,9 +28,10 @@ type KinesisAPI interface {
 }
 
 // Stream is one Kinesis data stream, reached through the AWS SDK, with the
-// methods of runnel's seams: it is a runnel.Putter for a runnel.Producer,
-// a runnel.StreamReader for a runnel.Consumer or runnel.ShardReader, and a
-// runnel.FanOutReader for enhanced fan-out (runnel.WithFanOut). Code
+// methods of runnel's seams: it is a runnel.Putter and
+// runnel.StreamDescriber for a runnel.Producer, a runnel.StreamReader for a
+// runnel.Consumer or runnel.ShardReader, and a runnel.FanOutReader for
+// enhanced fan-out (runnel.WithFanOut). Code
 // written against a *runnel.Stream runs unchanged over it, on Amazon
 // Kinesis or on any Kinesis endpoint (`runnel serve` among them).
 //
@@ -94,17 +95,52 @@ func (s *Stream) ARN(ctx context.Context) (string, error) {
 	if arn != "" {
 		return arn, nil
 	}
-	out, err := s.api.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(s.name)}, callOptions)
+	sum, err := s.Describe(ctx)
 	if err != nil {
-		return "", apiError(ctx, "DescribeStreamSummary", s.what(), err)
+		return "", err
 	}
-	if out.StreamDescriptionSummary == nil || aws.ToString(out.StreamDescriptionSummary.StreamARN) == "" {
-		return "", malformed("DescribeStreamSummary", "no StreamARN for %s", s.what())
+	return sum.StreamARN, nil
+}
+
+// Describe implements runnel.StreamDescriber with DescribeStreamSummary, so
+// that a runnel.Producer packs records and PutRecords requests to the
+// stream's own sizes: MaxRecordSizeInKiB (1 MiB when the service does not
+// report it) and the PutRecords size that goes with it. Limits are
+// Kinesis's per-shard limits (runnel.KinesisLimits), which the service does
+// not report.
+func (s *Stream) Describe(ctx context.Context) (runnel.StreamSummary, error) {
+	const op = "DescribeStreamSummary"
+	req := &kinesis.DescribeStreamSummaryInput{}
+	s.bind(&req.StreamName, &req.StreamARN)
+	out, err := s.api.DescribeStreamSummary(ctx, req, callOptions)
+	if err != nil {
+		return runnel.StreamSummary{}, apiError(ctx, op, s.what(), err)
 	}
-	s.arnMu.Lock()
-	defer s.arnMu.Unlock()
-	s.arn = *out.StreamDescriptionSummary.StreamARN
-	return s.arn, nil
+	d := out.StreamDescriptionSummary
+	if d == nil || aws.ToString(d.StreamARN) == "" {
+		return runnel.StreamSummary{}, malformed(op, "no StreamARN for %s", s.what())
+	}
+	maxRecord := 1 << 20
+	if kib := aws.ToInt32(d.MaxRecordSizeInKiB); kib > 0 {
+		maxRecord = int(kib) << 10
+	}
+	if !s.byARN { // bound by ARN, s.arn is fixed
+		s.arnMu.Lock()
+		s.arn = *d.StreamARN
+		s.arnMu.Unlock()
+	}
+	return runnel.StreamSummary{
+		StreamName:              aws.ToString(d.StreamName),
+		StreamARN:               *d.StreamARN,
+		StreamStatus:            runnel.StreamStatus(d.StreamStatus),
+		RetentionPeriod:         time.Duration(aws.ToInt32(d.RetentionPeriodHours)) * time.Hour,
+		StreamCreationTimestamp: aws.ToTime(d.StreamCreationTimestamp),
+		OpenShardCount:          int(aws.ToInt32(d.OpenShardCount)),
+		Limits:                  runnel.KinesisLimits(),
+		MaxRecordSize:           maxRecord,
+		MaxPutRecordsSize:       runnel.MaxPutRecordsSize(maxRecord),
+		ConsumerCount:           int(aws.ToInt32(d.ConsumerCount)),
+	}, nil
 }
 
 // what names the stream in error messages.

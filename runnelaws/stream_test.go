@@ -411,3 +411,38 @@ func TestNewStreamValidation(t *testing.T) {
 	_, err = s.ListShards(context.Background(), runnel.ListShardsInput{NextToken: "t", ExclusiveStartShardID: "shardId-000000000001"})
 	require.ErrorIs(t, err, runnel.ErrInvalidArgument, "a token with a start shard is refused before any call")
 }
+
+// TestAdapterDescribe: the summary through the SDK is the stream's, and a
+// producer through the adapter packs to a raised record size: a 1.5 MiB
+// record, refused under Kinesis's default 1 MiB, is written.
+func TestAdapterDescribe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s, w, srv := newAdapter(t, 1, runnel.WithMaxRecordSize(2<<20), runnel.WithLimits(runnel.Unlimited()))
+		direct, err := s.Describe(ctx)
+		require.NoError(t, err)
+		viaSDK, err := w.Describe(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, runnel.KinesisLimits(), viaSDK.Limits, "the service does not report limits: Kinesis's")
+		assert.True(t, direct.StreamCreationTimestamp.Equal(viaSDK.StreamCreationTimestamp), "created %v, not %v", direct.StreamCreationTimestamp, viaSDK.StreamCreationTimestamp)
+		direct.Limits, direct.StreamCreationTimestamp = viaSDK.Limits, viaSDK.StreamCreationTimestamp
+		assert.Equal(t, direct, viaSDK)
+		assert.Equal(t, 2<<20, viaSDK.MaxRecordSize)
+		arn, err := w.ARN(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, direct.StreamARN, arn)
+
+		p, err := runnel.NewProducer(ctx, w)
+		require.NoError(t, err)
+		defer p.Close(ctx)
+		big := strings.Repeat("x", 3<<19)
+		done := make(chan runnel.ProducerResult, 1)
+		require.NoError(t, p.Put(ctx, runnel.ProducerRecord{PartitionKey: "k", Data: []byte(big)}, func(r runnel.ProducerResult) { done <- r }))
+		require.NoError(t, p.Flush(ctx))
+		require.NoError(t, (<-done).Err)
+
+		_, err = newClient(t, srv, "missing").Describe(ctx)
+		require.ErrorIs(t, err, runnel.ErrResourceNotFound)
+		assert.Contains(t, err.Error(), "missing")
+	})
+}
