@@ -464,8 +464,9 @@ func WithFanOut(consumerName string) ConsumerOption {
 }
 
 // WithConsumerLogger sets where the Consumer logs its lease events (taken,
-// stolen, lost, released), shard ends and processor errors. Default:
-// nowhere.
+// stolen, lost, released) and shard ends (at info level), the failed calls
+// it tries again (at warn level: see ConsumerStats.RetriedErrors) and
+// processor errors (at error level). Default: nowhere.
 func WithConsumerLogger(l *slog.Logger) ConsumerOption {
 	return func(c *consumerConfig) {
 		if l == nil {
@@ -527,6 +528,8 @@ type Consumer struct {
 	leasesTaken, leasesStolen, leasesLost atomic.Int64
 	records, bytes, dropped               atomic.Int64
 	processorErrors                       atomic.Int64
+	retriedErrors                         atomic.Int64
+	lastError                             atomic.Pointer[error]
 }
 
 // observed is when a worker first saw a lease's counter at a value.
@@ -561,7 +564,7 @@ type heldLease struct {
 // RecordProcessor of each shard the worker takes. Close stops it.
 func NewConsumer(src StreamReader, app string, newProcessor func(shardID string) RecordProcessor, opts ...ConsumerOption) (*Consumer, error) {
 	const op = "NewConsumer"
-	if s, ok := src.(*Stream); src == nil || (ok && s == nil) {
+	if isNil(src) {
 		return nil, errorf(op, ErrInvalidArgument, "the StreamReader is nil")
 	}
 	if newProcessor == nil {
@@ -738,7 +741,7 @@ func (c *Consumer) coordinate() {
 		}
 		if registered && !now.Before(nextSync) && !c.isClosing() {
 			if err := c.syncShards(); err != nil && c.ctx.Err() == nil {
-				c.log.Warn("runnel: syncing the leases with the stream's shards failed", "err", err)
+				c.retrying("runnel: syncing the leases with the stream's shards failed", err)
 			}
 			nextSync = time.Now().Add(c.cfg.syncInterval)
 		}
@@ -826,7 +829,7 @@ func (c *Consumer) registerFanOut() string {
 		case err == nil && con.ConsumerStatus == StreamConsumerActive:
 			return con.ConsumerARN
 		case err != nil && !errors.Is(err, ErrResourceInUse): // in use: registered meanwhile
-			c.log.Warn("runnel: registering the stream consumer failed; trying again", "consumer", name, "err", err)
+			c.retrying("runnel: registering the stream consumer failed; trying again", err, "consumer", name)
 		}
 		if sleepCtx(c.ctx, time.Second) != nil {
 			return ""
@@ -938,7 +941,7 @@ func (c *Consumer) renewAll() {
 		if err == nil || errors.Is(err, ErrLeaseLost) || c.ctx.Err() != nil {
 			continue
 		}
-		c.log.Warn("runnel: renewing a lease failed", "shard", h.shardID, "err", err)
+		c.retrying("runnel: renewing a lease failed", err, "shard", h.shardID)
 		c.loseIfLate(h)
 	}
 }
@@ -1036,7 +1039,7 @@ func (c *Consumer) takeLeases(now time.Time) (nextExpiry time.Time) {
 	cancel()
 	if err != nil {
 		if c.ctx.Err() == nil {
-			c.log.Warn("runnel: listing leases failed", "err", err)
+			c.retrying("runnel: listing leases failed", err)
 		}
 		return time.Time{}
 	}
@@ -1165,7 +1168,7 @@ func (c *Consumer) take(l *Lease, steal bool) bool {
 	cancel()
 	if err != nil {
 		if !errors.Is(err, ErrLeaseConflict) && c.ctx.Err() == nil {
-			c.log.Warn("runnel: taking a lease failed", "shard", l.ShardID, "err", err)
+			c.retrying("runnel: taking a lease failed", err, "shard", l.ShardID)
 		}
 		return false
 	}
@@ -1230,7 +1233,7 @@ func (c *Consumer) leaseStart(l Lease) (StartingPosition, error) {
 		return c.cfg.start, nil
 	}
 	return StartingPosition{}, errorf("Consumer", ErrInvalidArgument,
-		"the lease of %s starts AT_TIMESTAMP with no timestamp, which a group started at %s cannot supply: start it WithInitialPosition(AT_TIMESTAMP) and a time, or checkpoint the shard first", l.ShardID, c.cfg.start.Type)
+		"the lease of %.80q starts AT_TIMESTAMP with no timestamp, which a group started at %s cannot supply: start it WithInitialPosition(AT_TIMESTAMP) and a time, or checkpoint the shard first", l.ShardID, c.cfg.start.Type)
 }
 
 // process runs the record processor of a held lease until the shard ends,
@@ -1245,6 +1248,7 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 			return // lost meanwhile: nothing to release
 		}
 		c.processorErrors.Add(1)
+		c.lastError.Store(&err)
 		log.Error("runnel: "+what+" failed; releasing the lease", "err", err)
 		c.mu.Lock()
 		c.penalty[id] = time.Now().Add(c.cfg.failover)
@@ -1354,7 +1358,7 @@ func (c *Consumer) release(h *heldLease) {
 	defer cancel()
 	if err := c.writeLease(ctx, "ReleaseLease", h, func(l *Lease) { l.Owner = "" }); err != nil {
 		if !errors.Is(err, ErrLeaseLost) {
-			c.log.Warn("runnel: releasing a lease failed; it will expire", "shard", h.shardID, "err", err)
+			c.retrying("runnel: releasing a lease failed; it will expire", err, "shard", h.shardID)
 		}
 		return
 	}
@@ -1382,6 +1386,16 @@ type ConsumerStats struct {
 	// ProcessorErrors counts the errors of processors and shard readers
 	// that ended a shard's processing.
 	ProcessorErrors int64
+	// RetriedErrors counts the failed calls to the stream and the lease
+	// store that the worker tries again: syncing the shards, registering
+	// the stream consumer, and listing, taking, renewing and releasing
+	// leases. A worker that cannot reach its stream or its lease store (a
+	// misspelt name, missing credentials, a dead endpoint) keeps trying,
+	// and shows it here and in LastError.
+	RetriedErrors int64
+	// LastError is the latest error the worker met, of those calls or of a
+	// processor or shard reader; nil before the first.
+	LastError error
 	// FanOutConsumerARN is, in fan-out mode (WithFanOut), the ARN of the
 	// stream consumer the worker reads as; empty while it is not
 	// registered and ACTIVE (a registration that fails is logged and tried
@@ -1405,6 +1419,14 @@ type ConsumerShardStats struct {
 	Checkpoint Checkpoint
 }
 
+// retrying logs and counts the failure of a call to the stream or the lease
+// store that the worker tries again.
+func (c *Consumer) retrying(msg string, err error, attrs ...any) {
+	c.retriedErrors.Add(1)
+	c.lastError.Store(&err)
+	c.log.Warn(msg, append(attrs, "err", err)...)
+}
+
 // Stats returns a snapshot of the worker's counters.
 func (c *Consumer) Stats() ConsumerStats {
 	st := ConsumerStats{
@@ -1416,8 +1438,12 @@ func (c *Consumer) Stats() ConsumerStats {
 		BytesProcessed:   c.bytes.Load(),
 		RecordsDropped:   c.dropped.Load(),
 		ProcessorErrors:  c.processorErrors.Load(),
+		RetriedErrors:    c.retriedErrors.Load(),
 
 		FanOutConsumerARN: c.consumerARN(),
+	}
+	if err := c.lastError.Load(); err != nil {
+		st.LastError = *err
 	}
 	for _, h := range c.heldLeases() {
 		h.mu.Lock() // brief: never held across a store call

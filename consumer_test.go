@@ -420,6 +420,7 @@ func TestNewConsumerValidation(t *testing.T) {
 		inMsg string
 	}{
 		{"nil reader", nil, "app", f, nil, "StreamReader is nil"},
+		{"nil *Stream", (*Stream)(nil), "app", f, nil, "StreamReader is nil"},
 		{"nil factory", s, "app", nil, nil, "factory is nil"},
 		{"short app", s, "ab", f, nil, `"ab" is 2 characters`},
 		{"bad app", s, "my app", f, nil, `character ' '`},
@@ -842,8 +843,30 @@ func TestConsumerLeaseAtTimestampWithoutTime(t *testing.T) {
 					return
 				}
 				assert.Empty(t, got)
-				assert.Positive(t, c.Stats().ProcessorErrors, "the shard that cannot be started is an error")
+				st := c.Stats()
+				assert.Positive(t, st.ProcessorErrors, "the shard that cannot be started is an error")
+				require.ErrorIs(t, st.LastError, ErrInvalidArgument)
+				assert.Contains(t, st.LastError.Error(), kcl.ShardID, "the error names the lease")
+				assert.Contains(t, st.LastError.Error(), "AT_TIMESTAMP with no timestamp, which a group started at TRIM_HORIZON cannot supply")
 			})
 		})
 	}
+}
+
+// A worker that cannot reach its stream keeps trying, and says so in its
+// stats: a deleted stream here, as a misspelt name or missing credentials
+// would be.
+func TestConsumerStatsShowRetriedErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cluster, s := newTestStream(t)
+		require.NoError(t, cluster.DeleteStream(t.Context(), s.Name()))
+		c := startWorker(t, s, NewMemoryLeaseStore(), &recorder{}, "a", WithShardSyncInterval(5*time.Second))
+		assert.NoError(t, c.Stats().LastError)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		st := c.Stats()
+		assert.Greater(t, st.RetriedErrors, int64(1), "it keeps trying")
+		require.ErrorIs(t, st.LastError, ErrResourceNotFound)
+		assert.Contains(t, st.LastError.Error(), s.Name())
+	})
 }

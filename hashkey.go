@@ -52,6 +52,9 @@ func parseHashKey(op, what, s string) (HashKey, *Error) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < '0' || c > '9' {
+			if s[0] == '-' {
+				return HashKey{}, errorf(op, ErrValidation, "%s %q is negative; hash keys are 0 to 2^128-1", what, s)
+			}
 			return HashKey{}, errorf(op, ErrValidation, "%s %q is not a decimal integer", what, s)
 		}
 		// k = k*10 + digit, failing on overflow of 128 bits.

@@ -162,7 +162,7 @@ type LeaseStore interface {
 // write found another Counter than expected: another worker wrote the lease
 // first. It is not a Kinesis error and not retryable as such: read the
 // lease again.
-var ErrLeaseConflict error = &runnelError{text: "lease conflict: another worker wrote the lease"}
+var ErrLeaseConflict error = &runnelError{text: "lease conflict: another worker wrote or deleted the lease"}
 
 // ErrLeaseLost is wrapped by the error of a checkpoint by a worker that no
 // longer holds the shard's lease (another worker took it, or it could not

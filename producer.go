@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -270,6 +271,9 @@ type StreamDescriber interface {
 // sizes and shard limits that no option set.
 func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (producerConfig, error) {
 	const op = "NewProducer"
+	if isNil(dst) {
+		return producerConfig{}, errorf(op, ErrInvalidArgument, "the Putter is nil")
+	}
 	c := producerConfig{
 		aggregation:     true,
 		aggMaxCount:     int(min(4_294_967_295, math.MaxInt)),
@@ -289,13 +293,18 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
-	stream := StreamSummary{Limits: KinesisLimits(), MaxRecordSize: 1 << 20, MaxPutRecordsSize: 5 << 20}
+	if c.backoffBase <= 0 || c.backoffMax < c.backoffBase {
+		return c, errorf(op, ErrInvalidArgument, "retry backoff base %v and max %v must be positive and base ≤ max", c.backoffBase, c.backoffMax)
+	}
+	stream := StreamSummary{Limits: KinesisLimits(), MaxRecordSize: DefaultMaxRecordSize, MaxPutRecordsSize: MaxPutRecordsSize(DefaultMaxRecordSize)}
 	if d, ok := dst.(StreamDescriber); ok && (c.maxRecordSize == 0 || c.collMaxSize == 0 || c.shardLimits == nil) {
-		sum, err := d.Describe(ctx)
+		err := c.retryStartup(ctx, op, func() (err error) {
+			stream, err = d.Describe(ctx)
+			return err
+		})
 		if err != nil {
 			return c, asError(op, "describing the stream", err)
 		}
-		stream = sum
 	}
 	if c.maxRecordSize == 0 {
 		c.maxRecordSize = stream.MaxRecordSize
@@ -332,10 +341,36 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 		return c, errorf(op, ErrInvalidArgument, "buffer limits %d bytes / %d records must hold at least one record of %d bytes", c.bufferBytes, c.bufferRecords, c.maxRecordSize)
 	case c.maxInFlight < 1:
 		return c, errorf(op, ErrInvalidArgument, "max in flight %d must be at least 1", c.maxInFlight)
-	case c.backoffBase <= 0 || c.backoffMax < c.backoffBase:
-		return c, errorf(op, ErrInvalidArgument, "retry backoff base %v and max %v must be positive and base ≤ max", c.backoffBase, c.backoffMax)
 	}
 	return c, nil
+}
+
+// backoff is the wait before the attempts-th retry: exponential with
+// jitter, so that many producers do not retry in step.
+func (c *producerConfig) backoff(attempts int) time.Duration {
+	d := c.backoffMax
+	if shift := min(max(attempts-1, 0), 30); c.backoffBase <= c.backoffMax>>shift {
+		d = c.backoffBase << shift
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// startupAttempts is how often NewProducer makes each of its calls
+// (Describe, ListShards) that fails retryably before it gives up.
+const startupAttempts = 5
+
+// retryStartup calls f until it succeeds, fails for good, or has failed
+// retryably startupAttempts times, with the backoff in between.
+func (c *producerConfig) retryStartup(ctx context.Context, op string, f func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil || !IsRetryable(err) || attempt == startupAttempts || ctx.Err() != nil {
+			return err
+		}
+		if sleepCtx(ctx, c.backoff(attempt)) != nil {
+			return ctxError(op, ctx.Err())
+		}
+	}
 }
 
 // Producer puts user records to a stream asynchronously, the way the KPL
@@ -506,7 +541,11 @@ func NewProducer(ctx context.Context, dst Putter, opts ...ProducerOption) (*Prod
 func (p *Producer) listShards(ctx context.Context) ([]*producerShard, map[string]HashKeyRange, error) {
 	const op, attempts = "ListShards", 5
 	for attempt := 1; ; attempt++ {
-		listed, err := listAllShards(ctx, p.dst)
+		var listed []Shard
+		err := p.cfg.retryStartup(ctx, op, func() (err error) {
+			listed, err = listAllShards(ctx, p.dst)
+			return err
+		})
 		if err != nil {
 			return nil, nil, asError(op, "", err)
 		}

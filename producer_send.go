@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -576,7 +575,7 @@ func (p *Producer) complete(claims []claim, entries []entry, leftovers []claim, 
 			}
 		}
 		if backoff {
-			e.shard.notBefore = maxTime(e.shard.notBefore, sentAt.Add(p.backoff(e.members[0].attempts)))
+			e.shard.notBefore = maxTime(e.shard.notBefore, sentAt.Add(p.cfg.backoff(e.members[0].attempts)))
 		}
 	}
 	// Put failed records, then leftovers, back at the head of their queues,
@@ -635,16 +634,6 @@ func storedResult(m *pending, r PutRecordsResult, j int, aggregated bool) Produc
 // a record refused for a stale shard map, or not tried, does not.
 func attempted(err error) bool {
 	return !errors.Is(err, ErrShardMapChanged) && !errors.Is(err, ErrNotAttempted)
-}
-
-// backoff is the wait before the attempts-th retry: exponential with
-// jitter, so that many producers do not retry in step.
-func (p *Producer) backoff(attempts int) time.Duration {
-	d := p.cfg.backoffMax
-	if shift := min(max(attempts-1, 0), 30); p.cfg.backoffBase <= p.cfg.backoffMax>>shift {
-		d = p.cfg.backoffBase << shift
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // errClosedUndelivered fails the records that Close gave up on.

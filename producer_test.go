@@ -1518,6 +1518,72 @@ func TestProducerMetricsWithoutAggregation(t *testing.T) {
 
 // ---- 9. Validation --------------------------------------------------------
 
+// A nil Putter, or a nil *Stream, is refused rather than a panic.
+func TestProducerNilPutter(t *testing.T) {
+	for _, dst := range []Putter{nil, (*Stream)(nil)} {
+		p, err := NewProducer(t.Context(), dst)
+		assert.Nil(t, p)
+		require.ErrorIs(t, err, ErrInvalidArgument)
+		assert.Contains(t, err.Error(), "the Putter is nil")
+	}
+}
+
+// flakyStart is a Putter whose Describe and ListShards fail with err the
+// first fails times each.
+type flakyStart struct {
+	*prodFake
+	err                 error
+	fails               int
+	describes, listings int
+}
+
+func (f *flakyStart) Describe(context.Context) (StreamSummary, error) {
+	if f.describes++; f.describes <= f.fails {
+		return StreamSummary{}, f.err
+	}
+	return StreamSummary{Limits: KinesisLimits(), MaxRecordSize: 2 << 20, MaxPutRecordsSize: MaxPutRecordsSize(2 << 20)}, nil
+}
+
+func (f *flakyStart) ListShards(ctx context.Context, in ListShardsInput) (ListShardsOutput, error) {
+	if f.listings++; f.listings <= f.fails {
+		return ListShardsOutput{}, f.err
+	}
+	return f.prodFake.ListShards(ctx, in)
+}
+
+// NewProducer retries its Describe and ListShards calls a few times when
+// they fail retryably (a throttle, a network blip), and not otherwise.
+func TestProducerStartupRetries(t *testing.T) {
+	throttled := errorf("DescribeStreamSummary", ErrLimitExceeded, "rate exceeded")
+	for _, tc := range []struct {
+		name      string
+		err       error
+		fails     int
+		ok        bool
+		describes int
+	}{
+		{"retryable, then fine", throttled, startupAttempts - 1, true, startupAttempts},
+		{"retryable every time", throttled, startupAttempts, false, startupAttempts},
+		{"not retryable", errorf("DescribeStreamSummary", ErrAccessDenied, "no permission"), 1, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &flakyStart{prodFake: prodNewFake(2), err: tc.err, fails: tc.fails}
+				p, err := NewProducer(t.Context(), f)
+				assert.Equal(t, tc.describes, f.describes, "Describe calls")
+				if !tc.ok {
+					require.ErrorIs(t, err, tc.err)
+					assert.Nil(t, p)
+					return
+				}
+				require.NoError(t, err)
+				defer p.Close(t.Context())
+				assert.Equal(t, startupAttempts, f.listings, "ListShards calls")
+			})
+		})
+	}
+}
+
 func TestProducerInvalidOptions(t *testing.T) {
 	cases := []struct {
 		name  string

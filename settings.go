@@ -62,7 +62,7 @@ const (
 	maxPolicyLen             = 20 << 10
 	maxModeSwitches          = 2 // in any 24 hours
 	maxWarmThroughput        = 10_240
-	minMaxRecordSize         = 1 << 20
+	minMaxRecordSize         = DefaultMaxRecordSize
 	defaultMaxPutRecordsSize = 5 << 20
 )
 

@@ -256,7 +256,7 @@ type ShardReader struct {
 // The reader calls src only when Next is called; call Close when done.
 func NewShardReader(src StreamReader, shard Shard, opts ...ReaderOption) (*ShardReader, error) {
 	const op = "NewShardReader"
-	if src == nil {
+	if isNil(src) {
 		return nil, errorf(op, ErrInvalidArgument, "the StreamReader is nil")
 	}
 	if shard.ShardID == "" {
@@ -276,9 +276,8 @@ func NewShardReader(src StreamReader, shard Shard, opts ...ReaderOption) (*Shard
 	if r.ended {
 		r.last = Checkpoint{}
 	}
-	if s, ok := src.(*Stream); ok && s == nil {
-		return nil, errorf(op, ErrInvalidArgument, "the StreamReader is a nil *Stream")
-	} else if cfg.fanOut != "" {
+	s, ok := src.(*Stream)
+	if cfg.fanOut != "" {
 		if r.fanOut, ok = src.(ShardSubscriber); !ok {
 			return nil, errorf(op, ErrInvalidArgument, "fan-out needs a StreamReader that is a ShardSubscriber; %T is not", src)
 		}

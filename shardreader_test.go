@@ -1324,6 +1324,7 @@ func TestNewShardReaderValidation(t *testing.T) {
 		inMsg string // "" when valid
 	}{
 		{"nil src", nil, sh, nil, "StreamReader is nil"},
+		{"nil *Stream", (*Stream)(nil), sh, nil, "StreamReader is nil"},
 		{"empty ShardID", s, Shard{}, nil, "ShardID"},
 		{"empty range", s, Shard{ShardID: sh.ShardID, HashKeyRange: HashKeyRange{StartingHashKey: MaxHashKey()}}, nil, "340282366920938463463374607431768211455"},
 		{"negative idle wait", s, sh, []ReaderOption{WithReaderIdleWait(-time.Second)}, "-1s"},

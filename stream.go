@@ -18,9 +18,19 @@ const (
 	MaxGetRecordsLimit = 10_000
 	// MaxGetRecordsBytes is the most data one GetRecords call returns.
 	MaxGetRecordsBytes = 10 << 20
+	// DefaultMaxRecordSize is a stream's record size limit (data and
+	// partition key, in bytes) unless it was raised (MaxRecordSizeInKiB).
+	DefaultMaxRecordSize = 1 << 20
 	// maxRecordSizeLimit is the largest record size a stream can be set to.
 	maxRecordSizeLimit = 10 << 20
 )
+
+// isNil reports whether x, a seam's value, is nil or a nil *Stream: a
+// mistake that would otherwise panic at the first call.
+func isNil(x any) bool {
+	s, ok := x.(*Stream)
+	return x == nil || (ok && s == nil)
+}
 
 // StreamStatus is a stream's state as Kinesis reports it.
 type StreamStatus string
@@ -247,7 +257,7 @@ func newStreamConfig(op string, opts []StreamOption) (streamConfig, error) {
 		shardCount:     4,
 		retention:      24 * time.Hour,
 		limits:         KinesisLimits(),
-		maxRecordSize:  1 << 20,
+		maxRecordSize:  DefaultMaxRecordSize,
 		maxRequestSize: 0, // 5 MiB, or the record size if that is larger
 		iteratorTTL:    5 * time.Minute,
 
