@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync/atomic"
 
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/runnel-go/runnel"
 )
 
@@ -24,10 +25,8 @@ var (
 // worker: after the cut, new requests fail to dial, and the bodies of
 // responses already open (a SubscribeToShard event stream) fail to read.
 type severable struct {
-	next interface {
-		Do(*http.Request) (*http.Response, error)
-	}
-	cut atomic.Bool
+	next smithyhttp.ClientDo
+	cut  atomic.Bool
 }
 
 func (s *severable) Do(r *http.Request) (*http.Response, error) {

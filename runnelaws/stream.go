@@ -54,7 +54,7 @@ type Stream struct {
 	name  string
 	byARN bool // bound by ARN: requests name the stream by its ARN
 	arnMu sync.Mutex
-	arn   string // the stream's ARN: given (and then fixed), or learned by ARN; guarded by arnMu then
+	arn   string // the stream's ARN: given (and then fixed), or learned by Describe; guarded by arnMu then
 }
 
 // streamARNPattern is the shape of a Kinesis stream ARN; its group is the
@@ -68,7 +68,7 @@ var streamARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0
 // call; the first call that needs the stream finds whether it exists.
 func NewStream(api KinesisAPI, stream string) (*Stream, error) {
 	const op = "NewStream"
-	if api == nil {
+	if c, ok := api.(*kinesis.Client); api == nil || (ok && c == nil) {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "the Kinesis client is nil"}
 	}
 	s := &Stream{api: api, name: stream}
@@ -104,15 +104,16 @@ func (s *Stream) ARN(ctx context.Context) (string, error) {
 
 // Describe implements runnel.StreamDescriber with DescribeStreamSummary, so
 // that a runnel.Producer packs records and PutRecords requests to the
-// stream's own sizes: MaxRecordSizeInKiB (1 MiB when the service does not
-// report it) and the PutRecords size that goes with it. Limits are
-// Kinesis's per-shard limits (runnel.KinesisLimits), which the service does
-// not report.
+// stream's own sizes: MaxRecordSizeInKiB (runnel.DefaultMaxRecordSize when
+// the service does not report it) and the PutRecords size that goes with
+// it. Limits are Kinesis's per-shard limits (runnel.KinesisLimits), which
+// the service does not report. A MaxRecordSizeInKiB outside Kinesis's 1024
+// to 10240 is a malformed response.
 func (s *Stream) Describe(ctx context.Context) (runnel.StreamSummary, error) {
 	const op = "DescribeStreamSummary"
 	req := &kinesis.DescribeStreamSummaryInput{}
 	s.bind(&req.StreamName, &req.StreamARN)
-	out, err := s.api.DescribeStreamSummary(ctx, req, callOptions)
+	out, err := s.api.DescribeStreamSummary(ctx, req, kinesisCallOptions)
 	if err != nil {
 		return runnel.StreamSummary{}, apiError(ctx, op, s.what(), err)
 	}
@@ -120,9 +121,12 @@ func (s *Stream) Describe(ctx context.Context) (runnel.StreamSummary, error) {
 	if d == nil || aws.ToString(d.StreamARN) == "" {
 		return runnel.StreamSummary{}, malformed(op, "no StreamARN for %s", s.what())
 	}
-	maxRecord := 1 << 20
-	if kib := aws.ToInt32(d.MaxRecordSizeInKiB); kib > 0 {
-		maxRecord = int(kib) << 10
+	maxRecord := runnel.DefaultMaxRecordSize
+	if kib := d.MaxRecordSizeInKiB; kib != nil {
+		if *kib < 1<<10 || *kib > 10<<10 {
+			return runnel.StreamSummary{}, malformed(op, "MaxRecordSizeInKiB %d for %s is not within 1024…10240", *kib, s.what())
+		}
+		maxRecord = int(*kib) << 10
 	}
 	if !s.byARN { // bound by ARN, s.arn is fixed
 		s.arnMu.Lock()
@@ -175,7 +179,7 @@ func (s *Stream) PutRecords(ctx context.Context, in runnel.PutRecordsInput) (run
 			e.ExplicitHashKey = aws.String(r.ExplicitHashKey)
 		}
 	}
-	resp, err := s.api.PutRecords(ctx, req, callOptions)
+	resp, err := s.api.PutRecords(ctx, req, kinesisCallOptions)
 	if err != nil {
 		return runnel.PutRecordsOutput{}, apiError(ctx, op, s.what(), err)
 	}
@@ -225,7 +229,7 @@ func (s *Stream) ListShards(ctx context.Context, in runnel.ListShardsInput) (run
 			req.ShardFilter.ShardId = aws.String(f.ShardID)
 		}
 	}
-	resp, err := s.api.ListShards(ctx, req, callOptions)
+	resp, err := s.api.ListShards(ctx, req, kinesisCallOptions)
 	if err != nil {
 		return runnel.ListShardsOutput{}, apiError(ctx, op, s.what(), err)
 	}
@@ -248,7 +252,7 @@ func (s *Stream) GetShardIterator(ctx context.Context, in runnel.GetShardIterato
 	if !from.SequenceNumber.IsZero() {
 		req.StartingSequenceNumber = aws.String(from.SequenceNumber.String())
 	}
-	resp, err := s.api.GetShardIterator(ctx, req, callOptions)
+	resp, err := s.api.GetShardIterator(ctx, req, kinesisCallOptions)
 	if err != nil {
 		return runnel.ShardIterator{}, apiError(ctx, op, s.what()+", shard "+in.ShardID, err)
 	}
@@ -277,7 +281,7 @@ func (s *Stream) GetRecords(ctx context.Context, in runnel.GetRecordsInput) (run
 		}
 		req.Limit = &n
 	}
-	resp, err := s.api.GetRecords(ctx, req, callOptions)
+	resp, err := s.api.GetRecords(ctx, req, kinesisCallOptions)
 	if err != nil {
 		return runnel.GetRecordsOutput{}, apiError(ctx, op, s.what(), err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/runnel-go/runnel"
@@ -194,14 +197,14 @@ func runGroup(t *testing.T, fanOut, crash bool, seed uint64) {
 		store *severableStore
 	}
 	start := func(id string) worker {
-		w := worker{net: &severable{}, store: &severableStore{LeaseStore: store}}
+		wk := worker{net: &severable{}, store: &severableStore{LeaseStore: store}}
 		cfg := srv.Config()
-		w.net.next, cfg.HTTPClient = cfg.HTTPClient, w.net
+		wk.net.next, cfg.HTTPClient = cfg.HTTPClient, wk.net
 		src, err := runnelaws.NewStream(kinesis.NewFromConfig(cfg), "orders")
 		require.NoError(t, err)
-		w.Consumer, err = runnel.NewConsumer(src, "app", a.processors(id), append(opts, runnel.WithWorkerID(id), runnel.WithLeaseStore(w.store))...)
+		wk.Consumer, err = runnel.NewConsumer(src, "app", a.processors(id), append(slices.Clip(opts), runnel.WithWorkerID(id), runnel.WithLeaseStore(wk.store))...)
 		require.NoError(t, err)
-		return w
+		return wk
 	}
 	w1, w2 := start("w1"), start("w2")
 	defer w2.Close()
@@ -400,8 +403,10 @@ func TestNewStreamValidation(t *testing.T) {
 		require.ErrorIs(t, err, runnel.ErrValidation, bad)
 		assert.Contains(t, err.Error(), strconv.Quote(bad), "the error names the value")
 	}
-	_, err := runnelaws.NewStream(nil, "x")
-	require.ErrorIs(t, err, runnel.ErrInvalidArgument)
+	for _, api := range []runnelaws.KinesisAPI{nil, (*kinesis.Client)(nil)} {
+		_, err := runnelaws.NewStream(api, "x")
+		require.ErrorIs(t, err, runnel.ErrInvalidArgument)
+	}
 	s, err := runnelaws.NewStream(k, "arn:aws:kinesis:us-east-1:123456789012:stream/orders")
 	require.NoError(t, err)
 	assert.Equal(t, "orders", s.Name())
@@ -445,4 +450,20 @@ func TestAdapterDescribe(t *testing.T) {
 		require.ErrorIs(t, err, runnel.ErrResourceNotFound)
 		assert.Contains(t, err.Error(), "missing")
 	})
+}
+
+// TestAdapterDescribeMalformed: a record size outside Kinesis's range is a
+// malformed response naming the value, not a producer option's error.
+func TestAdapterDescribeMalformed(t *testing.T) {
+	k := &keeper{answer: func(string) (int, string) {
+		return http.StatusOK, `{"StreamDescriptionSummary":{"StreamName":"orders","StreamARN":"arn:aws:kinesis:us-east-1:123456789012:stream/orders","StreamStatus":"ACTIVE","MaxRecordSizeInKiB":99999}}`
+	}}
+	kc := kinesis.New(kinesis.Options{Region: "us-east-1", HTTPClient: k, BaseEndpoint: aws.String("http://127.0.0.1:1"), Credentials: aws.AnonymousCredentials{}})
+	s, err := runnelaws.NewStream(kc, "orders")
+	require.NoError(t, err)
+	_, err = s.Describe(context.Background())
+	require.ErrorIs(t, err, runnel.ErrInternalFailure)
+	assert.Contains(t, err.Error(), "MaxRecordSizeInKiB 99999")
+	_, err = runnel.NewProducer(context.Background(), s)
+	assert.Contains(t, err.Error(), "MaxRecordSizeInKiB 99999")
 }

@@ -20,7 +20,7 @@ func (s *Stream) RegisterStreamConsumer(ctx context.Context, in runnel.RegisterS
 	if err != nil {
 		return runnel.StreamConsumer{}, err
 	}
-	resp, err := s.api.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: aws.String(arn), ConsumerName: aws.String(in.ConsumerName), Tags: in.Tags}, callOptions)
+	resp, err := s.api.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: aws.String(arn), ConsumerName: aws.String(in.ConsumerName), Tags: in.Tags}, kinesisCallOptions)
 	if err != nil {
 		return runnel.StreamConsumer{}, apiError(ctx, op, s.what()+", consumer "+in.ConsumerName, err)
 	}
@@ -54,7 +54,7 @@ func (s *Stream) DescribeStreamConsumer(ctx context.Context, in runnel.StreamCon
 		req.StreamARN, req.ConsumerName = aws.String(arn), aws.String(in.ConsumerName)
 		what = s.what() + ", consumer " + in.ConsumerName
 	}
-	resp, err := s.api.DescribeStreamConsumer(ctx, req, callOptions)
+	resp, err := s.api.DescribeStreamConsumer(ctx, req, kinesisCallOptions)
 	if err != nil {
 		return runnel.StreamConsumer{}, apiError(ctx, op, what, err)
 	}
@@ -85,7 +85,7 @@ func (s *Stream) SubscribeToShard(ctx context.Context, in runnel.SubscribeToShar
 		pos.SequenceNumber = aws.String(from.SequenceNumber.String())
 	}
 	what := "consumer " + in.ConsumerARN + ", shard " + in.ShardID
-	resp, err := s.api.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(in.ConsumerARN), ShardId: aws.String(in.ShardID), StartingPosition: pos}, callOptions, ownCodec)
+	resp, err := s.api.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(in.ConsumerARN), ShardId: aws.String(in.ShardID), StartingPosition: pos}, kinesisCallOptions, ownCodec)
 	if err != nil {
 		return nil, apiError(ctx, op, what, err)
 	}

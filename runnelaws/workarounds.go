@@ -8,14 +8,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 )
 
-// callOptions are the options of every call the adapter makes: the SDK's
+// kinesisCallOptions are the options of every call the adapter makes: the SDK's
 // retryer is off, because runnel's Producer, Consumer and ShardReader
 // retry themselves, and request bodies end cleanly once closed (see
 // endingBodies).
-func callOptions(o *kinesis.Options) {
+func kinesisCallOptions(o *kinesis.Options) {
 	o.Retryer = aws.NopRetryer{}
 	o.HTTPClient = endingBodies{o.HTTPClient}
 }
@@ -26,19 +27,17 @@ func callOptions(o *kinesis.Options) {
 func dynamoDBCallOptions(o *dynamodb.Options) { o.HTTPClient = endingBodies{o.HTTPClient} }
 
 // endingBodies is an HTTP client that works around an interplay of
-// smithy-go (v1.28.9) and net/http. smithy-go closes a request's body as
-// soon as the response has arrived, and a closed body's WriteTo fails
-// with io.EOF. net/http's HTTP/1.1 transport may still be draining that
-// body after writing it, takes the io.EOF for a write error, and closes
-// the connection: that ends a SubscribeToShard event stream in mid-flight
-// (over loopback TCP, about one request in a hundred loses its connection
+// smithy-go (v1.28.9) and net/http's HTTP/1.1 transport. smithy-go closes a
+// request's body as soon as the response has arrived, and a closed body's
+// WriteTo fails with io.EOF. The transport may still be draining that body
+// after writing it, takes the io.EOF for a write error, and closes the
+// connection: that ends a SubscribeToShard event stream in mid-flight
+// (over loopback TCP, about one request in a hundred lost its connection
 // so), and costs other calls a new connection. Hiding WriteTo makes a
-// closed body read as ended instead.
-type endingBodies struct {
-	next interface {
-		Do(*http.Request) (*http.Response, error)
-	}
-}
+// closed body read as ended instead. HTTP/2 (which the SDK negotiates with
+// Amazon Kinesis over TLS) only reads bodies and is not affected; plain
+// HTTP endpoints, `runnel serve` among them, are.
+type endingBodies struct{ next smithyhttp.ClientDo }
 
 func (c endingBodies) Do(r *http.Request) (*http.Response, error) {
 	if r.Body != nil && r.Body != http.NoBody {

@@ -26,7 +26,8 @@ type Server struct {
 	// directly too (to inject faults, read Stats, …).
 	Cluster *runnel.Cluster
 	// URL is the server's endpoint, "http://127.0.0.1:<port>", or
-	// "https://127.0.0.1:<port>" for NewTLS.
+	// "https://127.0.0.1:<port>" for NewTLS. With Options.InMemory it is
+	// "http://runnel.invalid", which only Client and Config can reach.
 	URL string
 	// Region is the region of the cluster's ARNs and of Config.
 	Region string

@@ -2,13 +2,16 @@
 // that runs in process, against `runnel serve`, or against Amazon Kinesis:
 // only the choice of the stream differs, by flag or environment.
 //
-//	go run ./examples/outgrow                                   # in process
-//	runnel serve & go run ./examples/outgrow -target serve      # a local endpoint
-//	go run ./examples/outgrow -target aws -stream my-stream     # Amazon Kinesis
+//	go run ./examples/outgrow                                 # in process
+//	(cd ../cmd/runnel && go run . serve) &                    # a local endpoint
+//	go run ./examples/outgrow -target serve                   # against it
+//	go run ./examples/outgrow -target aws -stream my-stream   # Amazon Kinesis
 //
 // -target defaults to $RUNNEL_TARGET, -endpoint to $RUNNEL_ENDPOINT.
 // Against AWS it uses the SDK's default credentials and region, and the
-// stream must exist.
+// stream must exist. Each run marks its records with a run id and counts
+// only its own, so a stream that holds earlier runs' records (which the
+// group reads too, from TRIM_HORIZON) does not inflate the count.
 package main
 
 import (
@@ -19,6 +22,7 @@ import (
 	"log"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,8 +62,9 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	run := strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 	for i := range *n {
-		rec := runnel.ProducerRecord{PartitionKey: "user-" + strconv.Itoa(i%10), Data: []byte("event " + strconv.Itoa(i))}
+		rec := runnel.ProducerRecord{PartitionKey: "user-" + strconv.Itoa(i%10), Data: []byte(run + strconv.Itoa(i))}
 		if err := p.Put(ctx, rec, nil); err != nil {
 			log.Fatal(err)
 		}
@@ -69,14 +74,18 @@ func main() {
 	}
 
 	var mu sync.Mutex
-	got := 0
+	seen := map[string]bool{} // this run's records, each once: delivery is at least once
 	done := make(chan struct{})
 	var finished sync.Once
 	group, err := runnel.NewConsumer(s, "outgrow-app", func(string) runnel.RecordProcessor {
 		return runnel.ProcessorFunc(func(ctx context.Context, in runnel.ProcessRecordsInput) error {
 			mu.Lock()
-			got += len(in.Records) // at least once: a lease move may deliver some again
-			if got >= *n {
+			for _, r := range in.Records {
+				if d := string(r.Data); strings.HasPrefix(d, run) {
+					seen[d] = true
+				}
+			}
+			if len(seen) == *n {
 				finished.Do(func() { close(done) })
 			}
 			mu.Unlock()
@@ -92,7 +101,7 @@ func main() {
 		fmt.Printf("%s: wrote %d records and read them\n", *target, *n)
 	case <-ctx.Done():
 		mu.Lock()
-		fmt.Printf("%s: read %d of %d records in time\n", *target, got, *n)
+		fmt.Printf("%s: read %d of %d records in time\n", *target, len(seen), *n)
 		mu.Unlock()
 		ok = false
 	}
