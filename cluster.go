@@ -206,11 +206,14 @@ func (c *Cluster) AccountID() string { return c.cfg.account }
 
 // NewCluster returns an empty cluster and starts its background sweep. Call
 // Close to stop it. Inside a testing/synctest bubble the cluster runs on the
-// bubble's virtual clock; create and close it inside the bubble.
+// bubble's virtual clock; create and close it inside the bubble. Nil options
+// are ignored.
 func NewCluster(opts ...ClusterOption) *Cluster {
 	cfg := defaultClusterConfig()
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil { // as Open: NewCluster has no error to report it with
+			o(&cfg)
+		}
 	}
 	cfg.dir = "" // WithSync and the like are Open's
 	c := newCluster(cfg)

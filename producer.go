@@ -287,7 +287,10 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 		backoffBase:     100 * time.Millisecond,
 		backoffMax:      5 * time.Second,
 	}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return c, errorf(op, ErrInvalidArgument, "option %d is nil", i)
+		}
 		o(&c)
 	}
 	if c.logger == nil {

@@ -1518,7 +1518,8 @@ func TestProducerMetricsWithoutAggregation(t *testing.T) {
 
 // ---- 9. Validation --------------------------------------------------------
 
-// A nil Putter, or a nil *Stream, is refused rather than a panic.
+// A nil Putter, a nil *Stream or a nil option is refused rather than a
+// panic.
 func TestProducerNilPutter(t *testing.T) {
 	for _, dst := range []Putter{nil, (*Stream)(nil)} {
 		p, err := NewProducer(t.Context(), dst)
@@ -1526,6 +1527,10 @@ func TestProducerNilPutter(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalidArgument)
 		assert.Contains(t, err.Error(), "the Putter is nil")
 	}
+	p, err := NewProducer(t.Context(), prodNewFake(1), WithAggregation(true), nil)
+	assert.Nil(t, p)
+	require.ErrorIs(t, err, ErrInvalidArgument)
+	assert.Contains(t, err.Error(), "option 1 is nil")
 }
 
 // flakyStart is a Putter whose Describe and ListShards fail with err the
