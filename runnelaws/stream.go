@@ -31,9 +31,9 @@ type KinesisAPI interface {
 // methods of runnel's seams: it is a runnel.Putter and
 // runnel.StreamDescriber for a runnel.Producer, a runnel.StreamReader for a
 // runnel.Consumer or runnel.ShardReader, and a runnel.FanOutReader for
-// enhanced fan-out (runnel.WithFanOut). Code
-// written against a *runnel.Stream runs unchanged over it, on Amazon
-// Kinesis or on any Kinesis endpoint (`runnel serve` among them).
+// enhanced fan-out (runnel.WithFanOut). Code written against a
+// *runnel.Stream runs unchanged over it, on Amazon Kinesis or on any
+// Kinesis endpoint (`runnel serve` among them).
 //
 // Values cross as Kinesis sends them: sequence numbers (any Kinesis
 // sequence number; see runnel.ParseSequenceNumber), shard iterators (as
@@ -45,7 +45,9 @@ type KinesisAPI interface {
 // The SDK's retryer is off for every call a Stream makes: runnel's
 // Producer, Consumer and ShardReader retry those calls themselves, with
 // their own backoff, so a throttle is never retried twice over. A caller
-// that uses a Stream directly retries as runnel.IsRetryable says.
+// that uses a Stream directly retries as runnel.IsRetryable says. Over
+// plain HTTP/1.1, request bodies are wrapped to work around an SDK issue
+// that drops connections (see the README's "Known client issue").
 //
 // A Stream is safe for concurrent use. It holds no resources of its own:
 // there is nothing to close.
