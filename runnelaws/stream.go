@@ -45,9 +45,9 @@ type KinesisAPI interface {
 // The SDK's retryer is off for every call a Stream makes: runnel's
 // Producer, Consumer and ShardReader retry those calls themselves, with
 // their own backoff, so a throttle is never retried twice over. A caller
-// that uses a Stream directly retries as runnel.IsRetryable says. Over
-// plain HTTP/1.1, request bodies are wrapped to work around an SDK issue
-// that drops connections (see the README's "Known client issue").
+// that uses a Stream directly retries as runnel.IsRetryable says. Request
+// bodies are wrapped to work around an SDK issue that drops HTTP/1.1
+// connections (see the README's "Known client issue").
 //
 // A Stream is safe for concurrent use. It holds no resources of its own:
 // there is nothing to close.
