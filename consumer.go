@@ -1265,7 +1265,8 @@ func (c *Consumer) process(leaseCtx, readCtx context.Context, h *heldLease) {
 		fail("starting the shard reader", err)
 		return
 	}
-	opts := append(slices.Clip(c.cfg.readerOpts), WithReaderStart(start), WithReaderCheckpoint(lease.Checkpoint))
+	opts := append(slices.Clip(c.cfg.readerOpts), WithReaderStart(start), WithReaderCheckpoint(lease.Checkpoint),
+		func(rc *readerConfig) { rc.retried = c.noteRetried })
 	arn := c.consumerARN()
 	if c.cfg.fanOut {
 		if arn == "" { // gone since the lease was taken: let it be taken again
@@ -1387,10 +1388,13 @@ type ConsumerStats struct {
 	// that ended a shard's processing.
 	ProcessorErrors int64
 	// RetriedErrors counts the failed calls to the stream and the lease
-	// store that the worker tries again: syncing the shards, registering
-	// the stream consumer, and listing, taking, renewing and releasing
-	// leases. A worker that cannot reach its stream or its lease store (a
-	// misspelt name, missing credentials, a dead endpoint) keeps trying,
+	// store that the worker tries again: its own (syncing the shards,
+	// registering the stream consumer, and listing, taking, renewing and
+	// releasing leases, each logged at warn level) and its shard readers'
+	// (GetShardIterator, GetRecords and SubscribeToShard, throttles and
+	// subscription takeovers included, logged by WithReaderLogger at debug
+	// level). A worker that cannot reach its stream or its lease store (a
+	// deleted stream, missing credentials, a dead endpoint) keeps trying,
 	// and shows it here and in LastError.
 	RetriedErrors int64
 	// LastError is the latest error the worker met, of those calls or of a
@@ -1422,9 +1426,15 @@ type ConsumerShardStats struct {
 // retrying logs and counts the failure of a call to the stream or the lease
 // store that the worker tries again.
 func (c *Consumer) retrying(msg string, err error, attrs ...any) {
+	c.noteRetried(err)
+	c.log.Warn(msg, append(attrs, "err", err)...)
+}
+
+// noteRetried counts a failure that is tried again; a shard reader's (which
+// logs its own, at debug level) or the worker's.
+func (c *Consumer) noteRetried(err error) {
 	c.retriedErrors.Add(1)
 	c.lastError.Store(&err)
-	c.log.Warn(msg, append(attrs, "err", err)...)
 }
 
 // Stats returns a snapshot of the worker's counters.

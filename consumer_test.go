@@ -869,4 +869,21 @@ func TestConsumerStatsShowRetriedErrors(t *testing.T) {
 		require.ErrorIs(t, st.LastError, ErrResourceNotFound)
 		assert.Contains(t, st.LastError.Error(), s.Name())
 	})
+	// The shard readers' retries count too.
+	synctest.Test(t, func(t *testing.T) {
+		cluster, s := newTestStream(t, WithShardCount(1))
+		fault, err := cluster.InjectFaultTracked(Fault{Op: OpGetRecords, Err: ErrProvisionedThroughputExceeded, Times: 3})
+		require.NoError(t, err)
+		r := &recorder{checkpoint: true}
+		want := map[string]int{}
+		putKeys(t, s, 10, 2, want)
+		c := startWorker(t, s, NewMemoryLeaseStore(), r, "a")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.True(t, fault.Spent())
+		checkOrderNoLoss(t, r.deliveries(), want)
+		st := c.Stats()
+		assert.EqualValues(t, 3, st.RetriedErrors, "each throttled GetRecords")
+		require.ErrorIs(t, st.LastError, ErrProvisionedThroughputExceeded)
+	})
 }

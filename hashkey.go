@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -52,7 +53,7 @@ func parseHashKey(op, what, s string) (HashKey, *Error) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < '0' || c > '9' {
-			if s[0] == '-' {
+			if rest := s[1:]; s[0] == '-' && rest != "" && strings.Trim(rest, "0123456789") == "" {
 				return HashKey{}, errorf(op, ErrValidation, "%s %q is negative; hash keys are 0 to 2^128-1", what, s)
 			}
 			return HashKey{}, errorf(op, ErrValidation, "%s %q is not a decimal integer", what, s)

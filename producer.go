@@ -219,8 +219,8 @@ func WithProducerMaxRecordSize(bytes int) ProducerOption {
 }
 
 // WithRetryBackoff sets the exponential backoff of retries: the n-th retry
-// of a shard waits about base·2^(n−1), at most max, with jitter. Default
-// 100 ms and 5 s.
+// of a shard waits about base·2^(n−1), at most max, with jitter; so does
+// the n-th retry of NewProducer's startup calls. Default 100 ms and 5 s.
 func WithRetryBackoff(base, max time.Duration) ProducerOption {
 	return func(c *producerConfig) { c.backoffBase, c.backoffMax = base, max }
 }
@@ -301,12 +301,12 @@ func newProducerConfig(ctx context.Context, dst Putter, opts []ProducerOption) (
 	}
 	stream := StreamSummary{Limits: KinesisLimits(), MaxRecordSize: DefaultMaxRecordSize, MaxPutRecordsSize: MaxPutRecordsSize(DefaultMaxRecordSize)}
 	if d, ok := dst.(StreamDescriber); ok && (c.maxRecordSize == 0 || c.collMaxSize == 0 || c.shardLimits == nil) {
-		err := c.retryStartup(ctx, op, func() (err error) {
+		err := c.retryStartup(ctx, op, "describing the stream", func() (err error) {
 			stream, err = d.Describe(ctx)
 			return err
 		})
 		if err != nil {
-			return c, asError(op, "describing the stream", err)
+			return c, err
 		}
 	}
 	if c.maxRecordSize == 0 {
@@ -363,15 +363,22 @@ func (c *producerConfig) backoff(attempts int) time.Duration {
 const startupAttempts = 5
 
 // retryStartup calls f until it succeeds, fails for good, or has failed
-// retryably startupAttempts times, with the backoff in between.
-func (c *producerConfig) retryStartup(ctx context.Context, op string, f func() error) error {
+// retryably startupAttempts times, with the backoff in between; its error
+// is an *Error of op, classified as the send path classifies errors, and
+// says what op was doing.
+func (c *producerConfig) retryStartup(ctx context.Context, op, what string, f func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := f()
-		if err == nil || !IsRetryable(err) || attempt == startupAttempts || ctx.Err() != nil {
-			return err
+		if err == nil {
+			return nil
 		}
+		e := asError(op, what, err)
+		if !IsRetryable(e) || attempt == startupAttempts || ctx.Err() != nil {
+			return e
+		}
+		c.logger.Debug("runnel: producer retrying", "op", op, "attempt", attempt, "err", err)
 		if sleepCtx(ctx, c.backoff(attempt)) != nil {
-			return ctxError(op, ctx.Err())
+			return &Error{Op: op, Kind: ctx.Err(), Msg: what, Err: err} // with what it was retrying
 		}
 	}
 }
@@ -508,9 +515,12 @@ func (r *pending) size() int { return len(r.key) + len(r.data) }
 // quarter of the producer's throughput).
 const recordOverhead = 640
 
-// NewProducer returns a producer writing to dst, after learning dst's open
-// shards with ListShards. Close it to deliver what it holds and stop its
-// goroutines.
+// NewProducer returns a producer writing to dst, after learning dst's
+// limits (when dst is a StreamDescriber and no option sets them all) and
+// its open shards with ListShards. Each of those calls is tried up to 5
+// times while it fails retryably, with the retry backoff in between, so
+// NewProducer may take a second or two before it gives up; ctx bounds it.
+// Close the producer to deliver what it holds and stop its goroutines.
 func NewProducer(ctx context.Context, dst Putter, opts ...ProducerOption) (*Producer, error) {
 	cfg, err := newProducerConfig(ctx, dst, opts)
 	if err != nil {
@@ -545,12 +555,12 @@ func (p *Producer) listShards(ctx context.Context) ([]*producerShard, map[string
 	const op, attempts = "ListShards", 5
 	for attempt := 1; ; attempt++ {
 		var listed []Shard
-		err := p.cfg.retryStartup(ctx, op, func() (err error) {
+		err := p.cfg.retryStartup(ctx, op, "", func() (err error) {
 			listed, err = listAllShards(ctx, p.dst)
 			return err
 		})
 		if err != nil {
-			return nil, nil, asError(op, "", err)
+			return nil, nil, err
 		}
 		var open []*producerShard
 		ranges := make(map[string]HashKeyRange, len(listed))

@@ -2,6 +2,7 @@ package runnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"runtime"
@@ -1570,6 +1571,7 @@ func TestProducerStartupRetries(t *testing.T) {
 		{"retryable, then fine", throttled, startupAttempts - 1, true, startupAttempts},
 		{"retryable every time", throttled, startupAttempts, false, startupAttempts},
 		{"not retryable", errorf("DescribeStreamSummary", ErrAccessDenied, "no permission"), 1, false, 1},
+		{"unclassified, as an internal failure", errors.New("connection reset"), startupAttempts - 1, true, startupAttempts},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -1587,6 +1589,16 @@ func TestProducerStartupRetries(t *testing.T) {
 			})
 		})
 	}
+	// A deadline that ends the retries keeps what was being retried.
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
+		defer cancel()
+		f := &flakyStart{prodFake: prodNewFake(1), err: throttled, fails: startupAttempts}
+		_, err := NewProducer(ctx, f)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorIs(t, err, ErrLimitExceeded, "the throttle it was retrying")
+		assert.Contains(t, err.Error(), "describing the stream")
+	})
 }
 
 func TestProducerInvalidOptions(t *testing.T) {

@@ -53,6 +53,7 @@ type readerConfig struct {
 	maxBackoff  time.Duration
 	fanOut      string // the consumer ARN to subscribe with; "" to poll
 	logger      *slog.Logger
+	retried     func(error) // told of each failure the reader retries; may be nil
 	optionError error
 }
 
@@ -715,6 +716,9 @@ func (r *ShardReader) sleepBackoff(ctx context.Context, op string, err error) er
 	r.backoff = min(max(2*r.backoff, floor), max(r.cfg.maxBackoff, floor))
 	wait := r.backoff/2 + rand.N(r.backoff/2+1)
 	r.cfg.logger.Debug("runnel: reader retrying", "op", op, "shard", r.shard.ShardID, "wait", wait, "err", err)
+	if r.cfg.retried != nil {
+		r.cfg.retried(err)
+	}
 	if sleepCtx(ctx, wait) != nil {
 		return ctxError(op, ctx.Err())
 	}

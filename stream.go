@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -18,18 +19,23 @@ const (
 	MaxGetRecordsLimit = 10_000
 	// MaxGetRecordsBytes is the most data one GetRecords call returns.
 	MaxGetRecordsBytes = 10 << 20
-	// DefaultMaxRecordSize is a stream's record size limit (data and
-	// partition key, in bytes) unless it was raised (MaxRecordSizeInKiB).
-	DefaultMaxRecordSize = 1 << 20
 	// maxRecordSizeLimit is the largest record size a stream can be set to.
 	maxRecordSizeLimit = 10 << 20
 )
 
-// isNil reports whether x, a seam's value, is nil or a nil *Stream: a
-// mistake that would otherwise panic at the first call.
+// DefaultMaxRecordSize is a stream's record size limit (data and partition
+// key, in bytes) unless it was set otherwise (MaxRecordSizeInKiB on
+// Kinesis, which only raises it; WithMaxRecordSize here).
+const DefaultMaxRecordSize = 1 << 20
+
+// isNil reports whether x, a seam's value, is nil or a nil pointer (a nil
+// *Stream, say): a mistake that would otherwise panic at the first call.
 func isNil(x any) bool {
-	s, ok := x.(*Stream)
-	return x == nil || (ok && s == nil)
+	if x == nil {
+		return true
+	}
+	v := reflect.ValueOf(x)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 // StreamStatus is a stream's state as Kinesis reports it.

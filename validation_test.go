@@ -146,6 +146,7 @@ func TestPutRecordValidation(t *testing.T) {
 		{name: "hash key leading zero", in: PutRecordInput{PartitionKey: "k", ExplicitHashKey: "01"}, kind: ErrValidation, wantMsg: []string{`"01"`, "ExplicitHashKey"}},
 		{name: "hash key non-digit", in: PutRecordInput{PartitionKey: "k", ExplicitHashKey: "12a4"}, kind: ErrValidation, wantMsg: []string{`"12a4"`}},
 		{name: "hash key negative", in: PutRecordInput{PartitionKey: "k", ExplicitHashKey: "-1"}, kind: ErrValidation, wantMsg: []string{`"-1" is negative`}},
+		{name: "hash key dash", in: PutRecordInput{PartitionKey: "k", ExplicitHashKey: "-x1"}, kind: ErrValidation, wantMsg: []string{`"-x1" is not a decimal integer`}},
 		{name: "hash key 40 digits", in: PutRecordInput{PartitionKey: "k", ExplicitHashKey: "1" + strings.Repeat("0", 39)}, kind: ErrValidation, wantMsg: []string{"40 digits", "1000000000"}},
 		{name: "hash key 2^128", in: PutRecordInput{PartitionKey: "k", ExplicitHashKey: overHashKeyText}, kind: ErrInvalidArgument, wantMsg: []string{overHashKeyText}},
 		{name: "hash key 39 nines", in: PutRecordInput{PartitionKey: "k", ExplicitHashKey: strings.Repeat("9", 39)}, kind: ErrInvalidArgument, wantMsg: []string{strings.Repeat("9", 39)}},

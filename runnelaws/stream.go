@@ -109,8 +109,10 @@ func (s *Stream) ARN(ctx context.Context) (string, error) {
 // stream's own sizes: MaxRecordSizeInKiB (runnel.DefaultMaxRecordSize when
 // the service does not report it) and the PutRecords size that goes with
 // it. Limits are Kinesis's per-shard limits (runnel.KinesisLimits), which
-// the service does not report. A MaxRecordSizeInKiB outside Kinesis's 1024
-// to 10240 is a malformed response.
+// the service does not report. A MaxRecordSizeInKiB that is not positive
+// or is above Kinesis's 10240 is a malformed response; one below Kinesis's
+// 1024 is taken as it is, as a runnel server reports a stream made with a
+// smaller runnel.WithMaxRecordSize.
 func (s *Stream) Describe(ctx context.Context) (runnel.StreamSummary, error) {
 	const op = "DescribeStreamSummary"
 	req := &kinesis.DescribeStreamSummaryInput{}
@@ -125,8 +127,8 @@ func (s *Stream) Describe(ctx context.Context) (runnel.StreamSummary, error) {
 	}
 	maxRecord := runnel.DefaultMaxRecordSize
 	if kib := d.MaxRecordSizeInKiB; kib != nil {
-		if *kib < 1<<10 || *kib > 10<<10 {
-			return runnel.StreamSummary{}, malformed(op, "MaxRecordSizeInKiB %d for %s is not within 1024…10240", *kib, s.what())
+		if *kib <= 0 || *kib > 10<<10 {
+			return runnel.StreamSummary{}, malformed(op, "MaxRecordSizeInKiB %d for %s is not within 1…10240", *kib, s.what())
 		}
 		maxRecord = int(*kib) << 10
 	}

@@ -452,18 +452,36 @@ func TestAdapterDescribe(t *testing.T) {
 	})
 }
 
-// TestAdapterDescribeMalformed: a record size outside Kinesis's range is a
-// malformed response naming the value, not a producer option's error.
+// TestAdapterDescribeMalformed: a record size outside what Kinesis allows
+// is a malformed response naming the value, not a producer option's error.
 func TestAdapterDescribeMalformed(t *testing.T) {
-	k := &keeper{answer: func(string) (int, string) {
-		return http.StatusOK, `{"StreamDescriptionSummary":{"StreamName":"orders","StreamARN":"arn:aws:kinesis:us-east-1:123456789012:stream/orders","StreamStatus":"ACTIVE","MaxRecordSizeInKiB":99999}}`
-	}}
-	kc := kinesis.New(kinesis.Options{Region: "us-east-1", HTTPClient: k, BaseEndpoint: aws.String("http://127.0.0.1:1"), Credentials: aws.AnonymousCredentials{}})
-	s, err := runnelaws.NewStream(kc, "orders")
-	require.NoError(t, err)
-	_, err = s.Describe(context.Background())
-	require.ErrorIs(t, err, runnel.ErrInternalFailure)
-	assert.Contains(t, err.Error(), "MaxRecordSizeInKiB 99999")
-	_, err = runnel.NewProducer(context.Background(), s)
-	assert.Contains(t, err.Error(), "MaxRecordSizeInKiB 99999")
+	synctest.Test(t, func(t *testing.T) { // NewProducer backs off between its attempts
+		k := &keeper{answer: func(string) (int, string) {
+			return http.StatusOK, `{"StreamDescriptionSummary":{"StreamName":"orders","StreamARN":"arn:aws:kinesis:us-east-1:123456789012:stream/orders","StreamStatus":"ACTIVE","MaxRecordSizeInKiB":99999}}`
+		}}
+		kc := kinesis.New(kinesis.Options{Region: "us-east-1", HTTPClient: k, BaseEndpoint: aws.String("http://127.0.0.1:1"), Credentials: aws.AnonymousCredentials{}})
+		s, err := runnelaws.NewStream(kc, "orders")
+		require.NoError(t, err)
+		_, err = s.Describe(context.Background())
+		require.ErrorIs(t, err, runnel.ErrInternalFailure)
+		assert.Contains(t, err.Error(), "MaxRecordSizeInKiB 99999")
+		_, err = runnel.NewProducer(context.Background(), s)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "MaxRecordSizeInKiB 99999")
+	})
+}
+
+// TestAdapterDescribeSmallRecords: a runnel server's stream with records
+// below Kinesis's 1 MiB minimum is described as it is, and a producer
+// through the adapter packs to it.
+func TestAdapterDescribeSmallRecords(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, w, _ := newAdapter(t, 1, runnel.WithMaxRecordSize(512<<10))
+		sum, err := w.Describe(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, 512<<10, sum.MaxRecordSize)
+		p, err := runnel.NewProducer(context.Background(), w)
+		require.NoError(t, err)
+		require.NoError(t, p.Close(context.Background()))
+	})
 }

@@ -12,10 +12,10 @@ import (
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 )
 
-// kinesisCallOptions are the options of every call the adapter makes: the SDK's
-// retryer is off, because runnel's Producer, Consumer and ShardReader
-// retry themselves, and request bodies end cleanly once closed (see
-// endingBodies).
+// kinesisCallOptions are the options of every call the adapter makes: the
+// SDK's retryer is off, because runnel's Producer, Consumer and
+// ShardReader retry themselves, and request bodies end cleanly once closed
+// (see endingBodies).
 func kinesisCallOptions(o *kinesis.Options) {
 	o.Retryer = aws.NopRetryer{}
 	o.HTTPClient = endingBodies{o.HTTPClient}
@@ -23,7 +23,9 @@ func kinesisCallOptions(o *kinesis.Options) {
 
 // dynamoDBCallOptions are the options of every call a LeaseTable makes:
 // request bodies that end cleanly once closed (see endingBodies). The
-// SDK's retryer stays on: a LeaseTable has no caller that retries for it.
+// SDK's retryer stays on, so that one lost response does not cost a
+// Consumer a lease; a retried write that had succeeded is told from a
+// conflict by reading the lease back (see LeaseTable).
 func dynamoDBCallOptions(o *dynamodb.Options) { o.HTTPClient = endingBodies{o.HTTPClient} }
 
 // endingBodies is an HTTP client that works around an interplay of
@@ -32,7 +34,7 @@ func dynamoDBCallOptions(o *dynamodb.Options) { o.HTTPClient = endingBodies{o.HT
 // WriteTo fails with io.EOF. The transport may still be draining that body
 // after writing it, takes the io.EOF for a write error, and closes the
 // connection: that ends a SubscribeToShard event stream in mid-flight
-// (over loopback TCP, about one request in a hundred lost its connection
+// (over loopback TCP, a few requests in a hundred lost their connection
 // so), and costs other calls a new connection. Hiding WriteTo makes a
 // closed body read as ended instead. HTTP/2 (which the SDK negotiates with
 // Amazon Kinesis over TLS) only reads bodies and is not affected; plain
