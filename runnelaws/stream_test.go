@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/runnel-go/runnel"
 	"github.com/runnel-go/runnel/runnelaws"
 	"github.com/runnel-go/runnel/server/servertest"
@@ -484,4 +486,84 @@ func TestAdapterDescribeSmallRecords(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, p.Close(context.Background()))
 	})
+}
+
+// protoRecorder remembers the HTTP major version of the responses.
+type protoRecorder struct {
+	next  smithyhttp.ClientDo
+	major atomic.Int32
+}
+
+func (p *protoRecorder) Do(r *http.Request) (*http.Response, error) {
+	resp, err := p.next.Do(r)
+	if err == nil {
+		p.major.Store(int32(resp.ProtoMajor))
+	}
+	return resp, err
+}
+
+// TestAdapterSubscriptionsOverHTTP2: two subscriptions at once on one SDK
+// client over TLS and HTTP/2, as against Amazon Kinesis, each get every
+// record of their shard, in order (each subscription decodes with its own
+// codec: see ownCodec).
+func TestAdapterSubscriptionsOverHTTP2(t *testing.T) {
+	srv := servertest.NewTLS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := srv.Cluster.CreateStream(ctx, "orders", runnel.WithShardCount(2), runnel.WithLimits(runnel.Unlimited()))
+	require.NoError(t, err)
+	cfg := srv.Config()
+	rec := &protoRecorder{next: cfg.HTTPClient}
+	cfg.HTTPClient = rec
+	w, err := runnelaws.NewStream(kinesis.NewFromConfig(cfg), "orders")
+	require.NoError(t, err)
+	con, err := w.RegisterStreamConsumer(ctx, runnel.RegisterStreamConsumerInput{ConsumerName: "h2"})
+	require.NoError(t, err)
+	for {
+		d, err := w.DescribeStreamConsumer(ctx, runnel.StreamConsumerRef{ConsumerARN: con.ConsumerARN})
+		require.NoError(t, err)
+		if d.ConsumerStatus == runnel.StreamConsumerActive {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	shards, err := s.ListShards(ctx, runnel.ListShardsInput{})
+	require.NoError(t, err)
+	require.Len(t, shards.Shards, 2)
+
+	const perShard = 300
+	var wg sync.WaitGroup
+	got := make([][]string, len(shards.Shards))
+	for i, sh := range shards.Shards {
+		sub, err := w.SubscribeToShard(ctx, runnel.SubscribeToShardInput{ConsumerARN: con.ConsumerARN, ShardID: sh.ShardID, StartingPosition: runnel.StartingPosition{Type: runnel.TrimHorizon}})
+		require.NoError(t, err)
+		defer sub.Close()
+		wg.Go(func() {
+			for len(got[i]) < perShard {
+				ev, err := sub.Next(ctx)
+				if err != nil {
+					t.Errorf("shard %s: %v", sh.ShardID, err)
+					return
+				}
+				for _, r := range ev.Records {
+					got[i] = append(got[i], string(r.Data))
+				}
+			}
+		})
+	}
+	for n := range perShard {
+		for _, sh := range shards.Shards {
+			_, err := s.PutRecord(ctx, runnel.PutRecordInput{PartitionKey: "k", ExplicitHashKey: sh.HashKeyRange.StartingHashKey.String(), Data: fmt.Appendf(nil, "%s:%d", sh.ShardID, n)})
+			require.NoError(t, err)
+		}
+	}
+	wg.Wait()
+	assert.EqualValues(t, 2, rec.major.Load(), "the client spoke HTTP/2")
+	for i, sh := range shards.Shards {
+		want := make([]string, perShard)
+		for n := range want {
+			want[n] = fmt.Sprintf("%s:%d", sh.ShardID, n)
+		}
+		assert.Equal(t, want, got[i], "shard %s", sh.ShardID)
+	}
 }
