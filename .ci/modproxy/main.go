@@ -1,4 +1,4 @@
-// Command modproxy writes the repository's three modules, at one version,
+// Command modproxy writes the repository's four modules, at one version,
 // as a file-system Go module proxy, so that CI can check what a user's
 //
 //	go install github.com/runnel-go/runnel/cmd/runnel@latest
