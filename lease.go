@@ -181,19 +181,22 @@ func checkLeaseWrite(op string, l Lease, expect int64) error {
 	case l.Counter <= expect:
 		return errorf(op, ErrInvalidArgument, "counter %d of lease %s must be greater than the expected %d", l.Counter, l.ShardID, expect)
 	}
-	if why := l.invalid(); why != "" {
+	if why := l.Invalid(); why != "" {
 		return errorf(op, ErrInvalidArgument, "lease %s %s", l.ShardID, why)
 	}
 	return nil
 }
 
-// invalid says what is wrong with the values of l, or returns "" when they
-// are valid: its checkpoint, owner switch count and hash key range. Lease
-// writes and the decoders of stored leases check it.
-func (l Lease) invalid() string {
+// Invalid says what is wrong with the values of l (its checkpoint, owner
+// switch count and hash key range), as words that follow "lease <id> ", or
+// returns "" when they are valid. Every LeaseStore, this package's and
+// others' (runnelaws.LeaseTable), checks it when it writes a lease and when
+// it decodes a stored one.
+func (l Lease) Invalid() string {
+	if why := l.Checkpoint.invalid(); why != "" {
+		return "has a checkpoint that " + why
+	}
 	switch r := l.HashKeyRange; {
-	case l.Checkpoint.invalid() != "":
-		return "has a checkpoint that " + l.Checkpoint.invalid()
 	case l.OwnerSwitchesSinceCheckpoint < 0:
 		return fmt.Sprintf("has the negative owner switch count %d", l.OwnerSwitchesSinceCheckpoint)
 	case r.StartingHashKey.Cmp(r.EndingHashKey) > 0:

@@ -480,7 +480,7 @@ func decodeLeaseFile(op, path string, data []byte) (map[string]Lease, error) {
 			OwnerSwitchesSinceCheckpoint: row.OwnerSwitches,
 			Start:                        StartingPosition{Type: row.Start.Type, SequenceNumber: row.Start.SequenceNumber},
 		}
-		if why := l.invalid(); why != "" {
+		if why := l.Invalid(); why != "" {
 			return nil, corrupt("lease %s %s", clip(row.ShardID, 64), why)
 		}
 		if ts := row.Start.Timestamp; ts != "" {

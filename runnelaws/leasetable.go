@@ -189,7 +189,7 @@ func WithCreateTable() LeaseTableOption { return func(c *leaseTableConfig) { c.c
 // LeaseTable says.
 func NewLeaseTable(ctx context.Context, api DynamoDBAPI, table string, opts ...LeaseTableOption) (*LeaseTable, error) {
 	const op = "NewLeaseTable"
-	if c, ok := api.(*dynamodb.Client); api == nil || (ok && c == nil) {
+	if isNilClient(api) {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "the DynamoDB client is nil"}
 	}
 	if why := tableNameProblem(table); why != "" {
@@ -579,7 +579,7 @@ func checkLeaseTableWrite(op string, l runnel.Lease, expect int64) error {
 	case l.Counter <= expect:
 		return bad("counter %d of lease %s must be greater than the expected %d", l.Counter, id, expect)
 	}
-	if why := leaseProblem(l); why != "" {
+	if why := l.Invalid(); why != "" {
 		return bad("lease %s %s", id, why)
 	}
 	if strings.Contains(l.ShardID, ":") {
@@ -609,26 +609,6 @@ func checkLeaseTableWrite(op string, l runnel.Lease, expect int64) error {
 		return bad("lease %s: start timestamp %s is outside the years 0 to 9999 (UTC), which the item's RFC 3339 text can hold", id, ts.UTC())
 	}
 	return nil
-}
-
-// leaseProblem says what is wrong with the values of a lease, or returns
-// "": the rules of the core's lease stores for its checkpoint, owner
-// switch count and hash key range, checked on writes and on decoding.
-func leaseProblem(l runnel.Lease) string {
-	c, r := l.Checkpoint, l.HashKeyRange
-	switch {
-	case c.ShardEnd && (!c.SequenceNumber.IsZero() || c.SubSequenceNumber != 0):
-		return fmt.Sprintf("has a checkpoint that is SHARD_END and also at %s/%d", c.SequenceNumber, c.SubSequenceNumber)
-	case c.SubSequenceNumber < 0:
-		return fmt.Sprintf("has a checkpoint with the negative sub-sequence number %d", c.SubSequenceNumber)
-	case !c.ShardEnd && c.SequenceNumber.IsZero() && c.SubSequenceNumber != 0:
-		return fmt.Sprintf("has a checkpoint with the sub-sequence number %d but no sequence number", c.SubSequenceNumber)
-	case l.OwnerSwitchesSinceCheckpoint < 0:
-		return fmt.Sprintf("has the negative owner switch count %d", l.OwnerSwitchesSinceCheckpoint)
-	case r.StartingHashKey.Cmp(r.EndingHashKey) > 0:
-		return fmt.Sprintf("has a hash key range that starts at %s, after its end %s", r.StartingHashKey, r.EndingHashKey)
-	}
-	return ""
 }
 
 // timestampOK reports whether RFC 3339 text in UTC can hold t.
@@ -757,7 +737,7 @@ func decodeLeaseItem(op, table string, item map[string]types.AttributeValue) (ru
 	if d.err != nil {
 		return runnel.Lease{}, d.err
 	}
-	if why := leaseProblem(l); why != "" {
+	if why := l.Invalid(); why != "" {
 		return runnel.Lease{}, d.corrupt("", "the lease "+why)
 	}
 	return l, nil

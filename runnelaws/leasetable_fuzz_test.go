@@ -149,7 +149,7 @@ func FuzzDecodeLeaseItem(f *testing.F) {
 			}
 			return
 		}
-		if why := leaseProblem(l); why != "" {
+		if why := l.Invalid(); why != "" {
 			t.Fatalf("decoded lease %+v %s", l, why)
 		}
 		again, err := decodeLeaseItem("ListLeases", "fuzz", encodeLeaseItem(l))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"reflect"
 	"regexp"
 	"sync"
 	"time"
@@ -59,6 +60,17 @@ type Stream struct {
 	arn   string // the stream's ARN: given (and then fixed), or learned by Describe; guarded by arnMu then
 }
 
+// isNilClient reports whether an SDK client given to a constructor is nil,
+// or a nil pointer (a nil *kinesis.Client, say), which would panic at the
+// first call.
+func isNilClient(api any) bool {
+	if api == nil {
+		return true
+	}
+	v := reflect.ValueOf(api)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
 // streamARNPattern is the shape of a Kinesis stream ARN; its group is the
 // stream's name.
 var streamARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/([^/]+)$`)
@@ -70,7 +82,7 @@ var streamARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0
 // call; the first call that needs the stream finds whether it exists.
 func NewStream(api KinesisAPI, stream string) (*Stream, error) {
 	const op = "NewStream"
-	if c, ok := api.(*kinesis.Client); api == nil || (ok && c == nil) {
+	if isNilClient(api) {
 		return nil, &runnel.Error{Op: op, Kind: runnel.ErrInvalidArgument, Msg: "the Kinesis client is nil"}
 	}
 	s := &Stream{api: api, name: stream}
